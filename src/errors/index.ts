@@ -1,0 +1,1 @@
+export { ErrorCode, TallyError, TallyConfigError, TallyValidationError, TallyScriptError } from './errors.js';
