@@ -1,0 +1,152 @@
+import { readFile } from 'node:fs/promises';
+import type { Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { TallyConfigError } from '../errors/index.js';
+import { compileMeters, type Meter } from '../meters/index.js';
+import { parseDuration } from './duration.js';
+import { ConfigSchema } from './schema.js';
+
+/** The configuration as validated, with every default filled in. */
+export type TallyConfigData = Static<typeof ConfigSchema>;
+
+/** Config input: any part may be left out and takes its default (meters excepted: they are a list). */
+export type TallyConfigInput = {
+  [K in keyof TallyConfigData]?: TallyConfigData[K] extends readonly unknown[] ? TallyConfigData[K] : Partial<TallyConfigData[K]>;
+};
+
+/** Number of dedup epochs per horizon: an epoch lasts horizon / DEDUP_GENERATIONS. */
+export const DEDUP_GENERATIONS = 2;
+
+/** The resolved configuration every component receives: durations in ms, meters compiled. */
+export interface TallyConfig {
+  readonly data: TallyConfigData;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly partitions: number;
+  readonly consumerGroup: string;
+  readonly maxEntryBytes: number;
+  readonly dedup: { readonly horizonMs: number; readonly epochMs: number; readonly generations: number; readonly bucketBits: number };
+  readonly windows: {
+    readonly graceMs: number;
+    readonly idleTimeoutMs: number;
+    readonly maxFutureSkewMs: number;
+    readonly latePolicy: TallyConfigData['windows']['latePolicy'];
+    readonly retentionMs: number;
+  };
+  readonly worker: {
+    readonly batchSize: number;
+    readonly blockMs: number;
+    readonly closeIntervalMs: number;
+    readonly claimIdleMs: number;
+    readonly maxDeliveries: number;
+  };
+  readonly rollups: {
+    readonly queues: readonly string[];
+    readonly queuePrefix: string;
+    readonly keepCompletedMs: number;
+    readonly attempts: number;
+  };
+  readonly meters: readonly Meter[];
+}
+
+/** `/meters/0/aggregation` → `meters[0].aggregation` */
+function fieldOf(path: string): string {
+  return (
+    path
+      .split('/')
+      .filter(Boolean)
+      .map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`))
+      .join('') || '(root)'
+  );
+}
+
+function valueAt(root: unknown, path: string): unknown {
+  let node = root;
+  for (const part of path.split('/').filter(Boolean)) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/**
+ * Validates a configuration object, fills defaults, applies `REDIS_URL` from the environment, and
+ * resolves it. Throws TallyConfigError naming the first bad field and its value.
+ */
+export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): TallyConfig {
+  if (input === null || input === undefined) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new TallyConfigError('(root)', 'the configuration must be a mapping');
+  }
+  const data = Value.Default(ConfigSchema, structuredClone(input)) as TallyConfigData;
+  if (env.REDIS_URL) data.redis.url = env.REDIS_URL;
+  const error = Value.Errors(ConfigSchema, data).First();
+  if (error) {
+    const value = valueAt(data, error.path);
+    const shown = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+    throw new TallyConfigError(fieldOf(error.path), `${error.message} (${shown})`);
+  }
+  if (!/^rediss?:\/\//.test(data.redis.url)) {
+    throw new TallyConfigError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(data.redis.url)}`);
+  }
+  const horizonMs = parseDuration(data.dedup.horizon, 'dedup.horizon');
+  if (horizonMs < 60_000) throw new TallyConfigError('dedup.horizon', `must be at least 1m, got ${JSON.stringify(data.dedup.horizon)}`);
+  const graceMs = parseDuration(data.windows.grace, 'windows.grace');
+  const retentionMs = parseDuration(data.windows.retention, 'windows.retention');
+  if (retentionMs <= graceMs) {
+    throw new TallyConfigError('windows.retention', `must be longer than windows.grace, got ${JSON.stringify(data.windows.retention)}`);
+  }
+  return {
+    data,
+    redisUrl: data.redis.url,
+    prefix: data.streams.prefix,
+    partitions: data.streams.partitions,
+    consumerGroup: data.streams.consumerGroup,
+    maxEntryBytes: data.streams.maxEntryBytes,
+    dedup: {
+      horizonMs,
+      epochMs: Math.ceil(horizonMs / DEDUP_GENERATIONS),
+      generations: DEDUP_GENERATIONS,
+      bucketBits: data.dedup.bucketBits,
+    },
+    windows: {
+      graceMs,
+      idleTimeoutMs: parseDuration(data.windows.idleTimeout, 'windows.idleTimeout'),
+      maxFutureSkewMs: parseDuration(data.windows.maxFutureSkew, 'windows.maxFutureSkew'),
+      latePolicy: data.windows.latePolicy,
+      retentionMs,
+    },
+    worker: {
+      batchSize: data.worker.batchSize,
+      blockMs: data.worker.blockMs,
+      closeIntervalMs: parseDuration(data.worker.closeInterval, 'worker.closeInterval'),
+      claimIdleMs: parseDuration(data.worker.claimIdle, 'worker.claimIdle'),
+      maxDeliveries: data.worker.maxDeliveries,
+    },
+    rollups: {
+      queues: data.rollups.queues,
+      queuePrefix: data.rollups.queuePrefix,
+      keepCompletedMs: parseDuration(data.rollups.keepCompleted, 'rollups.keepCompleted'),
+      attempts: data.rollups.attempts,
+    },
+    meters: compileMeters(data.meters),
+  };
+}
+
+/** Reads a YAML (or JSON) config file and resolves it. */
+export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<TallyConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new TallyConfigError('config', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (err) {
+    throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  return resolveConfig(parsed, env);
+}

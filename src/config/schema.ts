@@ -1,0 +1,86 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { MeterSchema } from '../meters/schema.js';
+
+/**
+ * The one schema of Tally's configuration (config/tally.yaml). The TypeScript type is derived from
+ * it; `load.ts` fills the defaults declared here, validates, and resolves durations and meters.
+ */
+const duration = (defaultValue: string, description?: string) =>
+  Type.Union([Type.String(), Type.Number({ minimum: 0 })], {
+    default: defaultValue,
+    description: `${description ?? 'A duration'} (500ms, 10s, 5m, 1h, 32d, or milliseconds)`,
+  });
+
+export const LatePolicies = ['correct', 'dead-letter'] as const;
+
+export const ConfigSchema = Type.Object(
+  {
+    redis: Type.Object(
+      {
+        url: Type.String({ default: 'redis://127.0.0.1:6379', description: 'redis:// or rediss:// URL; REDIS_URL overrides' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    streams: Type.Object(
+      {
+        prefix: Type.String({ default: 'tally', pattern: '^[A-Za-z0-9_.-]+$' }),
+        partitions: Type.Integer({ default: 1, minimum: 1, maximum: 1024 }),
+        consumerGroup: Type.String({ default: 'tally', minLength: 1 }),
+        maxEntryBytes: Type.Integer({ default: 1_048_576, minimum: 256 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    dedup: Type.Object(
+      {
+        horizon: duration('32d', 'How long an event id is remembered for dedup'),
+        bucketBits: Type.Integer({
+          default: 16,
+          minimum: 4,
+          maximum: 24,
+          description: 'log2 of the dedup hash buckets per partition and epoch; see docs/configuration.md',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    windows: Type.Object(
+      {
+        grace: duration('5s', 'How long after its end a window waits for stragglers'),
+        idleTimeout: duration('10s', 'Quiet time after which wall-clock time closes windows'),
+        maxFutureSkew: duration('5m', 'How far ahead of its ingestion an event time may be'),
+        latePolicy: Type.Union(
+          LatePolicies.map((p) => Type.Literal(p)),
+          { default: 'correct' },
+        ),
+        retention: duration('35d', 'How long closed windows are kept for corrections and queries'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    worker: Type.Object(
+      {
+        batchSize: Type.Integer({ default: 1000, minimum: 1, maximum: 5000 }),
+        blockMs: Type.Integer({ default: 1000, minimum: 10 }),
+        closeInterval: duration('250ms'),
+        claimIdle: duration('30s'),
+        maxDeliveries: Type.Integer({ default: 5, minimum: 1 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    rollups: Type.Object(
+      {
+        queues: Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$' }), {
+          default: ['tally-billing', 'tally-entitlements'],
+          minItems: 1,
+        }),
+        queuePrefix: Type.String({ default: 'bull', minLength: 1 }),
+        keepCompleted: duration('1d'),
+        attempts: Type.Integer({ default: 5, minimum: 1 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    meters: Type.Array(MeterSchema, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+/** The configuration as written (YAML or object), before defaults are applied. */
+export type TallyConfigInput = Static<typeof ConfigSchema>;

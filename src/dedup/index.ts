@@ -1,0 +1,2 @@
+export { fingerprint, epochOf } from './fingerprint.js';
+export { sweepDedup } from './sweeper.js';

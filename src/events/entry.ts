@@ -1,0 +1,116 @@
+import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.js';
+
+/** Stream entry field holding one event as JSON. */
+export const EVENT_FIELD = 'event';
+/** Stream entry field holding a JSON array of events (written by the TypeScript producer's batches). */
+export const EVENTS_FIELD = 'events';
+
+export interface DecodedEvent {
+  readonly event: UsageEvent;
+  /** Event time in epoch ms: `time` truncated to the millisecond, or the entry's ingestion time. */
+  readonly timeMs: number;
+  /** Position inside a batch entry (0 for a single-event entry). */
+  readonly index: number;
+}
+
+export interface RejectedEvent {
+  readonly reason: string;
+  readonly detail: string;
+  /**
+   * The original bytes of the entry's value, unchanged (for a batch entry the whole array: `index`
+   * says which event), so a dead letter can always be replayed exactly.
+   */
+  readonly payload: string;
+  readonly index: number;
+}
+
+export interface DecodeOptions {
+  readonly maxEntryBytes: number;
+  readonly maxFutureSkewMs: number;
+}
+
+export interface DecodedEntry {
+  readonly events: DecodedEvent[];
+  readonly rejected: RejectedEvent[];
+  /** The entry's value exactly as stored, and the field it came from (for dead letters). */
+  readonly raw: string;
+  readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
+}
+
+/** Byte length, computed only when the character count alone cannot decide. */
+function tooLarge(raw: string, maxBytes: number): boolean {
+  if (raw.length > maxBytes) return true;
+  return raw.length * 3 > maxBytes && Buffer.byteLength(raw, 'utf8') > maxBytes;
+}
+
+function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
+  const invalid = explainInvalidEvent(value);
+  if (invalid) return invalid;
+  const time = (value as UsageEvent).time;
+  const timeMs = time === undefined ? ingestedMs : (parseEventTime(time) as number);
+  if (timeMs > ingestedMs + opts.maxFutureSkewMs) {
+    return {
+      reason: 'future-time',
+      detail: `time ${time} is more than ${opts.maxFutureSkewMs} ms ahead of ingestion ${new Date(ingestedMs).toISOString()}`,
+    };
+  }
+  return { timeMs };
+}
+
+/**
+ * Decodes one stream entry (its flat field/value list as ioredis returns it) into valid events and
+ * rejected ones. Never throws: anything malformed becomes a rejection with a reason.
+ * `ingestedMs` is the millisecond part of the entry id, so the decision is the same on every redelivery.
+ */
+export function decodeEntry(fields: readonly string[], ingestedMs: number, opts: DecodeOptions): DecodedEntry {
+  const events: DecodedEvent[] = [];
+  const rejected: RejectedEvent[] = [];
+  let raw: string | undefined;
+  let batch = false;
+  const done = () => ({ events, rejected, raw: raw ?? '', field: batch ? EVENTS_FIELD : EVENT_FIELD }) as const;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i];
+    if (name === EVENT_FIELD || name === EVENTS_FIELD) {
+      raw = fields[i + 1];
+      batch = name === EVENTS_FIELD;
+      break;
+    }
+  }
+  if (raw === undefined) {
+    const payload = JSON.stringify(Object.fromEntries(pairs(fields)));
+    rejected.push({ reason: 'no-event-field', detail: `entry has neither "${EVENT_FIELD}" nor "${EVENTS_FIELD}"`, payload, index: 0 });
+    return done();
+  }
+  if (tooLarge(raw, opts.maxEntryBytes)) {
+    rejected.push({ reason: 'oversized', detail: `entry exceeds ${opts.maxEntryBytes} bytes`, payload: raw, index: 0 });
+    return done();
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    rejected.push({ reason: 'invalid-json', detail: (err as Error).message, payload: raw, index: 0 });
+    return done();
+  }
+  if (!batch) {
+    const result = decodeOne(parsed, ingestedMs, opts);
+    if ('timeMs' in result) events.push({ event: parsed as UsageEvent, timeMs: result.timeMs, index: 0 });
+    else rejected.push({ ...result, payload: raw, index: 0 });
+    return done();
+  }
+  if (!Array.isArray(parsed)) {
+    rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, index: 0 });
+    return done();
+  }
+  for (let index = 0; index < parsed.length; index++) {
+    const value: unknown = parsed[index];
+    const result = decodeOne(value, ingestedMs, opts);
+    if ('timeMs' in result) events.push({ event: value as UsageEvent, timeMs: result.timeMs, index });
+    else rejected.push({ ...result, payload: raw, index });
+  }
+  return done();
+}
+
+function* pairs(fields: readonly string[]): Generator<[string, string]> {
+  for (let i = 0; i + 1 < fields.length; i += 2) yield [fields[i] as string, fields[i + 1] as string];
+}

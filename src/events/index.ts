@@ -1,0 +1,10 @@
+export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, type UsageEvent } from './schema.js';
+export {
+  decodeEntry,
+  EVENT_FIELD,
+  EVENTS_FIELD,
+  type DecodedEvent,
+  type DecodedEntry,
+  type RejectedEvent,
+  type DecodeOptions,
+} from './entry.js';

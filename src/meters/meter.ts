@@ -1,0 +1,159 @@
+import type { UsageEvent } from '../events/index.js';
+import { TallyConfigError } from '../errors/index.js';
+import { parseWindowSize, windowOf, type WindowSpec } from '../windows/index.js';
+import { toScaled } from './decimal.js';
+import { compileJsonPath } from './json-path.js';
+import type { Aggregation, MeterInput } from './schema.js';
+
+/** One-letter aggregation codes used in Redis (window index members, outbox entries, Lua). */
+export const AggregationCode = {
+  SUM: 'S',
+  COUNT: 'C',
+  MIN: 'm',
+  MAX: 'M',
+  AVG: 'A',
+  UNIQUE_COUNT: 'U',
+  LATEST: 'L',
+} as const satisfies Record<Aggregation, string>;
+
+export type AggregationCode = (typeof AggregationCode)[Aggregation];
+
+const AGGREGATION_BY_CODE = Object.fromEntries(
+  Object.entries(AggregationCode).map(([name, code]) => [code, name as Aggregation]),
+) as Record<string, Aggregation>;
+
+export function aggregationOfCode(code: string): Aggregation | undefined {
+  return AGGREGATION_BY_CODE[code];
+}
+
+type Accessor = (root: unknown) => unknown;
+
+/** A meter from the config, compiled for the hot path. */
+export interface Meter {
+  readonly slug: string;
+  readonly eventType: string;
+  readonly aggregation: Aggregation;
+  readonly code: AggregationCode;
+  readonly window: WindowSpec;
+  /** Group-by names, sorted: the order of values in a group key. */
+  readonly groupKeys: readonly string[];
+  readonly groupAccessors: readonly Accessor[];
+  readonly value: Accessor | undefined;
+}
+
+/** What one event does to one meter: the window and group it lands in and the value to aggregate. */
+export interface MeterUpdate {
+  readonly meter: Meter;
+  readonly windowStart: number;
+  readonly windowEnd: number;
+  /** JSON array `[subject, ...groupValues]`: the group's identity inside the window. */
+  readonly group: string;
+  /** Scaled integer (SUM, AVG, MIN, MAX, LATEST), the distinct value (UNIQUE_COUNT), or '' (COUNT). */
+  readonly value: string;
+  /** LATEST only: fixed-width (event time, entry id, index) so the newest event wins deterministically. */
+  readonly sortKey: string;
+}
+
+export interface MeterRejection {
+  readonly reason: string;
+  readonly detail: string;
+}
+
+/** Compiles and cross-checks the configured meters; errors name the meter's field. */
+export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
+  const seen = new Set<string>();
+  return inputs.map((input, i) => {
+    const field = `meters[${i}]`;
+    if (seen.has(input.slug)) throw new TallyConfigError(`${field}.slug`, `duplicate meter slug ${JSON.stringify(input.slug)}`);
+    seen.add(input.slug);
+    if (input.aggregation === 'COUNT' && input.valueProperty !== undefined) {
+      throw new TallyConfigError(`${field}.valueProperty`, 'COUNT meters count events and take no valueProperty');
+    }
+    if (input.aggregation !== 'COUNT' && input.valueProperty === undefined) {
+      throw new TallyConfigError(`${field}.valueProperty`, `required for ${input.aggregation} meters`);
+    }
+    const groupKeys = Object.keys(input.groupBy ?? {}).sort();
+    return {
+      slug: input.slug,
+      eventType: input.eventType,
+      aggregation: input.aggregation,
+      code: AggregationCode[input.aggregation],
+      window: parseWindowSize(input.windowSize, input.timeZone, `${field}.windowSize`),
+      groupKeys,
+      groupAccessors: groupKeys.map((k) => compileJsonPath(input.groupBy?.[k] as string, `${field}.groupBy.${k}`)),
+      value: input.valueProperty === undefined ? undefined : compileJsonPath(input.valueProperty, `${field}.valueProperty`),
+    };
+  });
+}
+
+function groupValue(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+const pad = (n: number | string, width: number) => String(n).padStart(width, '0');
+
+/** The LATEST tie-break key; entry ids are `ms-seq`. */
+function latestSortKey(timeMs: number, entryId: string, index: number): string {
+  const dash = entryId.indexOf('-');
+  return `${pad(timeMs, 15)}.${pad(entryId.slice(0, dash), 15)}.${pad(entryId.slice(dash + 1), 10)}.${pad(index, 6)}`;
+}
+
+/** The update one event makes to one meter, or why the event is invalid for it. */
+export function meterUpdate(
+  meter: Meter,
+  event: UsageEvent,
+  timeMs: number,
+  entryId: string,
+  index: number,
+): MeterUpdate | MeterRejection {
+  const data = event.data;
+  let value = '';
+  if (meter.value !== undefined) {
+    const raw = meter.value(data);
+    if (meter.code === 'U') {
+      if (raw === undefined || raw === null || typeof raw === 'object') {
+        return { reason: 'invalid-value', detail: `${meter.slug}: value is missing or not a scalar` };
+      }
+      value = String(raw);
+    } else {
+      const scaled = toScaled(raw);
+      if (scaled === undefined) {
+        return { reason: 'invalid-value', detail: `${meter.slug}: value ${JSON.stringify(raw) ?? 'undefined'} is not a number` };
+      }
+      value = scaled.toString();
+    }
+  }
+  const values: (string | null)[] = [event.subject];
+  for (const accessor of meter.groupAccessors) values.push(groupValue(accessor(data)));
+  const { start, end } = windowOf(meter.window, timeMs);
+  return {
+    meter,
+    windowStart: start,
+    windowEnd: end,
+    group: JSON.stringify(values),
+    value,
+    sortKey: meter.code === 'L' ? latestSortKey(timeMs, entryId, index) : '',
+  };
+}
+
+/** Meters by the event type they count. */
+export class MeterIndex {
+  private readonly byType = new Map<string, Meter[]>();
+
+  constructor(readonly meters: readonly Meter[]) {
+    for (const meter of meters) {
+      const list = this.byType.get(meter.eventType) ?? [];
+      list.push(meter);
+      this.byType.set(meter.eventType, list);
+    }
+  }
+
+  forType(type: string): readonly Meter[] | undefined {
+    return this.byType.get(type);
+  }
+
+  bySlug(slug: string): Meter | undefined {
+    return this.meters.find((m) => m.slug === slug);
+  }
+}

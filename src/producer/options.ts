@@ -1,0 +1,33 @@
+import type { RedisClient } from '../redis/index.js';
+
+export interface ProducerOptions {
+  /** A Redis URL, or a connection (ioredis Redis or Cluster) the producer will use but not close. */
+  redis: string | RedisClient;
+  /**
+   * Stream key prefix.
+   * @defaultValue 'tally'
+   */
+  prefix?: string;
+  /**
+   * Number of stream partitions; must match the workers' config.
+   * @defaultValue 1
+   */
+  partitions?: number;
+  /**
+   * Largest stream entry the producer writes; workers dead-letter larger ones.
+   * @defaultValue 1048576
+   */
+  maxEntryBytes?: number;
+  /**
+   * Events per batch entry written by `sendBatch` (field `events`).
+   * @defaultValue 100
+   */
+  eventsPerEntry?: number;
+}
+
+export const defaultProducerOptions = {
+  prefix: 'tally',
+  partitions: 1,
+  maxEntryBytes: 1_048_576,
+  eventsPerEntry: 100,
+} satisfies Partial<ProducerOptions>;

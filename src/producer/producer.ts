@@ -1,0 +1,107 @@
+import { TallyConfigError, TallyError, ErrorCode, TallyValidationError } from '../errors/index.js';
+import { EVENT_FIELD, EVENTS_FIELD, explainInvalidEvent, type UsageEvent } from '../events/index.js';
+import { connect, TallyKeys, type RedisClient } from '../redis/index.js';
+import { defaultProducerOptions, type ProducerOptions } from './options.js';
+import { partitionOf } from './partition.js';
+
+/**
+ * Appends usage events to the partitioned Redis streams. Events are validated against the event schema
+ * before they are sent (a bad event throws TallyValidationError and nothing is written).
+ * Retrying a send after an error is safe: workers drop the duplicate by (source, id).
+ */
+export class UsageProducer {
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly keys: TallyKeys;
+  private readonly partitions: number;
+  private readonly maxEntryBytes: number;
+  private readonly eventsPerEntry: number;
+  private closed = false;
+
+  constructor(options: ProducerOptions) {
+    const opts = { ...defaultProducerOptions, ...options };
+    if (!Number.isInteger(opts.partitions) || opts.partitions < 1) {
+      throw new TallyConfigError('partitions', `expected an integer ≥ 1, got ${opts.partitions}`);
+    }
+    if (!Number.isInteger(opts.eventsPerEntry) || opts.eventsPerEntry < 1) {
+      throw new TallyConfigError('eventsPerEntry', `expected an integer ≥ 1, got ${opts.eventsPerEntry}`);
+    }
+    this.ownsClient = typeof opts.redis === 'string';
+    this.client = typeof opts.redis === 'string' ? connect(opts.redis) : opts.redis;
+    this.keys = new TallyKeys(opts.prefix);
+    this.partitions = opts.partitions;
+    this.maxEntryBytes = opts.maxEntryBytes;
+    this.eventsPerEntry = opts.eventsPerEntry;
+  }
+
+  /** Sends one event as its own stream entry; resolves to the entry id. */
+  async send(event: UsageEvent): Promise<string> {
+    this.assertOpen();
+    const json = this.serialize(event);
+    const id = await this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json);
+    return id as string;
+  }
+
+  /**
+   * Sends many events in batch entries (up to `eventsPerEntry` events and `maxEntryBytes` each), grouped
+   * by partition, in one pipeline. All events are validated first: one bad event rejects the whole call.
+   * Resolves to the ids of the entries written.
+   */
+  async sendBatch(events: readonly UsageEvent[]): Promise<string[]> {
+    this.assertOpen();
+    const byPartition = new Map<number, string[]>();
+    for (const event of events) {
+      const json = this.serialize(event);
+      const p = partitionOf(event.subject, this.partitions);
+      const list = byPartition.get(p);
+      if (list) list.push(json);
+      else byPartition.set(p, [json]);
+    }
+    const pipeline = this.client.pipeline();
+    for (const [p, jsons] of byPartition) {
+      const key = this.keys.events(p);
+      let chunk: string[] = [];
+      let bytes = 2;
+      const flush = () => {
+        if (chunk.length === 0) return;
+        if (chunk.length === 1) pipeline.xadd(key, '*', EVENT_FIELD, chunk[0] as string);
+        else pipeline.xadd(key, '*', EVENTS_FIELD, `[${chunk.join(',')}]`);
+        chunk = [];
+        bytes = 2;
+      };
+      for (const json of jsons) {
+        const size = Buffer.byteLength(json) + 1;
+        if (chunk.length >= this.eventsPerEntry || (chunk.length > 0 && bytes + size > this.maxEntryBytes)) flush();
+        chunk.push(json);
+        bytes += size;
+      }
+      flush();
+    }
+    const results = (await pipeline.exec()) ?? [];
+    return results.map(([err, id]) => {
+      if (err) throw err;
+      return id as string;
+    });
+  }
+
+  /** Closes the connection if the producer opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+  }
+
+  private serialize(event: UsageEvent): string {
+    const invalid = explainInvalidEvent(event);
+    if (invalid) throw new TallyValidationError(invalid.reason, `invalid usage event: ${invalid.detail}`);
+    const json = JSON.stringify(event.specversion === undefined ? { specversion: '1.0', ...event } : event);
+    if (Buffer.byteLength(json) > this.maxEntryBytes) {
+      throw new TallyValidationError('oversized', `event ${event.id} exceeds ${this.maxEntryBytes} bytes`);
+    }
+    return json;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TallyError(ErrorCode.Closed, 'the producer is closed');
+  }
+}

@@ -1,0 +1,228 @@
+--[[
+  applyBatch: dedup, aggregate and acknowledge one batch of stream entries of one partition, as one
+  atomic step.
+
+  Guarantees
+  - Every entry named by an 'E' record is XACKed in the same step that applies its events, so a crash
+    before the step leaves the entry pending (it is redone) and a crash after leaves nothing to redo.
+  - An event whose fingerprint (of source and id) is remembered in the current or any of the previous
+    `generations` dedup epochs changes nothing. A new event is remembered in the epoch of its entry id.
+  - An event is applied to all of its meters or to none: late events under the dead-letter policy and
+    events beyond retention are dead-lettered whole (and not remembered, so a replay counts once).
+  - Late events under the correct policy are applied to the closed window and queued in `corrections`,
+    so the next close step emits one correction rollup per changed (window, group).
+  The script performs no call that can fail on well-formed input except HINCRBY overflow (a window
+  total beyond int64 micro-units), which is caught and dead-lettered with reason `sum-overflow`.
+
+  Input:
+    KEYS[1] events stream            KEYS[2] dead-letter stream     KEYS[3] state hash
+    KEYS[4] window index (zset)      KEYS[5] corrections (set)      KEYS[6] dedup epochs (hash)
+    KEYS[7] partition base `<prefix>:{p<i>}:` (window `w:*` and dedup `d:*` keys derive from it)
+
+    ARGV[1] consumer group     ARGV[2] grace ms        ARGV[3] late policy ('correct'|'dead-letter')
+    ARGV[4] retention ms       ARGV[5] generations     ARGV[6] bucket bits for new epochs
+    ARGV[7] consumer name
+    ARGV[8..] records, each starting with a tag:
+      'E', entryId, epoch   -- following records belong to this entry. It is applied and acked only
+                            -- while still pending for this consumer: an entry reclaimed by another
+                            -- consumer meanwhile (or already acked) is skipped whole, so a stalled
+                            -- worker that wakes up late cannot apply or dead-letter it twice.
+      'D', index, reason, detail, payload       -- dead-letter an event rejected by the worker
+      'V', index, fingerprint, timeMs, n, then n updates of 7 values:
+           meter, agg, windowStart, windowEnd, group, value, sortKey
+      agg: C count, S sum, A avg, m min, M max, U unique count, L latest
+
+  Output: { applied, duplicates, deadLettered, corrected, acked, skippedEntries }
+]]
+local rcall = redis.call
+local eventsKey = KEYS[1]
+local deadLetterKey = KEYS[2]
+local stateKey = KEYS[3]
+local indexKey = KEYS[4]
+local correctionsKey = KEYS[5]
+local epochsKey = KEYS[6]
+local base = KEYS[7]
+
+local group = ARGV[1]
+local graceMs = tonumber(ARGV[2])
+local latePolicy = ARGV[3]
+local retentionMs = tonumber(ARGV[4])
+local generations = tonumber(ARGV[5])
+local newBucketBits = tonumber(ARGV[6])
+local consumer = ARGV[7]
+
+--@include compareInt
+
+local time = rcall('TIME')
+local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
+local streamTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
+local streamTimeBefore = streamTime
+
+-- Dedup epochs: bucket bits per epoch, read once per batch.
+local epochBits = {}
+local function bitsOf(epoch)
+  local bits = epochBits[epoch]
+  if bits == nil then
+    local stored = rcall('HGET', epochsKey, epoch)
+    bits = stored and tonumber(stored) or false
+    epochBits[epoch] = bits
+  end
+  return bits
+end
+
+local function bucketKey(epoch, bits, fp)
+  local top = string.byte(fp, 1) * 65536 + string.byte(fp, 2) * 256 + string.byte(fp, 3)
+  return base .. 'd:' .. epoch .. ':' .. math.floor(top / 2 ^ (24 - bits))
+end
+
+-- Returns true if the fingerprint was already remembered; otherwise remembers it in `epoch` and
+-- returns false plus the key it was written to (so a dead-lettered event can be forgotten again).
+local function seenBefore(epoch, fp)
+  local field = string.sub(fp, 4, 15)
+  local bits = bitsOf(epoch)
+  if not bits then
+    rcall('HSETNX', epochsKey, epoch, newBucketBits)
+    bits = tonumber(rcall('HGET', epochsKey, epoch))
+    epochBits[epoch] = bits
+  end
+  local key = bucketKey(epoch, bits, fp)
+  if rcall('HSETNX', key, field, '') == 0 then
+    return true
+  end
+  local e = tonumber(epoch)
+  for g = 1, generations do
+    local older = string.format('%d', e - g)
+    local olderBits = bitsOf(older)
+    if olderBits and rcall('HEXISTS', bucketKey(older, olderBits, fp), field) == 1 then
+      return true
+    end
+  end
+  return false, key, field
+end
+
+local entryId, entryEpoch
+local owned = false
+local skipped = 0
+local acks = {}
+local applied, duplicates, deadLettered, corrected = 0, 0, 0, 0
+local indexed = {}
+
+local function deadLetter(index, reason, detail, payload, field)
+  rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
+    'field', field, 'payload', payload, 'at', string.format('%d', nowMs))
+  deadLettered = deadLettered + 1
+end
+
+-- The original entry value, for dead letters decided here (late or overflowing events).
+local function originalPayload()
+  local entry = rcall('XRANGE', eventsKey, entryId, entryId)[1]
+  if entry then
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'event' or fields[i] == 'events' then
+        return fields[i + 1], fields[i]
+      end
+    end
+  end
+  return '', 'event'
+end
+
+local function applyUpdate(wkey, agg, grp, value, sortKey)
+  rcall('HINCRBY', wkey, 'c:' .. grp, 1)
+  if agg == 'C' then
+    return true
+  elseif agg == 'S' or agg == 'A' then
+    local res = redis.pcall('HINCRBY', wkey, 'v:' .. grp, value)
+    return type(res) ~= 'table' or res.err == nil
+  elseif agg == 'm' or agg == 'M' then
+    local cur = rcall('HGET', wkey, 'v:' .. grp)
+    local c = cur and compareInt(value, cur) or 0
+    if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
+      rcall('HSET', wkey, 'v:' .. grp, value)
+    end
+  elseif agg == 'U' then
+    if rcall('HSETNX', wkey .. ':u', grp .. '\n' .. value, '') == 1 then
+      rcall('HINCRBY', wkey, 'v:' .. grp, 1)
+    end
+  elseif agg == 'L' then
+    local cur = rcall('HGET', wkey, 't:' .. grp)
+    if not cur or sortKey > cur then
+      rcall('HSET', wkey, 't:' .. grp, sortKey, 'v:' .. grp, value)
+    end
+  end
+  return true
+end
+
+local i = 8
+local n = #ARGV
+while i <= n do
+  local tag = ARGV[i]
+  if tag == 'E' then
+    entryId = ARGV[i + 1]
+    entryEpoch = ARGV[i + 2]
+    owned = #rcall('XPENDING', eventsKey, group, entryId, entryId, 1, consumer) == 1
+    if owned then
+      acks[#acks + 1] = entryId
+    else
+      skipped = skipped + 1
+    end
+    i = i + 3
+  elseif tag == 'D' then
+    if owned then deadLetter(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]) end
+    i = i + 6
+  elseif not owned then -- 'V' of an entry this consumer no longer owns
+    i = i + 5 + tonumber(ARGV[i + 4]) * 7
+  else -- 'V'
+    local index = ARGV[i + 1]
+    local fp = ARGV[i + 2]
+    local timeMs = tonumber(ARGV[i + 3])
+    local count = tonumber(ARGV[i + 4])
+    local first = i + 5
+    i = first + count * 7
+    local dup, dedupKey, dedupField = seenBefore(entryEpoch, fp)
+    if dup then
+      duplicates = duplicates + 1
+    else
+      local late, expired = false, false
+      for u = first, i - 1, 7 do
+        local windowEnd = tonumber(ARGV[u + 3])
+        if windowEnd + graceMs <= closedThrough then late = true end
+        if windowEnd + retentionMs <= nowMs then expired = true end
+      end
+      if expired or (late and latePolicy == 'dead-letter') then
+        rcall('HDEL', dedupKey, dedupField)
+        local payload, field = originalPayload()
+        deadLetter(index, expired and 'beyond-retention' or 'late',
+          'event time ' .. timeMs .. ' falls in a window closed before it arrived', payload, field)
+      else
+        for u = first, i - 1, 7 do
+          local meter, agg, ws, we, grp = ARGV[u], ARGV[u + 1], ARGV[u + 2], ARGV[u + 3], ARGV[u + 4]
+          local member = meter .. '|' .. agg .. '|' .. ws .. '|' .. we
+          local wkey = base .. 'w:' .. meter .. ':' .. ws
+          if not applyUpdate(wkey, agg, grp, ARGV[u + 5], ARGV[u + 6]) then
+            local payload, field = originalPayload()
+            deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
+          end
+          if tonumber(we) + graceMs <= closedThrough then
+            rcall('SADD', correctionsKey, member .. '\n' .. grp)
+          elseif not indexed[member] then
+            rcall('ZADD', indexKey, 'NX', string.format('%d', tonumber(we) + graceMs), member)
+            indexed[member] = true
+          end
+        end
+        if late then corrected = corrected + 1 end
+        if timeMs > streamTime then streamTime = timeMs end
+        applied = applied + 1
+      end
+    end
+  end
+end
+
+if streamTime > streamTimeBefore then
+  rcall('HSET', stateKey, 'streamTime', string.format('%d', streamTime))
+end
+for a = 1, #acks, 500 do
+  rcall('XACK', eventsKey, group, unpack(acks, a, math.min(a + 499, #acks)))
+end
+return { applied, duplicates, deadLettered, corrected, #acks, skipped }

@@ -1,0 +1,146 @@
+--[[
+  closeWindows: close every window of one partition whose close point has passed, writing one rollup
+  per (window, group) to the outbox in the same atomic step, and emit pending corrections.
+
+  The close bound T is computed here, from Redis's own clock and the consumer group's progress:
+    frontier F  = every entry with an id time below F has been applied (acknowledged): the smallest
+                  pending id, or the last delivered id while undelivered entries remain, else now.
+    event time  = streamTime (largest event time applied) or, when the stream has received nothing
+                  for idleTimeout, max(streamTime, now).
+    T = min(F, event time). A window closes when end + grace <= T.
+  So a window never closes while an entry that entered the stream before its close point is still
+  unapplied (a restart on a backlog closes nothing early), and a time-ordered backfill closes its
+  windows as its event time passes them rather than all at once.
+
+  Guarantees
+  - Each (window, group, revision) is written to the outbox exactly once: the window leaves the index
+    in the same step, and the revision is stored in the window hash (`r:<group>`).
+  - closedThrough in the state hash only grows; applyBatch treats windows closing at or before it as late.
+  - Closed windows are kept until end + retention for corrections and queries, then expire.
+  - At most ARGV[5] windows and ARGV[6] corrections per call; the reply says whether more remain.
+
+  Input:
+    KEYS[1] events stream   KEYS[2] state hash    KEYS[3] window index   KEYS[4] corrections set
+    KEYS[5] outbox stream   KEYS[6] partition base `<prefix>:{p<i>}:` (window keys derive from it)
+    ARGV[1] consumer group  ARGV[2] grace ms      ARGV[3] idle timeout ms ARGV[4] retention ms
+    ARGV[5] max windows     ARGV[6] max corrections
+
+  Output: { closedWindows, rollups, corrections, more (0|1), closedThrough, status }
+    status: 'ok', or 'no-group' when the stream or its consumer group does not exist.
+]]
+local rcall = redis.call
+local eventsKey = KEYS[1]
+local stateKey = KEYS[2]
+local indexKey = KEYS[3]
+local correctionsKey = KEYS[4]
+local outboxKey = KEYS[5]
+local base = KEYS[6]
+
+local group = ARGV[1]
+local graceMs = tonumber(ARGV[2])
+local idleMs = tonumber(ARGV[3])
+local retentionMs = tonumber(ARGV[4])
+local maxWindows = tonumber(ARGV[5])
+local maxCorrections = tonumber(ARGV[6])
+
+--@include streamIds
+
+local time = rcall('TIME')
+local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
+
+if rcall('EXISTS', eventsKey) == 0 then
+  return { 0, 0, 0, 0, string.format('%d', closedThrough), 'no-group' }
+end
+local groupInfo
+for _, g in ipairs(rcall('XINFO', 'GROUPS', eventsKey)) do
+  if infoField(g, 'name') == group then groupInfo = g end
+end
+if not groupInfo then
+  return { 0, 0, 0, 0, string.format('%d', closedThrough), 'no-group' }
+end
+
+local lastId = infoField(rcall('XINFO', 'STREAM', eventsKey), 'last-generated-id')
+local lastDelivered = infoField(groupInfo, 'last-delivered-id')
+local frontier = nowMs
+if idLess(lastDelivered, lastId) then
+  frontier = idParts(lastDelivered)
+end
+if tonumber(infoField(groupInfo, 'pending')) > 0 then
+  local minPending = idParts(rcall('XPENDING', eventsKey, group)[2])
+  if minPending < frontier then frontier = minPending end
+end
+
+local eventTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
+if nowMs - idParts(lastId) >= idleMs and nowMs > eventTime then
+  eventTime = nowMs
+end
+local bound = math.min(frontier, eventTime)
+if bound > closedThrough then
+  closedThrough = bound
+  rcall('HSET', stateKey, 'closedThrough', string.format('%d', closedThrough))
+end
+
+local rollups = 0
+
+-- Emits the rollup of one group with the next revision; `h` maps field -> value of the window hash.
+local function emit(meter, agg, ws, we, grp, count, value, revision)
+  if agg == 'C' then value = count end
+  rcall('XADD', outboxKey, '*', 'm', meter, 'a', agg, 'ws', ws, 'we', we, 'g', grp,
+    'v', value or '0', 'c', count, 'r', revision)
+  rollups = rollups + 1
+end
+
+local function splitMember(member)
+  local a, b, c = string.find(member, '|', 1, true), nil, nil
+  b = string.find(member, '|', a + 1, true)
+  c = string.find(member, '|', b + 1, true)
+  return string.sub(member, 1, a - 1), string.sub(member, a + 1, b - 1), string.sub(member, b + 1, c - 1),
+    string.sub(member, c + 1)
+end
+
+local closing = rcall('ZRANGEBYSCORE', indexKey, '-inf', string.format('%d', closedThrough), 'LIMIT', 0, maxWindows)
+for _, member in ipairs(closing) do
+  local meter, agg, ws, we = splitMember(member)
+  local wkey = base .. 'w:' .. meter .. ':' .. ws
+  local flat = rcall('HGETALL', wkey)
+  local h = {}
+  for f = 1, #flat, 2 do h[flat[f]] = flat[f + 1] end
+  local revisions = {}
+  for f = 1, #flat, 2 do
+    local name = flat[f]
+    if string.byte(name, 1) == 99 and string.byte(name, 2) == 58 then -- 'c:'
+      local grp = string.sub(name, 3)
+      local revision = tonumber(h['r:' .. grp] or '0') + 1
+      emit(meter, agg, ws, we, grp, flat[f + 1], h['v:' .. grp], revision)
+      revisions[#revisions + 1] = 'r:' .. grp
+      revisions[#revisions + 1] = revision
+    end
+  end
+  for r = 1, #revisions, 200 do
+    rcall('HSET', wkey, unpack(revisions, r, math.min(r + 199, #revisions)))
+  end
+  local expireAt = string.format('%d', tonumber(we) + retentionMs)
+  rcall('PEXPIREAT', wkey, expireAt)
+  rcall('PEXPIREAT', wkey .. ':u', expireAt)
+  rcall('ZREM', indexKey, member)
+end
+
+local corrections = 0
+for _, item in ipairs(rcall('SPOP', correctionsKey, maxCorrections)) do
+  local nl = string.find(item, '\n', 1, true)
+  local member, grp = string.sub(item, 1, nl - 1), string.sub(item, nl + 1)
+  local meter, agg, ws, we = splitMember(member)
+  local wkey = base .. 'w:' .. meter .. ':' .. ws
+  local vals = rcall('HMGET', wkey, 'c:' .. grp, 'v:' .. grp, 'r:' .. grp)
+  if vals[1] then
+    local revision = tonumber(vals[3] or '0') + 1
+    emit(meter, agg, ws, we, grp, vals[1], vals[2], revision)
+    rcall('HSET', wkey, 'r:' .. grp, revision)
+    corrections = corrections + 1
+  end
+end
+
+local more = 0
+if #closing == maxWindows or rcall('SCARD', correctionsKey) > 0 then more = 1 end
+return { #closing, rollups, corrections, more, string.format('%d', closedThrough), 'ok' }

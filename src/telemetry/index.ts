@@ -1,0 +1,1 @@
+export { instruments, withSpan, type TallyInstruments } from './telemetry.js';

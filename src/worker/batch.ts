@@ -1,0 +1,91 @@
+import type { TallyConfig } from '../config/index.js';
+import { epochOf, fingerprint } from '../dedup/index.js';
+import { decodeEntry, type DecodeOptions, type UsageEvent } from '../events/index.js';
+import { meterUpdate, type MeterIndex, type MeterUpdate } from '../meters/index.js';
+import { partitionOf } from '../producer/index.js';
+
+/** A stream entry as XREADGROUP / XCLAIM return it: [id, [field, value, ...]]. */
+export type StreamEntry = [id: string, fields: string[]];
+
+/** A valid event found in the wrong partition, to be re-sent to its home partition. */
+export interface Forward {
+  readonly partition: number;
+  readonly event: UsageEvent;
+}
+
+export interface PreparedBatch {
+  /** ARGV records for applyBatch.lua (after its fixed arguments). */
+  readonly records: (string | number | Buffer)[];
+  readonly forwards: Forward[];
+  readonly entries: number;
+  readonly events: number;
+  readonly unmetered: number;
+  readonly rejected: number;
+}
+
+export interface BatchContext {
+  readonly config: TallyConfig;
+  readonly meters: MeterIndex;
+  readonly partition: number;
+}
+
+/**
+ * Turns stream entries into applyBatch records: decodes and validates each event, routes it, computes
+ * its fingerprint and the update it makes to each of its meters. An event invalid for any of its meters
+ * is rejected whole (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
+ */
+export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
+  const { config, meters, partition } = ctx;
+  const opts: DecodeOptions = { maxEntryBytes: config.maxEntryBytes, maxFutureSkewMs: config.windows.maxFutureSkewMs };
+  const records: (string | number | Buffer)[] = [];
+  const forwards: Forward[] = [];
+  let events = 0;
+  let unmetered = 0;
+  let rejected = 0;
+  const updates: MeterUpdate[] = [];
+  for (const [id, fields] of entries) {
+    const ingestedMs = Number.parseInt(id, 10);
+    const decoded = decodeEntry(fields, ingestedMs, opts);
+    records.push('E', id, epochOf(ingestedMs, config.dedup.epochMs));
+    for (const r of decoded.rejected) {
+      records.push('D', r.index, r.reason, r.detail, r.payload, decoded.field);
+      rejected++;
+    }
+    for (const { event, timeMs, index } of decoded.events) {
+      events++;
+      if (config.partitions > 1) {
+        const home = partitionOf(event.subject, config.partitions);
+        if (home !== partition) {
+          // Pin the event time: a forwarded copy is ingested later than the original.
+          forwards.push({ partition: home, event: { ...event, time: new Date(timeMs).toISOString() } });
+          continue;
+        }
+      }
+      const matching = meters.forType(event.type);
+      if (matching === undefined) {
+        unmetered++;
+        continue;
+      }
+      updates.length = 0;
+      let rejection: { reason: string; detail: string } | undefined;
+      for (const meter of matching) {
+        const update = meterUpdate(meter, event, timeMs, id, index);
+        if ('reason' in update) {
+          rejection = update;
+          break;
+        }
+        updates.push(update);
+      }
+      if (rejection) {
+        records.push('D', index, rejection.reason, rejection.detail, decoded.raw, decoded.field);
+        rejected++;
+        continue;
+      }
+      records.push('V', index, fingerprint(event.source, event.id), timeMs, updates.length);
+      for (const u of updates) {
+        records.push(u.meter.slug, u.meter.code, u.windowStart, u.windowEnd, u.group, u.value, u.sortKey);
+      }
+    }
+  }
+  return { records, forwards, entries: entries.length, events, unmetered, rejected };
+}

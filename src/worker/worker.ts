@@ -1,0 +1,308 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { pino, type Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { sweepDedup } from '../dedup/index.js';
+import { EVENT_FIELD } from '../events/index.js';
+import { MeterIndex } from '../meters/index.js';
+import { connect, duplicate, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
+import { RollupRelay } from '../rollups/index.js';
+import { instruments, withSpan } from '../telemetry/index.js';
+import { closeDueWindows } from '../windows/closer.js';
+import { prepareBatch, type StreamEntry } from './batch.js';
+import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
+import { sleep } from './timing.js';
+
+const SWEEP_EVERY_MS = 60_000;
+
+/**
+ * One Tally worker replica. For each partition it reads new entries through the consumer group and
+ * applies them (applyBatch.lua: dedup + aggregate + ack, atomically), reclaims entries left pending by
+ * dead consumers, dead-letters poison entries, closes due windows and relays their rollups to BullMQ.
+ * Run as many replicas as needed: every step is atomic in Redis and safe to run concurrently.
+ */
+export class TallyWorker {
+  readonly consumer: string;
+  readonly config: TallyConfig;
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly logger: Logger;
+  private readonly keys: TallyKeys;
+  private readonly meters: MeterIndex;
+  private readonly relay: RollupRelay;
+  private readonly partitions: readonly number[];
+  private readonly blocking: RedisClient[] = [];
+  private readonly stop = new AbortController();
+  private readonly loops: Promise<void>[] = [];
+  private readonly stats: WorkerStats = emptyStats();
+  private readonly failing = new Set<string>();
+  private started: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: WorkerOptions) {
+    this.config = options.config;
+    this.consumer = options.consumerName ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.ownsClient = options.connection === undefined;
+    this.client = options.connection ?? connect(this.config.redisUrl);
+    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
+      component: 'worker',
+      consumer: this.consumer,
+    });
+    this.keys = new TallyKeys(this.config.prefix);
+    this.meters = new MeterIndex(this.config.meters);
+    this.partitions = options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i);
+    for (const p of this.partitions) {
+      if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
+        throw new RangeError(`partitions: ${p} is not a partition of 0..${this.config.partitions - 1}`);
+      }
+    }
+    this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
+  }
+
+  /** Creates the consumer groups and starts the loops; resolves once the worker is consuming. */
+  start(): Promise<void> {
+    this.started ??= this.doStart();
+    return this.started;
+  }
+
+  private async doStart(): Promise<void> {
+    for (const p of this.partitions) {
+      await this.ensureGroup(p);
+      await this.relay.ensureGroup(p);
+    }
+    for (const p of this.partitions) {
+      const conn = duplicate(this.client);
+      this.blocking.push(conn);
+      this.loops.push(this.consumeLoop(p, conn), this.maintenanceLoop(p));
+    }
+    this.logger.info(
+      { partitions: this.partitions, meters: this.config.meters.map((m) => m.slug), group: this.config.consumerGroup },
+      'worker started',
+    );
+  }
+
+  /** Counters since start (a copy). */
+  getStats(): WorkerStats {
+    return { ...this.stats };
+  }
+
+  /**
+   * Stops reading, finishes the batch in hand (or leaves it pending for another replica), stops the
+   * loops and closes connections it opened. Idempotent; never throws.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.stop.abort();
+    await this.started?.catch(() => undefined);
+    await Promise.allSettled(this.loops);
+    await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
+    for (const conn of this.blocking) conn.disconnect();
+    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+    this.logger.info({ stats: this.stats }, 'worker closed');
+  }
+
+  private async ensureGroup(partition: number): Promise<void> {
+    try {
+      await this.client.xgroup('CREATE', this.keys.events(partition), this.config.consumerGroup, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err as Error).message.includes('BUSYGROUP')) throw err;
+    }
+  }
+
+  /** Logs an error once until the same operation succeeds again (no log storm while Redis is down). */
+  private report(op: string, partition: number, err: unknown): void {
+    const key = `${op}:${partition}`;
+    if (this.failing.has(key)) return;
+    this.failing.add(key);
+    this.logger.error({ err, partition, op }, `${op} failed; retrying`);
+  }
+
+  private recovered(op: string, partition: number): void {
+    if (this.failing.delete(`${op}:${partition}`)) this.logger.info({ partition, op }, `${op} recovered`);
+  }
+
+  private async consumeLoop(partition: number, conn: RedisClient): Promise<void> {
+    const { batchSize, blockMs } = this.config.worker;
+    const stream = this.keys.events(partition);
+    while (!this.stop.signal.aborted) {
+      try {
+        const reply = (await conn.xreadgroup(
+          'GROUP',
+          this.config.consumerGroup,
+          this.consumer,
+          'COUNT',
+          batchSize,
+          'BLOCK',
+          blockMs,
+          'STREAMS',
+          stream,
+          '>',
+        )) as [string, StreamEntry[]][] | null;
+        const entries = reply?.[0]?.[1];
+        if (entries && entries.length > 0) await this.apply(partition, entries);
+        this.recovered('read', partition);
+      } catch (err) {
+        if ((err as Error).message.includes('NOGROUP')) {
+          this.logger.error(
+            { partition, stream },
+            'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group',
+          );
+          await this.ensureGroup(partition).catch((e: unknown) => this.report('create-group', partition, e));
+        } else {
+          this.report('read', partition, err);
+          await sleep(1000, this.stop.signal);
+        }
+      }
+    }
+  }
+
+  /** Applies a batch atomically. On failure the entries stay pending and are retried via reclaim. */
+  private async apply(partition: number, entries: StreamEntry[]): Promise<void> {
+    const started = performance.now();
+    const live = entries.filter((e) => e[1] !== null);
+    const prepared = prepareBatch(live, { config: this.config, meters: this.meters, partition });
+    try {
+      await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': live.length }, async () => {
+        if (prepared.forwards.length > 0) {
+          const pipeline = this.client.pipeline();
+          for (const f of prepared.forwards) {
+            pipeline.xadd(this.keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event));
+          }
+          for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+        }
+        const { config } = this;
+        const [applied, duplicates, deadLettered, corrected] = (await runScript(
+          this.client,
+          'applyBatch',
+          [
+            this.keys.events(partition),
+            this.keys.deadLetter(partition),
+            this.keys.state(partition),
+            this.keys.windowIndex(partition),
+            this.keys.corrections(partition),
+            this.keys.dedupEpochs(partition),
+            this.keys.partitionBase(partition),
+          ],
+          [
+            config.consumerGroup,
+            config.windows.graceMs,
+            config.windows.latePolicy,
+            config.windows.retentionMs,
+            config.dedup.generations,
+            config.dedup.bucketBits,
+            this.consumer,
+            ...prepared.records,
+          ],
+        )) as number[];
+        const s = this.stats;
+        s.batches++;
+        s.entries += live.length;
+        s.events += prepared.events;
+        s.applied += applied ?? 0;
+        s.duplicates += duplicates ?? 0;
+        s.deadLettered += deadLettered ?? 0;
+        s.corrected += corrected ?? 0;
+        s.unmetered += prepared.unmetered;
+        s.forwarded += prepared.forwards.length;
+        const attrs = { 'tally.partition': partition };
+        instruments.eventsApplied.add(applied ?? 0, attrs);
+        instruments.eventsDuplicate.add(duplicates ?? 0, attrs);
+        instruments.eventsDeadLettered.add(deadLettered ?? 0, attrs);
+        instruments.eventsCorrected.add(corrected ?? 0, attrs);
+        instruments.eventsUnmetered.add(prepared.unmetered, attrs);
+        instruments.eventsForwarded.add(prepared.forwards.length, attrs);
+        instruments.batchDuration.record(performance.now() - started, attrs);
+      });
+      this.recovered('apply', partition);
+    } catch (err) {
+      this.report('apply', partition, err);
+      const message = (err as Error).message.slice(0, 500);
+      const errors = this.keys.errors(partition);
+      await this.client
+        .pipeline()
+        .hset(errors, ...live.flatMap(([id]) => [id, message]))
+        .pexpire(errors, 7 * 86_400_000)
+        .exec()
+        .catch(() => undefined);
+    }
+  }
+
+  /** Closes due windows, relays rollups, reclaims stale entries and sweeps old dedup epochs. */
+  private async maintenanceLoop(partition: number): Promise<void> {
+    const { closeIntervalMs, claimIdleMs } = this.config.worker;
+    const reclaimEveryMs = Math.max(250, Math.floor(claimIdleMs / 2));
+    let lastReclaim = 0;
+    let lastSweep = 0;
+    while (!this.stop.signal.aborted) {
+      await sleep(closeIntervalMs, this.stop.signal);
+      if (this.stop.signal.aborted) break;
+      try {
+        const closed = await closeDueWindows(this.client, this.config, partition);
+        this.stats.windowsClosed += closed.windowsClosed;
+        instruments.windowsClosed.add(closed.windowsClosed, { 'tally.partition': partition });
+        if (closed.windowsClosed > 0 || closed.corrections > 0) {
+          this.logger.debug({ partition, ...closed }, 'windows closed');
+        }
+        this.stats.rollupsRelayed += await this.relay.relay(partition);
+        const now = Date.now();
+        if (now - lastReclaim >= reclaimEveryMs) {
+          lastReclaim = now;
+          await this.reclaim(partition);
+        }
+        if (now - lastSweep >= SWEEP_EVERY_MS) {
+          lastSweep = now;
+          const deleted = await sweepDedup(this.client, this.config, partition, now);
+          if (deleted > 0) this.logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
+        }
+        this.recovered('maintenance', partition);
+      } catch (err) {
+        this.report('maintenance', partition, err);
+      }
+    }
+  }
+
+  /**
+   * Takes over entries idle for `claimIdle` (their consumer died or is stuck) and applies them; entries
+   * already delivered `maxDeliveries` times go to the dead-letter stream as poison instead.
+   */
+  private async reclaim(partition: number): Promise<void> {
+    const { claimIdleMs, maxDeliveries, batchSize } = this.config.worker;
+    const stream = this.keys.events(partition);
+    const group = this.config.consumerGroup;
+    for (;;) {
+      const pending = (await this.client.xpending(stream, group, 'IDLE', claimIdleMs, '-', '+', batchSize)) as [
+        string,
+        string,
+        number,
+        number,
+      ][];
+      if (pending.length === 0) return;
+      const poison = pending.filter((p) => p[3] >= maxDeliveries);
+      if (poison.length > 0) {
+        const moved = (await runScript(
+          this.client,
+          'deadLetterEntries',
+          [stream, this.keys.deadLetter(partition), this.keys.errors(partition)],
+          [group, ...poison.flatMap(([id, , , deliveries]) => [id, deliveries])],
+        )) as number;
+        this.stats.poison += moved;
+        this.stats.deadLettered += moved;
+        this.logger.warn({ partition, moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
+      }
+      const retry = pending.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
+      if (retry.length > 0) {
+        const claimed = (await this.client.xclaim(stream, group, this.consumer, claimIdleMs, ...retry)) as StreamEntry[];
+        if (claimed.length > 0) {
+          this.stats.reclaimed += claimed.length;
+          this.logger.info({ partition, reclaimed: claimed.length }, 'reclaimed entries left pending by another consumer');
+          await this.apply(partition, claimed);
+        }
+      }
+      if (pending.length < batchSize) return;
+    }
+  }
+}
