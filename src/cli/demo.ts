@@ -1,0 +1,119 @@
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Redis } from 'ioredis';
+import { loadConfigFile } from '../config/index.js';
+import type { UsageEvent } from '../events/index.js';
+import { UsageProducer } from '../producer/index.js';
+import { createRollupSubscriber, type RollupJob } from '../rollups/index.js';
+import { TallyWorker } from '../worker/index.js';
+import { resolveRedis } from './ephemeral-redis.js';
+import { syntheticEvents } from './synthetic.js';
+
+export interface DemoOptions {
+  /** Stop after this many ms (default: run until SIGINT/SIGTERM). */
+  durationMs?: number;
+  /** Events per second the synthetic producer aims for. */
+  rate?: number;
+}
+
+const DEMO_CONFIG = fileURLToPath(new URL('../../../config/demo.yaml', import.meta.url));
+
+function describe(r: RollupJob): string {
+  const groups = Object.entries(r.groupBy)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const span = `${r.windowStart.slice(11, 19)}–${r.windowEnd.slice(11, 19)}`;
+  const rev = r.revision > 1 ? ` (correction, revision ${r.revision})` : '';
+  return `  rollup ${r.meter.padEnd(12)} ${r.subject.padEnd(12)} ${span}  ${r.aggregation} = ${r.valueDecimal} over ${r.eventCount} events ${groups}${rev}`;
+}
+
+/**
+ * The demo behind `npm start`: a worker, a synthetic producer (with duplicates and a few invalid
+ * events) and a rollup subscriber, on REDIS_URL, the local Redis, or a Redis it starts itself.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<void> {
+  const rate = options.rate ?? 2000;
+  const redis = await resolveRedis();
+  const where = {
+    env: `REDIS_URL (${redis.url})`,
+    local: `the local Redis at ${redis.url}`,
+    ephemeral: `an ephemeral redis-server started for this demo at ${redis.url} (no REDIS_URL set and nothing on 127.0.0.1:6379)`,
+    container: `a Redis container started with testcontainers at ${redis.url}`,
+  }[redis.origin];
+  console.log(`Tally demo on ${where}`);
+  const config = await loadConfigFile(DEMO_CONFIG, { ...process.env, REDIS_URL: redis.url });
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
+  const worker = new TallyWorker({ config, logger });
+  await worker.start();
+  const producer = new UsageProducer({ redis: redis.url, prefix: config.prefix, partitions: config.partitions });
+  const subscriberConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  let rollups = 0;
+  const subscriber = createRollupSubscriber(
+    config.rollups.queues[0] as string,
+    async (rollup) => {
+      rollups++;
+      if (rollups <= 400) console.log(describe(rollup));
+    },
+    { connection: subscriberConnection, prefix: config.rollups.queuePrefix, concurrency: 20 },
+  );
+  console.log(
+    `Worker ${worker.consumer} consuming ${config.partitions} partitions; producing ~${rate} events/s ` +
+      `(3% duplicates, 0.5% invalid) for ${config.meters.length} meters in 10 s windows. Ctrl-C stops.`,
+  );
+
+  const next = syntheticEvents({ subjects: 5, seed: Date.now() % 100_000 });
+  const recent: UsageEvent[] = [];
+  let produced = 0;
+  const stop = new AbortController();
+  const started = Date.now();
+  const producing = (async () => {
+    const tickMs = 100;
+    while (!stop.signal.aborted) {
+      const tickStart = Date.now();
+      const batch: UsageEvent[] = [];
+      for (let i = 0; i < (rate * tickMs) / 1000; i++) {
+        const roll = Math.random();
+        if (roll < 0.03 && recent.length > 0) batch.push(recent[Math.floor(Math.random() * recent.length)] as UsageEvent);
+        else if (roll < 0.035) batch.push({ ...next(), data: { tokens: 'lots', model: 'gpt-5' } } as UsageEvent);
+        else {
+          const e = next();
+          batch.push(e);
+          if (recent.length < 1000) recent.push(e);
+          else recent[Math.floor(Math.random() * 1000)] = e;
+        }
+      }
+      await producer.sendBatch(batch);
+      produced += batch.length;
+      await new Promise((r) => setTimeout(r, Math.max(0, tickMs - (Date.now() - tickStart))));
+    }
+  })();
+  const report = setInterval(() => {
+    const s = worker.getStats();
+    const secs = (Date.now() - started) / 1000;
+    console.log(
+      `[${secs.toFixed(0)}s] produced ${produced} (${(produced / secs).toFixed(0)}/s), applied ${s.applied}, ` +
+        `duplicates dropped ${s.duplicates}, dead-lettered ${s.deadLettered}, windows closed ${s.windowsClosed}, rollups ${rollups}`,
+    );
+  }, 5000);
+
+  await new Promise<void>((resolve) => {
+    const finish = () => resolve();
+    process.once('SIGINT', finish);
+    process.once('SIGTERM', finish);
+    if (options.durationMs !== undefined) setTimeout(finish, options.durationMs).unref();
+  });
+  console.log('Stopping…');
+  stop.abort();
+  clearInterval(report);
+  await producing;
+  await producer.close();
+  await worker.close();
+  await subscriber.close();
+  subscriberConnection.disconnect();
+  await redis.stop();
+  const s = worker.getStats();
+  console.log(
+    `Done: ${produced} events produced, ${s.applied} applied, ${s.duplicates} duplicates dropped, ` +
+      `${s.deadLettered} dead-lettered, ${rollups} rollups received.`,
+  );
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadConfigFile, parseDuration, type TallyConfig } from '../config/index.js';
+import { TallyError } from '../errors/index.js';
+import { explainInvalidEvent, type UsageEvent } from '../events/index.js';
+import { UsageProducer } from '../producer/index.js';
+import { TallyWorker } from '../worker/index.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `Usage: tally <command> [options]
+
+Commands:
+  demo [--duration 30s] [--rate 2000]      run a worker, a synthetic producer and a rollup subscriber
+  worker --config FILE [--partitions 0,1]  run one worker replica (start several to scale out)
+  produce --config FILE < events.ndjson    send CloudEvents, one JSON object per line
+
+REDIS_URL overrides the config's redis.url. LOG_LEVEL sets the log level (default info).`;
+
+async function config(values: { config?: string }): Promise<TallyConfig> {
+  if (!values.config) throw new TallyError('ERR_TALLY_CONFIG', '--config FILE is required');
+  return loadConfigFile(values.config);
+}
+
+async function worker(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, partitions: { type: 'string' } } });
+  const cfg = await config(values);
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const partitions = values.partitions?.split(',').map((p) => Number(p.trim()));
+  const w = new TallyWorker({ config: cfg, logger, ...(partitions ? { partitions } : {}) });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void w.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  await w.start();
+}
+
+async function produce(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, batch: { type: 'string' } } });
+  const cfg = await config(values);
+  const producer = new UsageProducer({ redis: cfg.redisUrl, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
+  const batchSize = Number(values.batch ?? 500);
+  let batch: UsageEvent[] = [];
+  let sent = 0;
+  let line = 0;
+  const bad: string[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await producer.sendBatch(batch);
+    sent += batch.length;
+    batch = [];
+  };
+  for await (const text of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    line++;
+    if (text.trim() === '') continue;
+    let event: unknown;
+    try {
+      event = JSON.parse(text);
+    } catch (err) {
+      bad.push(`line ${line}: not JSON: ${(err as Error).message}`);
+      continue;
+    }
+    const invalid = explainInvalidEvent(event);
+    if (invalid) bad.push(`line ${line}: ${invalid.detail}`);
+    else batch.push(event as UsageEvent);
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  await producer.close();
+  console.log(`sent ${sent} events${bad.length ? `, rejected ${bad.length}:` : ''}`);
+  for (const b of bad.slice(0, 20)) console.log(`  ${b}`);
+  if (bad.length > 0) process.exitCode = 1;
+}
+
+async function demo(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { duration: { type: 'string' }, rate: { type: 'string' } } });
+  await runDemo({
+    ...(values.duration ? { durationMs: parseDuration(values.duration, '--duration') } : {}),
+    ...(values.rate ? { rate: Number(values.rate) } : {}),
+  });
+}
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { worker, produce, demo };
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  const run = command ? commands[command] : undefined;
+  if (!run) {
+    console.log(USAGE);
+    process.exitCode = command && !['-h', '--help', 'help'].includes(command) ? 2 : 0;
+    return;
+  }
+  await run(rest);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(err instanceof TallyError ? `tally: ${err.message}` : err);
+  process.exit(1);
+});

@@ -1,0 +1,50 @@
+import type { UsageEvent } from '../events/index.js';
+
+const MODELS = ['gpt-5', 'claude-4', 'llama-4'] as const;
+const ROUTES = ['/v1/chat', '/v1/embed', '/v1/images'] as const;
+const GPUS = ['h100', 'a100'] as const;
+
+/** Deterministic pseudo-random numbers (mulberry32), so demo and benchmark runs are reproducible. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface SyntheticOptions {
+  subjects: number;
+  seed?: number;
+  source?: string;
+  /** Event time; defaults to now. */
+  time?: () => number;
+}
+
+/** An endless supply of realistic usage events for the meters of config/tally.yaml and demo.yaml. */
+export function syntheticEvents(options: SyntheticOptions): () => UsageEvent {
+  const rnd = random(options.seed ?? 1);
+  const source = options.source ?? 'tally-demo';
+  const time = options.time ?? Date.now;
+  let n = 0;
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)] as T;
+  return () => {
+    const subject = `customer-${Math.floor(rnd() * options.subjects)}`;
+    const kind = rnd();
+    const base = { specversion: '1.0' as const, id: `evt-${n++}`, source, subject, time: new Date(time()).toISOString() };
+    if (kind < 0.6) {
+      return {
+        ...base,
+        type: 'llm.completion',
+        data: { tokens: 1 + Math.floor(rnd() * 4000), model: pick(MODELS), direction: rnd() < 0.5 ? 'input' : 'output' },
+      };
+    }
+    if (kind < 0.9) {
+      return { ...base, type: 'api.request', data: { route: pick(ROUTES), user: `user-${Math.floor(rnd() * 50)}` } };
+    }
+    return { ...base, type: 'gpu.job', data: { seconds: Math.round(rnd() * 3_600_000) / 1000, gpu: pick(GPUS) } };
+  };
+}
