@@ -53,7 +53,8 @@ function scale(value: unknown): number | string | undefined {
     return parseDecimal(String(value));
   }
   if (typeof value === 'string') return parseDecimal(value);
-  if (typeof value === 'bigint') return fromDigits(value < 0n, (value < 0n ? -value : value).toString(), VALUE_SCALE);
+  if (typeof value === 'bigint')
+    return fromDigits(value < 0n, (value < 0n ? -value : value).toString(), VALUE_SCALE);
   return undefined;
 }
 
@@ -200,13 +201,19 @@ export function formatScaled(v: bigint | string, scale: number = VALUE_SCALE): s
  * digits, and the quotient is rounded half to even to the same `scale` digits. `count` must be a
  * positive integer.
  */
-export function divideScaled(sum: bigint | string, count: bigint | number, scale: number = VALUE_SCALE): string {
+export function divideScaled(
+  sum: bigint | string,
+  count: bigint | number,
+  scale: number = VALUE_SCALE,
+): string {
   checkScale(scale);
   let divisor: bigint;
   if (typeof count === 'bigint') divisor = count;
   else if (Number.isSafeInteger(count)) divisor = BigInt(count);
-  else throw new TallyValidationError('invalid-count', `count must be a positive integer, got ${String(count)}`);
-  if (divisor <= 0n) throw new TallyValidationError('invalid-count', `count must be a positive integer, got ${String(count)}`);
+  else
+    throw new TallyValidationError('invalid-count', `count must be a positive integer, got ${String(count)}`);
+  if (divisor <= 0n)
+    throw new TallyValidationError('invalid-count', `count must be a positive integer, got ${String(count)}`);
   // Parse through formatScaled's validation rules: a canonical-ish integer string.
   if (typeof sum === 'string') formatScaled(sum, 0);
   const dividend = typeof sum === 'bigint' ? sum : BigInt(sum);
@@ -225,5 +232,8 @@ function checkScale(scale: number): void {
 }
 
 function invalidScaled(v: bigint | string): TallyValidationError {
-  return new TallyValidationError('invalid-scaled-value', `not a scaled integer: ${JSON.stringify(String(v))}`);
+  return new TallyValidationError(
+    'invalid-scaled-value',
+    `not a scaled integer: ${JSON.stringify(String(v))}`,
+  );
 }

@@ -53,7 +53,10 @@ const NAME_STOP = new Set(['.', '[', ']', '*', '?', '(', ')', '@', ',', ':', "'"
 
 function parseJsonPath(path: string, field: string): Segment[] {
   const fail = (reason: string, at: number): never => {
-    throw new TallyConfigError(field, `invalid JSONPath ${JSON.stringify(path)}: ${reason} at position ${at}`);
+    throw new TallyConfigError(
+      field,
+      `invalid JSONPath ${JSON.stringify(path)}: ${reason} at position ${at}`,
+    );
   };
   if (typeof path !== 'string') {
     throw new TallyConfigError(field, `expected a JSONPath string such as "$.tokens", got ${typeof path}`);
@@ -89,7 +92,12 @@ function isNameStop(ch: string): boolean {
 }
 
 /** Parses the inside of `[...]` starting at `i` (just after `[`); returns the index after `]`. */
-function parseBracket(path: string, i: number, segments: Segment[], fail: (reason: string, at: number) => never): number {
+function parseBracket(
+  path: string,
+  i: number,
+  segments: Segment[],
+  fail: (reason: string, at: number) => never,
+): number {
   const c = path[i];
   if (c === "'" || c === '"') {
     let name = '';
@@ -128,7 +136,8 @@ function parseBracket(path: string, i: number, segments: Segment[], fail: (reaso
   if (path[j] === ':') fail('slices are not supported', j);
   if (path[j] === ',') fail('unions are not supported', j);
   if (path[j] !== ']') fail('expected "]"', j);
-  if ((path[digitsStart] === '0' && j - digitsStart > 1) || text === '-0') fail('index has a leading zero', i);
+  if ((path[digitsStart] === '0' && j - digitsStart > 1) || text === '-0')
+    fail('index has a leading zero', i);
   const index = Number(text);
   if (!Number.isSafeInteger(index)) fail('index out of range', i);
   segments.push(index);

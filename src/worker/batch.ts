@@ -13,9 +13,15 @@ export interface Forward {
   readonly event: UsageEvent;
 }
 
+/** Events per applyBatch call, at most (whole entries are never split): keeps each script call short. */
+export const MAX_EVENTS_PER_CALL = 1000;
+
 export interface PreparedBatch {
-  /** ARGV records for applyBatch.lua (after its fixed arguments). */
-  readonly records: (string | number | Buffer)[];
+  /**
+   * ARGV records for applyBatch.lua (after its fixed arguments), one list per script call: a call holds
+   * whole entries and about MAX_EVENTS_PER_CALL events, so Redis is never blocked long by one call.
+   */
+  readonly calls: (string | number | Buffer)[][];
   readonly forwards: Forward[];
   readonly entries: number;
   readonly events: number;
@@ -37,7 +43,9 @@ export interface BatchContext {
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
   const { config, meters, partition } = ctx;
   const opts: DecodeOptions = { maxEntryBytes: config.maxEntryBytes, maxFutureSkewMs: config.windows.maxFutureSkewMs };
-  const records: (string | number | Buffer)[] = [];
+  const calls: (string | number | Buffer)[][] = [];
+  let records: (string | number | Buffer)[] = [];
+  let eventsInCall = 0;
   const forwards: Forward[] = [];
   let events = 0;
   let unmetered = 0;
@@ -46,6 +54,12 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
   for (const [id, fields] of entries) {
     const ingestedMs = Number.parseInt(id, 10);
     const decoded = decodeEntry(fields, ingestedMs, opts);
+    if (eventsInCall > 0 && eventsInCall + decoded.events.length > MAX_EVENTS_PER_CALL) {
+      calls.push(records);
+      records = [];
+      eventsInCall = 0;
+    }
+    eventsInCall += Math.max(1, decoded.events.length);
     records.push('E', id, epochOf(ingestedMs, config.dedup.epochMs));
     for (const r of decoded.rejected) {
       records.push('D', r.index, r.reason, r.detail, r.payload, decoded.field);
@@ -87,5 +101,6 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
       }
     }
   }
-  return { records, forwards, entries: entries.length, events, unmetered, rejected };
+  if (records.length > 0) calls.push(records);
+  return { calls, forwards, entries: entries.length, events, unmetered, rejected };
 }

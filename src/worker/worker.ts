@@ -105,6 +105,33 @@ export class TallyWorker {
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
 
+  private applyKeys(partition: number): string[] {
+    const k = this.keys;
+    return [
+      k.events(partition),
+      k.deadLetter(partition),
+      k.state(partition),
+      k.windowIndex(partition),
+      k.corrections(partition),
+      k.dedupEpochs(partition),
+      k.partitionBase(partition),
+    ];
+  }
+
+  /** applyBatch.lua's fixed arguments, before the records. */
+  private get applyArgs(): (string | number)[] {
+    const { config } = this;
+    return [
+      config.consumerGroup,
+      config.windows.graceMs,
+      config.windows.latePolicy,
+      config.windows.retentionMs,
+      config.dedup.generations,
+      config.dedup.bucketBits,
+      this.consumer,
+    ];
+  }
+
   private async ensureGroup(partition: number): Promise<void> {
     try {
       await this.client.xgroup('CREATE', this.keys.events(partition), this.config.consumerGroup, '0', 'MKSTREAM');
@@ -174,45 +201,35 @@ export class TallyWorker {
           }
           for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
         }
-        const { config } = this;
-        const [applied, duplicates, deadLettered, corrected] = (await runScript(
-          this.client,
-          'applyBatch',
-          [
-            this.keys.events(partition),
-            this.keys.deadLetter(partition),
-            this.keys.state(partition),
-            this.keys.windowIndex(partition),
-            this.keys.corrections(partition),
-            this.keys.dedupEpochs(partition),
-            this.keys.partitionBase(partition),
-          ],
-          [
-            config.consumerGroup,
-            config.windows.graceMs,
-            config.windows.latePolicy,
-            config.windows.retentionMs,
-            config.dedup.generations,
-            config.dedup.bucketBits,
-            this.consumer,
-            ...prepared.records,
-          ],
-        )) as number[];
+        let applied = 0;
+        let duplicates = 0;
+        let deadLettered = 0;
+        let corrected = 0;
+        for (const records of prepared.calls) {
+          const [a = 0, d = 0, dl = 0, c = 0] = (await runScript(this.client, 'applyBatch', this.applyKeys(partition), [
+            ...this.applyArgs,
+            ...records,
+          ])) as number[];
+          applied += a;
+          duplicates += d;
+          deadLettered += dl;
+          corrected += c;
+        }
         const s = this.stats;
         s.batches++;
         s.entries += live.length;
         s.events += prepared.events;
-        s.applied += applied ?? 0;
-        s.duplicates += duplicates ?? 0;
-        s.deadLettered += deadLettered ?? 0;
-        s.corrected += corrected ?? 0;
+        s.applied += applied;
+        s.duplicates += duplicates;
+        s.deadLettered += deadLettered;
+        s.corrected += corrected;
         s.unmetered += prepared.unmetered;
         s.forwarded += prepared.forwards.length;
         const attrs = { 'tally.partition': partition };
-        instruments.eventsApplied.add(applied ?? 0, attrs);
-        instruments.eventsDuplicate.add(duplicates ?? 0, attrs);
-        instruments.eventsDeadLettered.add(deadLettered ?? 0, attrs);
-        instruments.eventsCorrected.add(corrected ?? 0, attrs);
+        instruments.eventsApplied.add(applied, attrs);
+        instruments.eventsDuplicate.add(duplicates, attrs);
+        instruments.eventsDeadLettered.add(deadLettered, attrs);
+        instruments.eventsCorrected.add(corrected, attrs);
         instruments.eventsUnmetered.add(prepared.unmetered, attrs);
         instruments.eventsForwarded.add(prepared.forwards.length, attrs);
         instruments.batchDuration.record(performance.now() - started, attrs);

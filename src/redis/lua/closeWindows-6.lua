@@ -5,8 +5,8 @@
   The close bound T is computed here, from Redis's own clock and the consumer group's progress:
     frontier F  = every entry with an id time below F has been applied (acknowledged): the smallest
                   pending id, or the last delivered id while undelivered entries remain, else now.
-    event time  = streamTime (largest event time applied) or, when the stream has received nothing
-                  for idleTimeout, max(streamTime, now).
+    event time  = streamTime (largest event time applied) or, when every entry is applied and the
+                  stream has received nothing for idleTimeout, max(streamTime, now).
     T = min(F, event time). A window closes when end + grace <= T.
   So a window never closes while an entry that entered the stream before its close point is still
   unapplied (a restart on a backlog closes nothing early), and a time-ordered backfill closes its
@@ -63,16 +63,21 @@ end
 local lastId = infoField(rcall('XINFO', 'STREAM', eventsKey), 'last-generated-id')
 local lastDelivered = infoField(groupInfo, 'last-delivered-id')
 local frontier = nowMs
+local caughtUp = true
 if idLess(lastDelivered, lastId) then
   frontier = idParts(lastDelivered)
+  caughtUp = false
 end
 if tonumber(infoField(groupInfo, 'pending')) > 0 then
   local minPending = idParts(rcall('XPENDING', eventsKey, group)[2])
   if minPending < frontier then frontier = minPending end
+  caughtUp = false
 end
 
+-- Wall-clock time stands in for event time only on a quiet partition with nothing left to apply: a
+-- backlog (a restart after an outage, a backfill) is closed by its own event time, in order.
 local eventTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
-if nowMs - idParts(lastId) >= idleMs and nowMs > eventTime then
+if caughtUp and nowMs - idParts(lastId) >= idleMs and nowMs > eventTime then
   eventTime = nowMs
 end
 local bound = math.min(frontier, eventTime)
