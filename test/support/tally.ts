@@ -19,6 +19,7 @@ export interface HarnessOptions {
   partitions?: number;
   windows?: Record<string, unknown>;
   worker?: Record<string, unknown>;
+  streams?: Record<string, unknown>;
   redisUrl?: string;
   label?: string;
 }
@@ -52,7 +53,7 @@ export class Harness {
     const url = options.redisUrl ?? testRedisUrl();
     this.raw = {
       redis: { url },
-      streams: { prefix, partitions: options.partitions ?? 1 },
+      streams: { prefix, partitions: options.partitions ?? 1, ...options.streams },
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
       worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, ...options.worker },
       rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h' },
