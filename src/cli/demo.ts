@@ -2,12 +2,11 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
 import { loadConfigFile } from '../config/index.js';
-import type { UsageEvent } from '../events/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { createRollupSubscriber, type RollupJob } from '../rollups/index.js';
 import { TallyWorker } from '../worker/index.js';
 import { resolveRedis } from './ephemeral-redis.js';
-import { syntheticEvents } from './synthetic.js';
+import { produceSynthetic } from './synthetic.js';
 
 export interface DemoOptions {
   /** Stop after this many ms (default: run until SIGINT/SIGTERM). */
@@ -50,9 +49,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   let rollups = 0;
   const subscriber = createRollupSubscriber(
     config.rollups.queues[0] as string,
-    async (rollup) => {
+    (rollup) => {
       rollups++;
       if (rollups <= 400) console.log(describe(rollup));
+      return Promise.resolve();
     },
     { connection: subscriberConnection, prefix: config.rollups.queuePrefix, concurrency: 20 },
   );
@@ -61,32 +61,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
       `(3% duplicates, 0.5% invalid) for ${config.meters.length} meters in 10 s windows. Ctrl-C stops.`,
   );
 
-  const next = syntheticEvents({ subjects: 5, seed: Date.now() % 100_000 });
-  const recent: UsageEvent[] = [];
-  let produced = 0;
   const stop = new AbortController();
   const started = Date.now();
-  const producing = (async () => {
-    const tickMs = 100;
-    while (!stop.signal.aborted) {
-      const tickStart = Date.now();
-      const batch: UsageEvent[] = [];
-      for (let i = 0; i < (rate * tickMs) / 1000; i++) {
-        const roll = Math.random();
-        if (roll < 0.03 && recent.length > 0) batch.push(recent[Math.floor(Math.random() * recent.length)] as UsageEvent);
-        else if (roll < 0.035) batch.push({ ...next(), data: { tokens: 'lots', model: 'gpt-5' } } as UsageEvent);
-        else {
-          const e = next();
-          batch.push(e);
-          if (recent.length < 1000) recent.push(e);
-          else recent[Math.floor(Math.random() * 1000)] = e;
-        }
-      }
+  let produced = 0;
+  const producing = produceSynthetic({
+    send: async (batch) => {
       await producer.sendBatch(batch);
       produced += batch.length;
-      await new Promise((r) => setTimeout(r, Math.max(0, tickMs - (Date.now() - tickStart))));
-    }
-  })();
+    },
+    rate,
+    signal: stop.signal,
+  });
   const report = setInterval(() => {
     const s = worker.getStats();
     const secs = (Date.now() - started) / 1000;

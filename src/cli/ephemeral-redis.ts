@@ -81,9 +81,9 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisT
  */
 export async function resolveRedis(options: { env?: NodeJS.ProcessEnv; preferEphemeral?: boolean } = {}): Promise<RedisTarget> {
   const env = options.env ?? process.env;
-  if (env.REDIS_URL) return { url: env.REDIS_URL, origin: 'env', stop: async () => undefined };
+  if (env.REDIS_URL) return { url: env.REDIS_URL, origin: 'env', stop: () => Promise.resolve() };
   const local = 'redis://127.0.0.1:6379';
-  if (!options.preferEphemeral && (await answers(local))) return { url: local, origin: 'local', stop: async () => undefined };
+  if (!options.preferEphemeral && (await answers(local))) return { url: local, origin: 'local', stop: () => Promise.resolve() };
   if (hasRedisServer()) return startRedisServer();
   try {
     const { GenericContainer } = await import('testcontainers');

@@ -8,6 +8,7 @@ import { explainInvalidEvent, type UsageEvent } from '../events/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { TallyWorker } from '../worker/index.js';
 import { runDemo } from './demo.js';
+import { produceSynthetic } from './synthetic.js';
 
 const USAGE = `Usage: tally <command> [options]
 
@@ -15,6 +16,7 @@ Commands:
   demo [--duration 30s] [--rate 2000]      run a worker, a synthetic producer and a rollup subscriber
   worker --config FILE [--partitions 0,1]  run one worker replica (start several to scale out)
   produce --config FILE < events.ndjson    send CloudEvents, one JSON object per line
+  demo-producer --config FILE [--rate N]   send synthetic events for the meters of config/tally.yaml
 
 REDIS_URL overrides the config's redis.url. LOG_LEVEL sets the log level (default info).`;
 
@@ -78,6 +80,20 @@ async function produce(args: string[]): Promise<void> {
   if (bad.length > 0) process.exitCode = 1;
 }
 
+async function demoProducer(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, rate: { type: 'string' } } });
+  const cfg = await config(values);
+  const producer = new UsageProducer({ redis: cfg.redisUrl, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
+  const rate = Number(values.rate ?? 1000);
+  console.log(`producing ~${rate} synthetic events/s to ${cfg.prefix} (${cfg.partitions} partitions); Ctrl-C stops`);
+  const { sent } = await produceSynthetic({ send: (batch) => producer.sendBatch(batch), rate, signal: stop.signal, subjects: 50 });
+  await producer.close();
+  console.log(`sent ${sent} events`);
+}
+
 async function demo(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { duration: { type: 'string' }, rate: { type: 'string' } } });
   await runDemo({
@@ -86,7 +102,7 @@ async function demo(args: string[]): Promise<void> {
   });
 }
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { worker, produce, demo };
+const commands: Record<string, (args: string[]) => Promise<void>> = { worker, produce, demo, 'demo-producer': demoProducer };
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;

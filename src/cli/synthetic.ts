@@ -48,3 +48,49 @@ export function syntheticEvents(options: SyntheticOptions): () => UsageEvent {
     return { ...base, type: 'gpu.job', data: { seconds: Math.round(rnd() * 3_600_000) / 1000, gpu: pick(GPUS) } };
   };
 }
+
+export interface SyntheticLoopOptions {
+  /** Sends a batch of events (e.g. `producer.sendBatch`). */
+  send: (events: UsageEvent[]) => Promise<unknown>;
+  /** Events per second to aim for. */
+  rate: number;
+  signal: AbortSignal;
+  subjects?: number;
+  /** Share of events that re-send an earlier event (duplicates). @defaultValue 0.03 */
+  duplicateRate?: number;
+  /** Share of events with a non-numeric value (dead-lettered by the worker). @defaultValue 0.005 */
+  invalidRate?: number;
+  seed?: number;
+}
+
+/** Produces synthetic events at a steady rate in 100 ms ticks until `signal` aborts; returns the count sent. */
+export async function produceSynthetic(options: SyntheticLoopOptions): Promise<{ sent: number }> {
+  const next = syntheticEvents({ subjects: options.subjects ?? 5, seed: options.seed ?? Date.now() % 100_000 });
+  const rnd = random((options.seed ?? 7) + 1);
+  const dupRate = options.duplicateRate ?? 0.03;
+  const invalidRate = options.invalidRate ?? 0.005;
+  const recent: UsageEvent[] = [];
+  const counter = { sent: 0 };
+  const tickMs = 100;
+  while (!options.signal.aborted) {
+    const tickStart = Date.now();
+    const batch: UsageEvent[] = [];
+    for (let i = 0; i < (options.rate * tickMs) / 1000; i++) {
+      const roll = rnd();
+      if (roll < dupRate && recent.length > 0) {
+        batch.push(recent[Math.floor(rnd() * recent.length)]!);
+      } else if (roll < dupRate + invalidRate) {
+        batch.push({ ...next(), type: 'llm.completion', data: { tokens: 'lots', model: 'gpt-5' } });
+      } else {
+        const e = next();
+        batch.push(e);
+        if (recent.length < 1000) recent.push(e);
+        else recent[Math.floor(rnd() * 1000)] = e;
+      }
+    }
+    await options.send(batch);
+    counter.sent += batch.length;
+    await new Promise((r) => setTimeout(r, Math.max(0, tickMs - (Date.now() - tickStart))));
+  }
+  return counter;
+}

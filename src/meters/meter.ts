@@ -86,9 +86,15 @@ export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
   });
 }
 
+/** A scalar as a string; objects and arrays as JSON. */
+function scalarString(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v);
+}
+
 function groupValue(v: unknown): string | null {
-  if (v === undefined || v === null) return null;
-  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return v === undefined || v === null ? null : scalarString(v);
 }
 
 const pad = (n: number | string, width: number) => String(n).padStart(width, '0');
@@ -115,7 +121,7 @@ export function meterUpdate(
       if (raw === undefined || raw === null || typeof raw === 'object') {
         return { reason: 'invalid-value', detail: `${meter.slug}: value is missing or not a scalar` };
       }
-      value = String(raw);
+      value = scalarString(raw);
     } else {
       const scaled = toScaled(raw);
       if (scaled === undefined) {

@@ -70,7 +70,7 @@ export class TotalsModel {
       const groupBy: Record<string, string | null> = {};
       for (const [name, key] of Object.entries(m.groupBy ?? {})) {
         const v = event.data[key];
-        groupBy[name] = v === undefined || v === null ? null : String(v);
+        groupBy[name] = v === undefined || v === null ? null : typeof v === 'string' ? v : JSON.stringify(v);
       }
       const windowStart = Math.floor(t / m.windowMs) * m.windowMs;
       const key = JSON.stringify([m.slug, event.subject, groupBy, windowStart]);
