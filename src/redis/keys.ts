@@ -50,6 +50,19 @@ export class TallyKeys {
     return `${this.partitionBase(partition)}outbox`;
   }
 
+  /** String: the consumer name of the replica holding this partition's lease (expires unless renewed). */
+  lease(partition: number): string {
+    return `${this.partitionBase(partition)}lease`;
+  }
+
+  /**
+   * Sorted set of live worker replicas (member: consumer name, score: heartbeat expiry in epoch ms).
+   * Not per partition: it is only ever touched by single-key commands.
+   */
+  replicas(): string {
+    return `${this.prefix}:replicas`;
+  }
+
   /** Hash entry id → last error of a batch that failed with it (for poison dead letters). */
   errors(partition: number): string {
     return `${this.partitionBase(partition)}errors`;
