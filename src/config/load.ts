@@ -26,6 +26,7 @@ export interface TallyConfig {
   readonly partitions: number;
   readonly consumerGroup: string;
   readonly maxEntryBytes: number;
+  readonly trim: { readonly retainAckedMs: number; readonly maxLength: number };
   readonly dedup: { readonly horizonMs: number; readonly epochMs: number; readonly generations: number; readonly bucketBits: number };
   readonly windows: {
     readonly graceMs: number;
@@ -40,6 +41,8 @@ export interface TallyConfig {
     readonly closeIntervalMs: number;
     readonly claimIdleMs: number;
     readonly maxDeliveries: number;
+    readonly leases: boolean;
+    readonly leaseTtlMs: number;
   };
   readonly rollups: {
     readonly queues: readonly string[];
@@ -104,6 +107,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,
     maxEntryBytes: data.streams.maxEntryBytes,
+    trim: { retainAckedMs: parseDuration(data.streams.retainAcked, 'streams.retainAcked'), maxLength: data.streams.maxLength },
     dedup: {
       horizonMs,
       epochMs: Math.ceil(horizonMs / DEDUP_GENERATIONS),
@@ -123,6 +127,8 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
       closeIntervalMs: parseDuration(data.worker.closeInterval, 'worker.closeInterval'),
       claimIdleMs: parseDuration(data.worker.claimIdle, 'worker.claimIdle'),
       maxDeliveries: data.worker.maxDeliveries,
+      leases: data.worker.leases,
+      leaseTtlMs: parseDuration(data.worker.leaseTtl, 'worker.leaseTtl'),
     },
     rollups: {
       queues: data.rollups.queues,

@@ -16,6 +16,8 @@ export const VALUE_SCALE = 6;
 export const SCALED_MAX = 9223372036854775807n;
 
 const INT64_MAX_DIGITS = '9223372036854775807';
+/** Below this (2^31), the arithmetic fast path for JS numbers is exact (see `scale`). */
+const FAST_NUMBER_LIMIT = 2_147_483_648;
 /** Largest |integer| n for which n * 1e6 is still a safe integer (floor(2^53 / 1e6)). */
 const MAX_FAST_INTEGER = 9_007_199_254;
 const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] as const;
@@ -40,14 +42,34 @@ export function toScaled(value: unknown): bigint | undefined {
  */
 export function toScaledString(value: unknown): string | undefined {
   const scaled = scale(value);
-  return typeof scaled === 'number' ? String(scaled) : scaled;
+  return typeof scaled === 'number' ? safeIntegerToString(scaled) : scaled;
+}
+
+/**
+ * String(n) of a safe integer, fast: V8 converts a non-Smi number with its general double-to-string
+ * algorithm (~250 ns on Node 20), but two Smi conversions are ~3x cheaper.
+ */
+function safeIntegerToString(n: number): string {
+  if (n <= 1_073_741_823 && n >= -1_073_741_824) return String(n);
+  const abs = n < 0 ? -n : n;
+  const high = Math.floor(abs / 1_000_000);
+  const text = String(high) + String(1_000_000 + (abs - high * 1_000_000)).slice(1);
+  return n < 0 ? `-${text}` : text;
 }
 
 /** Scaled value as a safe integer when that is exact, else a canonical integer string. */
 function scale(value: unknown): number | string | undefined {
   if (typeof value === 'number') {
-    if (Number.isInteger(value) && value <= MAX_FAST_INTEGER && value >= -MAX_FAST_INTEGER) {
-      return value === 0 ? 0 : value * 1_000_000;
+    if (value < FAST_NUMBER_LIMIT && value > -FAST_NUMBER_LIMIT) {
+      // String(n) costs ~250 ns for a fractional double, so try the arithmetic first. If r / 1e6
+      // (correctly rounded) gives back n, the decimal r * 10^-6 round-trips to n; below 2^31 two
+      // decimals with <= 6 fractional digits are >= 1e-6 apart, more than an ulp of n, so r * 10^-6 is
+      // the only such decimal and thus n's shortest representation: r is exact. Otherwise n's
+      // shortest form has more than 6 fractional digits and needs rounding: take the string path.
+      const r = Math.round(value * 1_000_000);
+      if (r / 1_000_000 === value) return r === 0 ? 0 : r;
+    } else if (Number.isInteger(value) && value <= MAX_FAST_INTEGER && value >= -MAX_FAST_INTEGER) {
+      return value * 1_000_000;
     }
     if (!Number.isFinite(value)) return undefined;
     return parseDecimal(String(value));

@@ -37,6 +37,8 @@ export const Scripts = {
   closeWindows: script('closeWindows-6.lua', 1),
   sweepDedup: script('sweepDedup-2.lua', 1),
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
+  renewLease: script('renewLease-1.lua', 1),
+  trimStream: script('trimStream-1.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

@@ -130,14 +130,25 @@ function normalizeTimeZone(timeZone: unknown): string {
  *   window is cut at all.
  */
 export function windowOf(spec: WindowSpec, tMs: number): WindowBounds {
-  computeWindow(spec, tMs);
-  return { start: outStart, end: outEnd };
+  const size = spec.sizeMs;
+  if (spec.timeZone === 'UTC') {
+    const start = alignDown(tMs, size);
+    return { start, end: start + size };
+  }
+  const zone = zoneFor(spec.timeZone);
+  if (spec.kind === 'day') zone.dayWindow(tMs);
+  else zone.fixedWindow(tMs, size);
+  return { start: zone.outStart, end: zone.outEnd };
 }
 
 /** Like {@link windowOf} but returns only the start, without allocating. */
 export function windowStartOf(spec: WindowSpec, tMs: number): number {
-  computeWindow(spec, tMs);
-  return outStart;
+  const size = spec.sizeMs;
+  if (spec.timeZone === 'UTC') return alignDown(tMs, size);
+  const zone = zoneFor(spec.timeZone);
+  if (spec.kind === 'day') zone.dayWindow(tMs);
+  else zone.fixedWindow(tMs, size);
+  return zone.outStart;
 }
 
 /**
@@ -162,22 +173,6 @@ export function formatIsoUtc(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-// Out-parameters of computeWindow, so the hot path allocates nothing (single-threaded, never reentrant).
-let outStart = 0;
-let outEnd = 0;
-
-function computeWindow(spec: WindowSpec, t: number): void {
-  const size = spec.sizeMs;
-  if (spec.timeZone === 'UTC') {
-    outStart = alignDown(t, size);
-    outEnd = outStart + size;
-    return;
-  }
-  const zone = zoneFor(spec.timeZone);
-  if (spec.kind === 'day') zone.dayWindow(t);
-  else zone.fixedWindow(t, size);
-}
-
 /**
  * The largest multiple of `size` <= x. floor(x / size) is exact for integer |x| < 2^53 (a quotient
  * just below an integer k is at least 1/size below it, more than half an ulp of k), and is 2x faster
@@ -189,18 +184,18 @@ function alignDown(x: number, size: number): number {
 }
 
 const zones = new Map<string, ZoneOffsets>();
-let lastZoneName = '';
-let lastZone: ZoneOffsets | undefined;
+// Fields of a const object rather than module-level `let`s: measurably cheaper to read on the hot path.
+const lastZone: { name: string; zone: ZoneOffsets | undefined } = { name: '', zone: undefined };
 
 function zoneFor(name: string): ZoneOffsets {
-  if (name === lastZoneName && lastZone !== undefined) return lastZone;
+  if (name === lastZone.name && lastZone.zone !== undefined) return lastZone.zone;
   let zone = zones.get(name);
   if (zone === undefined) {
     zone = new ZoneOffsets(name);
     zones.set(name, zone);
   }
-  lastZoneName = name;
-  lastZone = zone;
+  lastZone.name = name;
+  lastZone.zone = zone;
   return zone;
 }
 
@@ -211,14 +206,24 @@ interface Chunk {
   readonly offsets: readonly number[];
 }
 
+/** A constant-offset range; an end that is not a transition is only the limit of what was looked up. */
+interface Run {
+  readonly start: number;
+  readonly end: number;
+  readonly offset: number;
+  readonly startIsTransition: boolean;
+  readonly endIsTransition: boolean;
+}
+
 /** Offset samples per UTC day; two transitions closer than this that cancel out would be missed. */
 const SAMPLE_MS = 6 * HOUR_MS;
 /** A run (constant-offset range) reaches back at least this far from the timestamp it was built for. */
 const RUN_BACK_MS = 2 * DAY_MS;
 /** ... and forward this far, so a steady stream of events rebuilds it about once a week. */
 const RUN_AHEAD_MS = 7 * DAY_MS;
-/** Bounds memory if timestamps are scattered over centuries; refilling is cheap. */
+/** Bound the memo maps if timestamps are scattered over centuries; refilling is cheap. */
 const MAX_CHUNKS = 20_000;
+const MAX_MEMO = 4_096;
 /** Intl's year field is unreliable outside years 1..9999 (eras, two-digit Date.UTC years). */
 const MIN_SUPPORTED_MS = -62_135_596_800_000 + 10 * DAY_MS;
 const MAX_SUPPORTED_MS = 253_402_300_799_999 - 10 * DAY_MS;
@@ -228,11 +233,17 @@ const MAX_SUPPORTED_MS = 253_402_300_799_999 - 10 * DAY_MS;
  * transitions located to the second by bisection (tzdata transitions fall on whole seconds). On top
  * of that sits a "run": a range of constant offset around the last timestamp, whose ends are either
  * real transitions (`*IsTransition`) or just the limit of what was looked up. The hot path is a
- * range check on the run.
+ * range check on the run. Out-of-order timestamps (late events, queries) hit two small memos: runs
+ * by UTC day (for days without a transition) and day windows by local date.
  */
 class ZoneOffsets {
+  /** Result of the last fixedWindow/dayWindow call (out-parameters: the hot path allocates nothing). */
+  outStart = 0;
+  outEnd = 0;
   private readonly dtf: Intl.DateTimeFormat;
   private readonly chunks = new Map<number, Chunk>();
+  private readonly runsByDay = new Map<number, Run>();
+  private readonly daysByDate = new Map<number, WindowBounds>();
   private runStart = 0;
   private runEnd = 0;
   private runOffset = 0;
@@ -255,7 +266,7 @@ class ZoneOffsets {
   }
 
   fixedWindow(t: number, size: number): void {
-    if (!(t >= this.runStart && t < this.runEnd)) this.buildRun(t);
+    if (!(t >= this.runStart && t < this.runEnd)) this.enterRun(t);
     if (!this.tryFixed(t, size)) {
       // The window crosses a lookup limit of the run; a run built around t reaches >= 1 day past t.
       this.buildRun(t);
@@ -275,15 +286,21 @@ class ZoneOffsets {
       if (!this.runEndIsTransition) return false;
       end = this.runEnd;
     }
-    outStart = start;
-    outEnd = end;
+    this.outStart = start;
+    this.outEnd = end;
     return true;
   }
 
   dayWindow(t: number): void {
     if (!(t >= this.dayStart && t < this.dayEnd)) {
-      if (!(t >= this.runStart && t < this.runEnd)) this.buildRun(t);
+      if (!(t >= this.runStart && t < this.runEnd)) this.enterRun(t);
       let day = Math.floor((t + this.runOffset) / DAY_MS);
+      const memo = this.daysByDate.get(day);
+      if (memo !== undefined && t >= memo.start && t < memo.end) {
+        this.dayStart = this.outStart = memo.start;
+        this.dayEnd = this.outEnd = memo.end;
+        return;
+      }
       // local(t) >= midnight(day), so start <= t by construction; end may be <= t only when t is
       // in a repeated hour that began after the next midnight, hence the loop.
       let start = this.firstInstantAtLocal(day * DAY_MS);
@@ -295,9 +312,11 @@ class ZoneOffsets {
       }
       this.dayStart = start;
       this.dayEnd = end;
+      if (this.daysByDate.size >= MAX_MEMO) this.daysByDate.clear();
+      this.daysByDate.set(day, { start, end });
     }
-    outStart = this.dayStart;
-    outEnd = this.dayEnd;
+    this.outStart = this.dayStart;
+    this.outEnd = this.dayEnd;
   }
 
   /** min{u : u + offset(u) >= local}: the first instant the local clock reads `local` or later. */
@@ -319,6 +338,33 @@ class ZoneOffsets {
       }
     }
     return Math.max(segStart, local - segOffset);
+  }
+
+  /** Makes the hot run one containing t, from the per-day memo when possible. */
+  private enterRun(t: number): void {
+    const k = Math.floor(t / DAY_MS);
+    const memo = this.runsByDay.get(k);
+    if (memo !== undefined && t >= memo.start && t < memo.end) {
+      this.runStart = memo.start;
+      this.runEnd = memo.end;
+      this.runOffset = memo.offset;
+      this.runStartIsTransition = memo.startIsTransition;
+      this.runEndIsTransition = memo.endIsTransition;
+      return;
+    }
+    this.buildRun(t);
+    // A run built around any t of a day without transitions covers that whole day and reaches >= 1 day
+    // beyond every instant of it (back >= 2 days from t, ahead >= 7), so it serves the whole day.
+    if (this.chunk(k).transitions.length === 0) {
+      if (this.runsByDay.size >= MAX_MEMO) this.runsByDay.clear();
+      this.runsByDay.set(k, {
+        start: this.runStart,
+        end: this.runEnd,
+        offset: this.runOffset,
+        startIsTransition: this.runStartIsTransition,
+        endIsTransition: this.runEndIsTransition,
+      });
+    }
   }
 
   /** Rebuilds the run around t: back to the last transition <= t, ahead to the first one > t. */

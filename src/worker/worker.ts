@@ -11,9 +11,16 @@ import { instruments, withSpan } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/closer.js';
 import { prepareBatch, type StreamEntry } from './batch.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
+import { PartitionLeases } from './leases.js';
 import { sleep } from './timing.js';
 
+interface PartitionRunner {
+  readonly abort: AbortController;
+  readonly done: Promise<void>;
+}
+
 const SWEEP_EVERY_MS = 60_000;
+const TRIM_EVERY_MS = 1_000;
 
 /**
  * One Tally worker replica. For each partition it reads new entries through the consumer group and
@@ -30,10 +37,11 @@ export class TallyWorker {
   private readonly keys: TallyKeys;
   private readonly meters: MeterIndex;
   private readonly relay: RollupRelay;
-  private readonly partitions: readonly number[];
-  private readonly blocking: RedisClient[] = [];
+  private readonly staticPartitions: readonly number[] | undefined;
+  private readonly leases: PartitionLeases | undefined;
+  private readonly runners = new Map<number, PartitionRunner>();
   private readonly stop = new AbortController();
-  private readonly loops: Promise<void>[] = [];
+  private supervisor: Promise<void> | undefined;
   private readonly stats: WorkerStats = emptyStats();
   private readonly failing = new Set<string>();
   private started: Promise<void> | undefined;
@@ -50,12 +58,16 @@ export class TallyWorker {
     });
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
-    this.partitions = options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i);
-    for (const p of this.partitions) {
+    for (const p of options.partitions ?? []) {
       if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
         throw new RangeError(`partitions: ${p} is not a partition of 0..${this.config.partitions - 1}`);
       }
     }
+    const leased = options.partitions === undefined && this.config.worker.leases;
+    this.staticPartitions = leased ? undefined : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
+    this.leases = leased
+      ? new PartitionLeases(this.client, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger)
+      : undefined;
     this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
   }
 
@@ -66,19 +78,70 @@ export class TallyWorker {
   }
 
   private async doStart(): Promise<void> {
-    for (const p of this.partitions) {
-      await this.ensureGroup(p);
-      await this.relay.ensureGroup(p);
-    }
-    for (const p of this.partitions) {
-      const conn = duplicate(this.client);
-      this.blocking.push(conn);
-      this.loops.push(this.consumeLoop(p, conn), this.maintenanceLoop(p));
+    if (this.staticPartitions) {
+      for (const p of this.staticPartitions) await this.startPartition(p);
+    } else {
+      await this.rebalance();
+      this.supervisor = this.superviseLeases();
     }
     this.logger.info(
-      { partitions: this.partitions, meters: this.config.meters.map((m) => m.slug), group: this.config.consumerGroup },
+      {
+        partitions: this.staticPartitions ?? 'leased',
+        held: [...this.runners.keys()],
+        meters: this.config.meters.map((m) => m.slug),
+        group: this.config.consumerGroup,
+      },
       'worker started',
     );
+  }
+
+  /** Partitions this replica is consuming now. */
+  get activePartitions(): number[] {
+    return [...this.runners.keys()].sort((a, b) => a - b);
+  }
+
+  private async startPartition(partition: number): Promise<void> {
+    if (this.runners.has(partition)) return;
+    await this.ensureGroup(partition);
+    await this.relay.ensureGroup(partition);
+    const abort = new AbortController();
+    const conn = duplicate(this.client);
+    const signal = AbortSignal.any([abort.signal, this.stop.signal]);
+    const done = Promise.allSettled([this.consumeLoop(partition, conn, signal), this.maintenanceLoop(partition, signal)]).then(
+      () => conn.disconnect(),
+    );
+    this.runners.set(partition, { abort, done });
+  }
+
+  /** Stops a partition's loops after the batch in hand. */
+  private async stopPartition(partition: number): Promise<void> {
+    const runner = this.runners.get(partition);
+    if (!runner) return;
+    runner.abort.abort();
+    await runner.done;
+    this.runners.delete(partition);
+  }
+
+  private async rebalance(): Promise<void> {
+    const leases = this.leases as PartitionLeases;
+    const { acquired, released, lost } = await leases.tick();
+    for (const p of [...released, ...lost]) await this.stopPartition(p);
+    for (const p of released) await leases.release(p);
+    for (const p of acquired) await this.startPartition(p);
+  }
+
+  private async superviseLeases(): Promise<void> {
+    const every = Math.max(100, Math.floor(this.config.worker.leaseTtlMs / 3));
+    while (!this.stop.signal.aborted) {
+      await sleep(every, this.stop.signal);
+      if (this.stop.signal.aborted) break;
+      try {
+        await this.rebalance();
+        this.recovered('leases', -1);
+      } catch (err) {
+        this.report('leases', -1, err);
+      }
+    }
   }
 
   /** Counters since start (a copy). */
@@ -98,9 +161,10 @@ export class TallyWorker {
   private async doClose(): Promise<void> {
     this.stop.abort();
     await this.started?.catch(() => undefined);
-    await Promise.allSettled(this.loops);
+    await this.supervisor;
+    await Promise.allSettled([...this.runners.keys()].map((p) => this.stopPartition(p)));
+    await this.leases?.releaseAll().catch((err: unknown) => this.logger.warn({ err }, 'releasing partition leases failed'));
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
-    for (const conn of this.blocking) conn.disconnect();
     if (this.ownsClient) await this.client.quit().catch(() => undefined);
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
@@ -152,10 +216,10 @@ export class TallyWorker {
     if (this.failing.delete(`${op}:${partition}`)) this.logger.info({ partition, op }, `${op} recovered`);
   }
 
-  private async consumeLoop(partition: number, conn: RedisClient): Promise<void> {
+  private async consumeLoop(partition: number, conn: RedisClient, signal: AbortSignal): Promise<void> {
     const { batchSize, blockMs } = this.config.worker;
     const stream = this.keys.events(partition);
-    while (!this.stop.signal.aborted) {
+    while (!signal.aborted) {
       try {
         const reply = (await conn.xreadgroup(
           'GROUP',
@@ -181,7 +245,7 @@ export class TallyWorker {
           await this.ensureGroup(partition).catch((e: unknown) => this.report('create-group', partition, e));
         } else {
           this.report('read', partition, err);
-          await sleep(1000, this.stop.signal);
+          await sleep(1000, signal);
         }
       }
     }
@@ -249,14 +313,15 @@ export class TallyWorker {
   }
 
   /** Closes due windows, relays rollups, reclaims stale entries and sweeps old dedup epochs. */
-  private async maintenanceLoop(partition: number): Promise<void> {
+  private async maintenanceLoop(partition: number, signal: AbortSignal): Promise<void> {
     const { closeIntervalMs, claimIdleMs } = this.config.worker;
     const reclaimEveryMs = Math.max(250, Math.floor(claimIdleMs / 2));
     let lastReclaim = 0;
     let lastSweep = 0;
-    while (!this.stop.signal.aborted) {
-      await sleep(closeIntervalMs, this.stop.signal);
-      if (this.stop.signal.aborted) break;
+    let lastTrim = 0;
+    while (!signal.aborted) {
+      await sleep(closeIntervalMs, signal);
+      if (signal.aborted) break;
       try {
         const closed = await closeDueWindows(this.client, this.config, partition);
         this.stats.windowsClosed += closed.windowsClosed;
@@ -269,6 +334,11 @@ export class TallyWorker {
         if (now - lastReclaim >= reclaimEveryMs) {
           lastReclaim = now;
           await this.reclaim(partition);
+        }
+        if (now - lastTrim >= TRIM_EVERY_MS) {
+          lastTrim = now;
+          const { retainAckedMs, maxLength } = this.config.trim;
+          await runScript(this.client, 'trimStream', [this.keys.events(partition)], [this.config.consumerGroup, retainAckedMs, maxLength]);
         }
         if (now - lastSweep >= SWEEP_EVERY_MS) {
           lastSweep = now;

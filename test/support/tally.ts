@@ -55,7 +55,7 @@ export class Harness {
       redis: { url },
       streams: { prefix, partitions: options.partitions ?? 1, ...options.streams },
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
-      worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, ...options.worker },
+      worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', ...options.worker },
       rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h' },
       meters: options.meters,
     };

@@ -44,40 +44,21 @@ local maxWindows = tonumber(ARGV[5])
 local maxCorrections = tonumber(ARGV[6])
 
 --@include streamIds
+--@include frontier
 
 local time = rcall('TIME')
 local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
 
-if rcall('EXISTS', eventsKey) == 0 then
+local frontier, caughtUp, lastIdMs = appliedFrontier(eventsKey, group, nowMs)
+if not frontier then
   return { 0, 0, 0, 0, string.format('%d', closedThrough), 'no-group' }
-end
-local groupInfo
-for _, g in ipairs(rcall('XINFO', 'GROUPS', eventsKey)) do
-  if infoField(g, 'name') == group then groupInfo = g end
-end
-if not groupInfo then
-  return { 0, 0, 0, 0, string.format('%d', closedThrough), 'no-group' }
-end
-
-local lastId = infoField(rcall('XINFO', 'STREAM', eventsKey), 'last-generated-id')
-local lastDelivered = infoField(groupInfo, 'last-delivered-id')
-local frontier = nowMs
-local caughtUp = true
-if idLess(lastDelivered, lastId) then
-  frontier = idParts(lastDelivered)
-  caughtUp = false
-end
-if tonumber(infoField(groupInfo, 'pending')) > 0 then
-  local minPending = idParts(rcall('XPENDING', eventsKey, group)[2])
-  if minPending < frontier then frontier = minPending end
-  caughtUp = false
 end
 
 -- Wall-clock time stands in for event time only on a quiet partition with nothing left to apply: a
 -- backlog (a restart after an outage, a backfill) is closed by its own event time, in order.
 local eventTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
-if caughtUp and nowMs - idParts(lastId) >= idleMs and nowMs > eventTime then
+if caughtUp and nowMs - lastIdMs >= idleMs and nowMs > eventTime then
   eventTime = nowMs
 end
 local bound = math.min(frontier, eventTime)

@@ -55,6 +55,10 @@ describe('crashes and replicas', () => {
     for (const e of events) model.add(e as never);
     const a = await harness.startWorker('replica-a');
     const b = await harness.startWorker('replica-b');
+    // Leases spread the two partitions over the two replicas.
+    await waitFor(() => a.activePartitions.length === 1 && b.activePartitions.length === 1, {
+      message: 'one partition per replica',
+    });
     const producer = harness.producer();
     for (let i = 0; i < events.length; i += 500) {
       for (const e of events.slice(i, i + 500)) void producer.send(e);
