@@ -4,6 +4,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { TallyConfigError } from '../errors/index.js';
 import { compileMeters, type Meter } from '../meters/index.js';
+import type { RedisTarget } from '../redis/index.js';
 import { parseDuration } from './duration.js';
 import { ConfigSchema } from './schema.js';
 
@@ -22,6 +23,8 @@ export const DEDUP_GENERATIONS = 2;
 export interface TallyConfig {
   readonly data: TallyConfigData;
   readonly redisUrl: string;
+  /** Where to connect: one Redis, or a Cluster through startup nodes (see redis/connection.ts). */
+  readonly redis: RedisTarget;
   readonly prefix: string;
   readonly partitions: number;
   readonly consumerGroup: string;
@@ -93,6 +96,12 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   if (!/^rediss?:\/\//.test(data.redis.url)) {
     throw new TallyConfigError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(data.redis.url)}`);
   }
+  if (data.redis.cluster && !/\{[^}]+\}/.test(data.rollups.queuePrefix)) {
+    throw new TallyConfigError(
+      'rollups.queuePrefix',
+      `must contain a hash tag such as {tally} on Redis Cluster (BullMQ keeps each queue in one slot), got ${JSON.stringify(data.rollups.queuePrefix)}`,
+    );
+  }
   const horizonMs = parseDuration(data.dedup.horizon, 'dedup.horizon');
   if (horizonMs < 60_000) throw new TallyConfigError('dedup.horizon', `must be at least 1m, got ${JSON.stringify(data.dedup.horizon)}`);
   const graceMs = parseDuration(data.windows.grace, 'windows.grace');
@@ -103,6 +112,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   return {
     data,
     redisUrl: data.redis.url,
+    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes },
     prefix: data.streams.prefix,
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,

@@ -18,6 +18,8 @@ export const ConfigSchema = Type.Object(
     redis: Type.Object(
       {
         url: Type.String({ default: 'redis://127.0.0.1:6379', description: 'redis:// or rediss:// URL; REDIS_URL overrides' }),
+        cluster: Type.Boolean({ default: false, description: 'Connect to a Redis Cluster: url is one startup node' }),
+        nodes: Type.Array(Type.String(), { default: [], description: 'More Cluster startup nodes, host:port' }),
       },
       { additionalProperties: false, default: {} },
     ),

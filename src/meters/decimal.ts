@@ -21,6 +21,7 @@ const FAST_NUMBER_LIMIT = 2_147_483_648;
 /** Largest |integer| n for which n * 1e6 is still a safe integer (floor(2^53 / 1e6)). */
 const MAX_FAST_INTEGER = 9_007_199_254;
 const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] as const;
+const ZEROS = ['', '0', '00', '000', '0000', '00000', '000000'] as const;
 /** Exponents beyond this are clamped: the value is then certainly out of range or rounds to zero. */
 const MAX_EXPONENT = 1_000_000_000;
 
@@ -41,7 +42,8 @@ export function toScaled(value: unknown): bigint | undefined {
  * common values never touch BigInt.
  */
 export function toScaledString(value: unknown): string | undefined {
-  const scaled = scale(value);
+  // A numeric string can usually be rewritten in place ("12.5" -> "12" + "5" + "00000").
+  const scaled = typeof value === 'string' ? parseDecimal(value, true) : scale(value);
   return typeof scaled === 'number' ? safeIntegerToString(scaled) : scaled;
 }
 
@@ -72,16 +74,19 @@ function scale(value: unknown): number | string | undefined {
       return value * 1_000_000;
     }
     if (!Number.isFinite(value)) return undefined;
-    return parseDecimal(String(value));
+    return parseDecimal(String(value), false);
   }
-  if (typeof value === 'string') return parseDecimal(value);
+  if (typeof value === 'string') return parseDecimal(value, false);
   if (typeof value === 'bigint')
     return fromDigits(value < 0n, (value < 0n ? -value : value).toString(), VALUE_SCALE);
   return undefined;
 }
 
-/** Parses `[+-]digits[.digits][e[+-]digits]` with a single pass of charCodeAt, no regex, no allocation. */
-function parseDecimal(s: string): number | string | undefined {
+/**
+ * Parses `[+-]digits[.digits][e[+-]digits]` in a single charCodeAt pass (no regex). With `asString`,
+ * a short plain decimal comes back as the canonical string built from the input's own digits.
+ */
+function parseDecimal(s: string, asString: boolean): number | string | undefined {
   const len = s.length;
   let i = 0;
   let negative = false;
@@ -138,6 +143,15 @@ function parseDecimal(s: string): number | string | undefined {
     if (expNegative) exponent = -exponent;
   } else if (intDigits <= 9 && fracDigits <= VALUE_SCALE) {
     // Common case: at most 9 integer digits, so the result stays below 2^53 and is exact.
+    if (asString && intValue !== 0 && s.charCodeAt(intStart) !== 48 /* no leading zero */) {
+      const head =
+        negative || intStart === 0
+          ? s.slice(0, intStart + intDigits)
+          : s.slice(intStart, intStart + intDigits);
+      return fracDigits === 0
+        ? head + ZEROS[VALUE_SCALE]!
+        : head + s.slice(fracStart, fracStart + fracDigits) + ZEROS[VALUE_SCALE - fracDigits]!;
+    }
     const v = intValue * 1_000_000 + fracValue * POW10[VALUE_SCALE - fracDigits]!;
     return negative && v !== 0 ? -v : v;
   }

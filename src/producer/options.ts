@@ -4,6 +4,11 @@ export interface ProducerOptions {
   /** A Redis URL, or a connection (ioredis Redis or Cluster) the producer will use but not close. */
   redis: string | RedisClient;
   /**
+   * With a URL in `redis`: connect to a Redis Cluster (the URL is one startup node).
+   * @defaultValue false
+   */
+  cluster?: boolean;
+  /**
    * Stream key prefix.
    * @defaultValue 'tally'
    */
@@ -26,6 +31,7 @@ export interface ProducerOptions {
 }
 
 export const defaultProducerOptions = {
+  cluster: false,
   prefix: 'tally',
   partitions: 1,
   maxEntryBytes: 1_048_576,

@@ -27,7 +27,7 @@ export class UsageProducer {
       throw new TallyConfigError('eventsPerEntry', `expected an integer ≥ 1, got ${opts.eventsPerEntry}`);
     }
     this.ownsClient = typeof opts.redis === 'string';
-    this.client = typeof opts.redis === 'string' ? connect(opts.redis) : opts.redis;
+    this.client = typeof opts.redis === 'string' ? connect({ url: opts.redis, cluster: opts.cluster }) : opts.redis;
     this.keys = new TallyKeys(opts.prefix);
     this.partitions = opts.partitions;
     this.maxEntryBytes = opts.maxEntryBytes;
@@ -57,8 +57,9 @@ export class UsageProducer {
       if (list) list.push(json);
       else byPartition.set(p, [json]);
     }
-    const pipeline = this.client.pipeline();
-    for (const [p, jsons] of byPartition) {
+    // One pipeline per partition: on Redis Cluster a pipeline must stay within one slot.
+    const pipelines = [...byPartition].map(([p, jsons]) => {
+      const pipeline = this.client.pipeline();
       const key = this.keys.events(p);
       let chunk: string[] = [];
       let bytes = 2;
@@ -76,12 +77,16 @@ export class UsageProducer {
         bytes += size;
       }
       flush();
-    }
-    const results = (await pipeline.exec()) ?? [];
-    return results.map(([err, id]) => {
-      if (err) throw err;
-      return id as string;
+      return pipeline.exec();
     });
+    const ids: string[] = [];
+    for (const results of await Promise.all(pipelines)) {
+      for (const [err, id] of results ?? []) {
+        if (err) throw err;
+        ids.push(id as string);
+      }
+    }
+    return ids;
   }
 
   /** Closes the connection if the producer opened it. Idempotent. */

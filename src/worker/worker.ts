@@ -51,7 +51,7 @@ export class TallyWorker {
     this.config = options.config;
     this.consumer = options.consumerName ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.ownsClient = options.connection === undefined;
-    this.client = options.connection ?? connect(this.config.redisUrl);
+    this.client = options.connection ?? connect(this.config.redis);
     this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
       component: 'worker',
       consumer: this.consumer,
@@ -258,13 +258,11 @@ export class TallyWorker {
     const prepared = prepareBatch(live, { config: this.config, meters: this.meters, partition });
     try {
       await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': live.length }, async () => {
-        if (prepared.forwards.length > 0) {
-          const pipeline = this.client.pipeline();
-          for (const f of prepared.forwards) {
-            pipeline.xadd(this.keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event));
-          }
-          for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
-        }
+        // Forwarded copies must be in their home stream before this entry is acked (a crash in
+        // between re-forwards them, and the home partition drops the copy as a duplicate).
+        await Promise.all(
+          prepared.forwards.map((f) => this.client.xadd(this.keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event))),
+        );
         let applied = 0;
         let duplicates = 0;
         let deadLettered = 0;

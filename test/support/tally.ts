@@ -7,9 +7,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
+import { connect } from '../../src/redis/index.js';
 import { resolveConfig, TallyKeys, TallyWorker, UsageProducer, type RollupJob, type TallyConfig } from '../../src/index.js';
 import { createTestRedis, testRedisUrl, uniquePrefix, waitFor } from './redis.js';
 import { rollupKey } from './model.js';
@@ -21,6 +22,8 @@ export interface HarnessOptions {
   worker?: Record<string, unknown>;
   streams?: Record<string, unknown>;
   redisUrl?: string;
+  /** Treat redisUrl as a startup node of a Redis Cluster. */
+  cluster?: boolean;
   label?: string;
 }
 
@@ -41,7 +44,7 @@ export class Harness {
   readonly config: TallyConfig;
   readonly raw: Record<string, unknown>;
   readonly keys: TallyKeys;
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
   readonly queue: Queue;
   private readonly workers: TallyWorker[] = [];
   private readonly children = new Set<ChildProcess>();
@@ -52,16 +55,16 @@ export class Harness {
     const prefix = uniquePrefix(options.label ?? 'pipe');
     const url = options.redisUrl ?? testRedisUrl();
     this.raw = {
-      redis: { url },
+      redis: { url, cluster: options.cluster ?? false },
       streams: { prefix, partitions: options.partitions ?? 1, ...options.streams },
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
       worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', ...options.worker },
-      rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h' },
+      rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h', ...(options.cluster ? { queuePrefix: '{tally}' } : {}) },
       meters: options.meters,
     };
     this.config = resolveConfig(this.raw, {});
     this.keys = new TallyKeys(prefix);
-    this.redis = createTestRedis({ url });
+    this.redis = options.cluster ? connect({ url, cluster: true }) : createTestRedis({ url });
     this.queue = new Queue(`${prefix}-billing`, { connection: this.redis, prefix: this.config.rollups.queuePrefix });
   }
 
@@ -70,7 +73,12 @@ export class Harness {
   }
 
   producer(): UsageProducer {
-    const p = new UsageProducer({ redis: this.config.redisUrl, prefix: this.prefix, partitions: this.config.partitions });
+    const p = new UsageProducer({
+      redis: this.config.redisUrl,
+      cluster: this.config.redis.cluster ?? false,
+      prefix: this.prefix,
+      partitions: this.config.partitions,
+    });
     this.producers.push(p);
     return p;
   }
@@ -149,6 +157,7 @@ export class Harness {
     await Promise.all(this.workers.map((w) => w.close()));
     await Promise.all(this.producers.map((p) => p.close()));
     await this.queue.close();
+    if (this.config.redis.cluster) this.redis.disconnect();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
