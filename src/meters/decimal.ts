@@ -149,7 +149,7 @@ function parseDecimal(s: string, asString: boolean): number | string | undefined
           ? s.slice(0, intStart + intDigits)
           : s.slice(intStart, intStart + intDigits);
       return fracDigits === 0
-        ? head + ZEROS[VALUE_SCALE]!
+        ? head + ZEROS[VALUE_SCALE]
         : head + s.slice(fracStart, fracStart + fracDigits) + ZEROS[VALUE_SCALE - fracDigits]!;
     }
     const v = intValue * 1_000_000 + fracValue * POW10[VALUE_SCALE - fracDigits]!;
