@@ -53,8 +53,8 @@ local consumer = ARGV[7]
 
 --@include compareInt
 
-local time = rcall('TIME')
-local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--@include now
+local nowMs = redisNowMs()
 local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
 local streamTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
 local streamTimeBefore = streamTime

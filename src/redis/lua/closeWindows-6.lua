@@ -46,8 +46,8 @@ local maxCorrections = tonumber(ARGV[6])
 --@include streamIds
 --@include frontier
 
-local time = rcall('TIME')
-local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--@include now
+local nowMs = redisNowMs()
 local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
 
 local frontier, caughtUp, lastIdMs = appliedFrontier(eventsKey, group, nowMs)

@@ -20,8 +20,8 @@ local deadLetterKey = KEYS[2]
 local errorsKey = KEYS[3]
 local group = ARGV[1]
 
-local time = rcall('TIME')
-local nowMs = string.format('%d', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+--@include now
+local nowMs = string.format('%d', redisNowMs())
 local moved = 0
 for i = 2, #ARGV, 2 do
   local id, deliveries = ARGV[i], ARGV[i + 1]

@@ -25,8 +25,8 @@ local maxLength = tonumber(ARGV[3])
 --@include streamIds
 --@include frontier
 
-local time = rcall('TIME')
-local nowMs = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--@include now
+local nowMs = redisNowMs()
 local frontier = appliedFrontier(eventsKey, group, nowMs)
 if not frontier then return 0 end
 
