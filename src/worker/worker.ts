@@ -9,10 +9,15 @@ import { connect, duplicate, runScript, TallyKeys, type RedisClient } from '../r
 import { RollupRelay } from '../rollups/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/closer.js';
-import { prepareBatch, type StreamEntry } from './batch.js';
+import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionLeases } from './leases.js';
 import { sleep } from './timing.js';
+
+interface PreparedEntries {
+  readonly ids: string[];
+  readonly batch: PreparedBatch;
+}
 
 interface PartitionRunner {
   readonly abort: AbortController;
@@ -216,48 +221,72 @@ export class TallyWorker {
     if (this.failing.delete(`${op}:${partition}`)) this.logger.info({ partition, op }, `${op} recovered`);
   }
 
+  /**
+   * Reads and applies new entries until `signal` aborts. Reads one batch ahead: the next batch is
+   * fetched and prepared (decoded, validated, hashed) in Node while Redis runs the current batch's
+   * script, so the two cores work at once. Entries read ahead when the stop comes are still applied.
+   */
   private async consumeLoop(partition: number, conn: RedisClient, signal: AbortSignal): Promise<void> {
+    let next = this.readBatch(partition, conn, signal);
+    while (!signal.aborted) {
+      const batch = await next;
+      next = signal.aborted ? Promise.resolve(undefined) : this.readBatch(partition, conn, signal);
+      if (batch) await this.applyPrepared(partition, batch);
+    }
+    const last = await next;
+    if (last) await this.applyPrepared(partition, last);
+  }
+
+  /** One XREADGROUP of new entries, prepared for applyBatch; undefined when none came or it failed. */
+  private async readBatch(partition: number, conn: RedisClient, signal: AbortSignal): Promise<PreparedEntries | undefined> {
     const { batchSize, blockMs } = this.config.worker;
     const stream = this.keys.events(partition);
-    while (!signal.aborted) {
-      try {
-        const reply = (await conn.xreadgroup(
-          'GROUP',
-          this.config.consumerGroup,
-          this.consumer,
-          'COUNT',
-          batchSize,
-          'BLOCK',
-          blockMs,
-          'STREAMS',
-          stream,
-          '>',
-        )) as [string, StreamEntry[]][] | null;
-        const entries = reply?.[0]?.[1];
-        if (entries && entries.length > 0) await this.apply(partition, entries);
-        this.recovered('read', partition);
-      } catch (err) {
-        if ((err as Error).message.includes('NOGROUP')) {
-          this.logger.error(
-            { partition, stream },
-            'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group',
-          );
-          await this.ensureGroup(partition).catch((e: unknown) => this.report('create-group', partition, e));
-        } else {
-          this.report('read', partition, err);
-          await sleep(1000, signal);
-        }
+    try {
+      const reply = (await conn.xreadgroup(
+        'GROUP',
+        this.config.consumerGroup,
+        this.consumer,
+        'COUNT',
+        batchSize,
+        'BLOCK',
+        blockMs,
+        'STREAMS',
+        stream,
+        '>',
+      )) as [string, StreamEntry[]][] | null;
+      this.recovered('read', partition);
+      const entries = reply?.[0]?.[1];
+      return entries && entries.length > 0 ? this.prepare(partition, entries) : undefined;
+    } catch (err) {
+      if ((err as Error).message.includes('NOGROUP')) {
+        this.logger.error(
+          { partition, stream },
+          'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group',
+        );
+        await this.ensureGroup(partition).catch((e: unknown) => this.report('create-group', partition, e));
+      } else {
+        this.report('read', partition, err);
+        await sleep(1000, signal);
       }
+      return undefined;
     }
   }
 
-  /** Applies a batch atomically. On failure the entries stay pending and are retried via reclaim. */
-  private async apply(partition: number, entries: StreamEntry[]): Promise<void> {
-    const started = performance.now();
+  private prepare(partition: number, entries: StreamEntry[]): PreparedEntries {
     const live = entries.filter((e) => e[1] !== null);
-    const prepared = prepareBatch(live, { config: this.config, meters: this.meters, partition });
+    return { ids: live.map((e) => e[0]), batch: prepareBatch(live, { config: this.config, meters: this.meters, partition }) };
+  }
+
+  /** Prepares and applies entries (reclaimed ones). */
+  private apply(partition: number, entries: StreamEntry[]): Promise<void> {
+    return this.applyPrepared(partition, this.prepare(partition, entries));
+  }
+
+  /** Applies a batch atomically. On failure the entries stay pending and are retried via reclaim. */
+  private async applyPrepared(partition: number, { ids, batch: prepared }: PreparedEntries): Promise<void> {
+    const started = performance.now();
     try {
-      await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': live.length }, async () => {
+      await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': ids.length }, async () => {
         // Forwarded copies must be in their home stream before this entry is acked (a crash in
         // between re-forwards them, and the home partition drops the copy as a duplicate).
         await Promise.all(
@@ -279,7 +308,7 @@ export class TallyWorker {
         }
         const s = this.stats;
         s.batches++;
-        s.entries += live.length;
+        s.entries += ids.length;
         s.events += prepared.events;
         s.applied += applied;
         s.duplicates += duplicates;
@@ -303,7 +332,7 @@ export class TallyWorker {
       const errors = this.keys.errors(partition);
       await this.client
         .pipeline()
-        .hset(errors, ...live.flatMap(([id]) => [id, message]))
+        .hset(errors, ...ids.flatMap((id) => [id, message]))
         .pexpire(errors, 7 * 86_400_000)
         .exec()
         .catch(() => undefined);
