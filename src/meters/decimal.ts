@@ -3,8 +3,9 @@ import { TallyConfigError, TallyValidationError } from '../errors/index.js';
 /**
  * Exact decimal arithmetic for SUM/AVG/MIN/MAX values: a value is stored as a signed int64 count of
  * 10^-VALUE_SCALE units (micro-units), so Redis can add them with HINCRBY and a million additions of
- * 0.1 give exactly 100000. Nothing here goes through binary floating point except to read a JS
- * number's own shortest decimal form (String(n)), which is the value the producer meant.
+ * 0.1 give exactly 100000. A JS number is taken as its shortest round-trip decimal form (String(n)),
+ * the value the producer meant; the arithmetic shortcut for common numbers is proven to agree (see
+ * `scale`).
  *
  * Rounding: a value with more than VALUE_SCALE fractional digits is rounded half to even at the last
  * kept digit (banker's rounding: 0.0000005 -> 0, 0.0000015 -> 0.000002, 0.0000025 -> 0.000002), so
@@ -38,8 +39,8 @@ export function toScaled(value: unknown): bigint | undefined {
 
 /**
  * Same as {@link toScaled} but returns the canonical decimal integer string (optional `-`, no leading
- * zeros), which is what goes to Redis (HINCRBY, Lua ARGV). Faster than `toScaled(v)?.toString()`:
- * common values never touch BigInt.
+ * zeros), which is what goes to Redis (HINCRBY, Lua ARGV). About as fast as `toScaled(v)?.toString()`
+ * for numbers and ~2x faster for numeric strings, which are rewritten from their own digits.
  */
 export function toScaledString(value: unknown): string | undefined {
   // A numeric string can usually be rewritten in place ("12.5" -> "12" + "5" + "00000").
@@ -49,14 +50,10 @@ export function toScaledString(value: unknown): string | undefined {
 
 /**
  * String(n) of a safe integer, fast: V8 converts a non-Smi number with its general double-to-string
- * algorithm (~250 ns on Node 20), but two Smi conversions are ~3x cheaper.
+ * algorithm (~250 ns on Node 20); going through BigInt is ~4x cheaper.
  */
 function safeIntegerToString(n: number): string {
-  if (n <= 1_073_741_823 && n >= -1_073_741_824) return String(n);
-  const abs = n < 0 ? -n : n;
-  const high = Math.floor(abs / 1_000_000);
-  const text = String(high) + String(1_000_000 + (abs - high * 1_000_000)).slice(1);
-  return n < 0 ? `-${text}` : text;
+  return n <= 1_073_741_823 && n >= -1_073_741_824 ? String(n) : BigInt(n).toString();
 }
 
 /** Scaled value as a safe integer when that is exact, else a canonical integer string. */

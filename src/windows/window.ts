@@ -128,6 +128,9 @@ function normalizeTimeZone(timeZone: unknown): string {
  *   ever longer than sizeMs, and a repeated hour yields two sets of windows rather than one window
  *   twice as long. Where the offset change is a multiple of the size (1 h DST, hourly windows) no
  *   window is cut at all.
+ *
+ * Outside UTC, a timestamp that is not in years 1..9999 (or NaN) throws TallyValidationError
+ * `timestamp-out-of-range`; events should be validated before they get here.
  */
 export function windowOf(spec: WindowSpec, tMs: number): WindowBounds {
   const size = spec.sizeMs;

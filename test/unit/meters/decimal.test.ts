@@ -133,7 +133,9 @@ describe('toScaled', () => {
         Number(formatScaled(scaled)) === n &&
         toScaled(String(n)) === scaled &&
         toScaled(formatScaled(scaled)) === scaled &&
-        toScaledString(n) === scaled.toString();
+        toScaledString(n) === scaled.toString() &&
+        toScaledString(String(n)) === scaled.toString() &&
+        toScaledString(n.toFixed(decimals)) === scaled.toString();
       if (!ok) failures.push(n);
     }
     expect(failures).toEqual([]);
