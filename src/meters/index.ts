@@ -9,5 +9,5 @@ export {
   type MeterUpdate,
   type MeterRejection,
 } from './meter.js';
-export { toScaled, formatScaled, divideScaled, VALUE_SCALE } from './decimal.js';
+export { toScaled, toScaledString, formatScaled, divideScaled, VALUE_SCALE } from './decimal.js';
 export { compileJsonPath } from './json-path.js';

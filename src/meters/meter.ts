@@ -1,7 +1,7 @@
 import type { UsageEvent } from '../events/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { parseWindowSize, windowOf, type WindowSpec } from '../windows/index.js';
-import { toScaled } from './decimal.js';
+import { toScaledString } from './decimal.js';
 import { compileJsonPath } from './json-path.js';
 import type { Aggregation, MeterInput } from './schema.js';
 
@@ -123,11 +123,11 @@ export function meterUpdate(
       }
       value = scalarString(raw);
     } else {
-      const scaled = toScaled(raw);
+      const scaled = toScaledString(raw);
       if (scaled === undefined) {
         return { reason: 'invalid-value', detail: `${meter.slug}: value ${JSON.stringify(raw) ?? 'undefined'} is not a number` };
       }
-      value = scaled.toString();
+      value = scaled;
     }
   }
   const values: (string | null)[] = [event.subject];

@@ -18,10 +18,10 @@ export const MAX_EVENTS_PER_CALL = 1000;
 
 export interface PreparedBatch {
   /**
-   * ARGV records for applyBatch.lua (after its fixed arguments), one list per script call: a call holds
+   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script call: a call holds
    * whole entries and about MAX_EVENTS_PER_CALL events, so Redis is never blocked long by one call.
    */
-  readonly calls: (string | number | Buffer)[][];
+  readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
   readonly forwards: Forward[];
   readonly entries: number;
   readonly events: number;
@@ -43,8 +43,9 @@ export interface BatchContext {
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
   const { config, meters, partition } = ctx;
   const opts: DecodeOptions = { maxEntryBytes: config.maxEntryBytes, maxFutureSkewMs: config.windows.maxFutureSkewMs };
-  const calls: (string | number | Buffer)[][] = [];
-  let records: (string | number | Buffer)[] = [];
+  const calls: PreparedBatch['calls'] = [];
+  let records: (string | number)[] = [];
+  let fingerprints: Buffer[] = [];
   let eventsInCall = 0;
   const forwards: Forward[] = [];
   let events = 0;
@@ -55,12 +56,13 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     const ingestedMs = Number.parseInt(id, 10);
     const decoded = decodeEntry(fields, ingestedMs, opts);
     if (eventsInCall > 0 && eventsInCall + decoded.events.length > MAX_EVENTS_PER_CALL) {
-      calls.push(records);
+      calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
       records = [];
+      fingerprints = [];
       eventsInCall = 0;
     }
     eventsInCall += Math.max(1, decoded.events.length);
-    records.push('E', id, epochOf(ingestedMs, config.dedup.epochMs));
+    records.push('E', id, String(epochOf(ingestedMs, config.dedup.epochMs)));
     for (const r of decoded.rejected) {
       records.push('D', r.index, r.reason, r.detail, r.payload, decoded.field);
       rejected++;
@@ -95,12 +97,13 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         rejected++;
         continue;
       }
-      records.push('V', index, fingerprint(event.source, event.id), timeMs, updates.length);
+      records.push('V', index, fingerprints.length, timeMs, updates.length);
+      fingerprints.push(fingerprint(event.source, event.id));
       for (const u of updates) {
-        records.push(u.meter.slug, u.meter.code, u.windowStart, u.windowEnd, u.group, u.value, u.sortKey);
+        records.push(u.meter.slug, u.meter.code, String(u.windowStart), String(u.windowEnd), u.group, u.value, u.sortKey);
       }
     }
   }
-  if (records.length > 0) calls.push(records);
+  if (records.length > 0) calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
   return { calls, forwards, entries: entries.length, events, unmetered, rejected };
 }

@@ -8,10 +8,11 @@ import { MeterIndex } from '../meters/index.js';
 import { connect, duplicate, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
-import { closeDueWindows } from '../windows/closer.js';
+import { closeDueWindows } from '../windows/index.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionLeases } from './leases.js';
+import { packRecords } from './records.js';
 import { sleep } from './timing.js';
 
 interface PreparedEntries {
@@ -296,10 +297,11 @@ export class TallyWorker {
         let duplicates = 0;
         let deadLettered = 0;
         let corrected = 0;
-        for (const records of prepared.calls) {
+        for (const { records, fingerprints } of prepared.calls) {
           const [a = 0, d = 0, dl = 0, c = 0] = (await runScript(this.client, 'applyBatch', this.applyKeys(partition), [
             ...this.applyArgs,
-            ...records,
+            packRecords(records),
+            fingerprints,
           ])) as number[];
           applied += a;
           duplicates += d;

@@ -22,13 +22,15 @@
     ARGV[1] consumer group     ARGV[2] grace ms        ARGV[3] late policy ('correct'|'dead-letter')
     ARGV[4] retention ms       ARGV[5] generations     ARGV[6] bucket bits for new epochs
     ARGV[7] consumer name
-    ARGV[8..] records, each starting with a tag:
+    ARGV[9] the events' 16-byte fingerprints, concatenated (binary: Redis's cmsgpack has no bin type)
+    ARGV[8] the records, as one MessagePack array (decoded in C by cmsgpack: passing thousands of
+            separate arguments costs more than the work they describe), each starting with a tag:
       'E', entryId, epoch   -- following records belong to this entry. It is applied and acked only
                             -- while still pending for this consumer: an entry reclaimed by another
                             -- consumer meanwhile (or already acked) is skipped whole, so a stalled
                             -- worker that wakes up late cannot apply or dead-letter it twice.
       'D', index, reason, detail, payload       -- dead-letter an event rejected by the worker
-      'V', index, fingerprint, timeMs, n, then n updates of 7 values:
+      'V', index, k, timeMs, n, then n updates of 7 values  -- k: fingerprint number k in ARGV[9]
            meter, agg, windowStart, windowEnd, group, value, sortKey
       agg: C count, S sum, A avg, m min, M max, U unique count, L latest
 
@@ -128,13 +130,38 @@ local function originalPayload()
   return '', 'event'
 end
 
+-- Counts and sums are added up in Lua first and written once per (window, field) at the end of the
+-- batch: a Lua table update costs a fraction of a redis.call. Lua numbers are exact integers below
+-- 2^53, so a value or running total that could leave that range is written through at once instead.
+local increments = {}
+local EXACT = 2 ^ 52
+local function increment(wkey, field, delta)
+  local h = increments[wkey]
+  if not h then
+    h = {}
+    increments[wkey] = h
+  end
+  h[field] = (h[field] or 0) + delta
+end
+
+local function addValue(wkey, field, value)
+  local d = tonumber(value)
+  local h = increments[wkey]
+  local cur = h and h[field] or 0
+  if math.abs(d) < EXACT and math.abs(cur + d) < EXACT then
+    increment(wkey, field, d)
+    return true
+  end
+  local res = redis.pcall('HINCRBY', wkey, field, value)
+  return type(res) ~= 'table' or res.err == nil
+end
+
 local function applyUpdate(wkey, agg, grp, value, sortKey)
-  rcall('HINCRBY', wkey, 'c:' .. grp, 1)
+  increment(wkey, 'c:' .. grp, 1)
   if agg == 'C' then
     return true
   elseif agg == 'S' or agg == 'A' then
-    local res = redis.pcall('HINCRBY', wkey, 'v:' .. grp, value)
-    return type(res) ~= 'table' or res.err == nil
+    return addValue(wkey, 'v:' .. grp, value)
   elseif agg == 'm' or agg == 'M' then
     local cur = rcall('HGET', wkey, 'v:' .. grp)
     local c = cur and compareInt(value, cur) or 0
@@ -143,7 +170,7 @@ local function applyUpdate(wkey, agg, grp, value, sortKey)
     end
   elseif agg == 'U' then
     if rcall('HSETNX', wkey .. ':u', grp .. '\n' .. value, '') == 1 then
-      rcall('HINCRBY', wkey, 'v:' .. grp, 1)
+      increment(wkey, 'v:' .. grp, 1)
     end
   elseif agg == 'L' then
     local cur = rcall('HGET', wkey, 't:' .. grp)
@@ -154,14 +181,44 @@ local function applyUpdate(wkey, agg, grp, value, sortKey)
   return true
 end
 
-local i = 8
-local n = #ARGV
+local R = cmsgpack.unpack(ARGV[8])
+local fingerprints = ARGV[9]
+
+-- Entries of this batch still pending for this consumer, with one XPENDING over the batch's id range
+-- (entry ids arrive in order). An entry outside the reply is skipped: another consumer reclaimed it,
+-- or it was acked already. Asking for more than the batch holds keeps other pending entries of this
+-- consumer inside the range from crowding batch entries out.
+local ownedIds = {}
+do
+  local first, last, entries = nil, nil, 0
+  local j = 1
+  while j <= #R do
+    local tag = R[j]
+    if tag == 'E' then
+      first = first or R[j + 1]
+      last = R[j + 1]
+      entries = entries + 1
+      j = j + 3
+    elseif tag == 'D' then
+      j = j + 6
+    else
+      j = j + 5 + R[j + 4] * 7
+    end
+  end
+  if first then
+    for _, p in ipairs(rcall('XPENDING', eventsKey, group, first, last, entries * 4 + 1000, consumer)) do
+      ownedIds[p[1]] = true
+    end
+  end
+end
+local i = 1
+local n = #R
 while i <= n do
-  local tag = ARGV[i]
+  local tag = R[i]
   if tag == 'E' then
-    entryId = ARGV[i + 1]
-    entryEpoch = ARGV[i + 2]
-    owned = #rcall('XPENDING', eventsKey, group, entryId, entryId, 1, consumer) == 1
+    entryId = R[i + 1]
+    entryEpoch = R[i + 2]
+    owned = ownedIds[entryId] == true
     if owned then
       acks[#acks + 1] = entryId
     else
@@ -169,15 +226,16 @@ while i <= n do
     end
     i = i + 3
   elseif tag == 'D' then
-    if owned then deadLetter(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]) end
+    if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5]) end
     i = i + 6
   elseif not owned then -- 'V' of an entry this consumer no longer owns
-    i = i + 5 + tonumber(ARGV[i + 4]) * 7
+    i = i + 5 + tonumber(R[i + 4]) * 7
   else -- 'V'
-    local index = ARGV[i + 1]
-    local fp = ARGV[i + 2]
-    local timeMs = tonumber(ARGV[i + 3])
-    local count = tonumber(ARGV[i + 4])
+    local index = R[i + 1]
+    local k = R[i + 2]
+    local fp = string.sub(fingerprints, k * 16 + 1, k * 16 + 16)
+    local timeMs = tonumber(R[i + 3])
+    local count = tonumber(R[i + 4])
     local first = i + 5
     i = first + count * 7
     local dup, dedupKey, dedupField = seenBefore(entryEpoch, fp)
@@ -186,7 +244,7 @@ while i <= n do
     else
       local late, expired = false, false
       for u = first, i - 1, 7 do
-        local windowEnd = tonumber(ARGV[u + 3])
+        local windowEnd = tonumber(R[u + 3])
         if windowEnd + graceMs <= closedThrough then late = true end
         if windowEnd + retentionMs <= nowMs then expired = true end
       end
@@ -197,10 +255,10 @@ while i <= n do
           'event time ' .. timeMs .. ' falls in a window closed before it arrived', payload, field)
       else
         for u = first, i - 1, 7 do
-          local meter, agg, ws, we, grp = ARGV[u], ARGV[u + 1], ARGV[u + 2], ARGV[u + 3], ARGV[u + 4]
+          local meter, agg, ws, we, grp = R[u], R[u + 1], R[u + 2], R[u + 3], R[u + 4]
           local member = meter .. '|' .. agg .. '|' .. ws .. '|' .. we
           local wkey = base .. 'w:' .. meter .. ':' .. ws
-          if not applyUpdate(wkey, agg, grp, ARGV[u + 5], ARGV[u + 6]) then
+          if not applyUpdate(wkey, agg, grp, R[u + 5], R[u + 6]) then
             local payload, field = originalPayload()
             deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
           end
@@ -214,6 +272,22 @@ while i <= n do
         if late then corrected = corrected + 1 end
         if timeMs > streamTime then streamTime = timeMs end
         applied = applied + 1
+      end
+    end
+  end
+end
+
+-- Write the batch's counts and sums. An overflow here (a window total beyond int64 micro-units,
+-- about 9.2e12 units) cannot be pinned on one event: the total is dead-lettered for an operator.
+for wkey, fields in pairs(increments) do
+  for field, total in pairs(fields) do
+    if total ~= 0 then
+      local res = redis.pcall('HINCRBY', wkey, field, string.format('%d', total))
+      if type(res) == 'table' and res.err then
+        rcall('XADD', deadLetterKey, '*', 'reason', 'sum-overflow', 'detail', wkey .. ' ' .. field .. ' += ' ..
+          string.format('%d', total) .. ': ' .. res.err, 'entry', '', 'index', '-1', 'field', '', 'payload', '',
+          'at', string.format('%d', nowMs))
+        deadLettered = deadLettered + 1
       end
     end
   end
