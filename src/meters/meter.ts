@@ -59,6 +59,17 @@ export interface MeterRejection {
   readonly detail: string;
 }
 
+function windowSpec(input: MeterInput, field: string): WindowSpec {
+  try {
+    return parseWindowSize(input.windowSize, input.timeZone, `${field}.windowSize`);
+  } catch (err) {
+    if (err instanceof TallyConfigError && err.field === 'timeZone') {
+      throw new TallyConfigError(`${field}.timeZone`, err.message.replace(/^timeZone: /, ''), { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Compiles and cross-checks the configured meters; errors name the meter's field. */
 export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
   const seen = new Set<string>();
@@ -78,7 +89,7 @@ export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
       eventType: input.eventType,
       aggregation: input.aggregation,
       code: AggregationCode[input.aggregation],
-      window: parseWindowSize(input.windowSize, input.timeZone, `${field}.windowSize`),
+      window: windowSpec(input, field),
       groupKeys,
       groupAccessors: groupKeys.map((k) => compileJsonPath(input.groupBy?.[k] as string, `${field}.groupBy.${k}`)),
       value: input.valueProperty === undefined ? undefined : compileJsonPath(input.valueProperty, `${field}.valueProperty`),

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { loadConfigFile, resolveConfig, TallyConfigError } from '../../../src/index.js';
+
+const meter = { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens' };
+
+function configError(input: unknown, env: NodeJS.ProcessEnv = {}): TallyConfigError {
+  try {
+    resolveConfig(input, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(TallyConfigError);
+    return err as TallyConfigError;
+  }
+  throw new Error('expected a TallyConfigError');
+}
+
+describe('config', () => {
+  it('fills defaults and resolves durations', () => {
+    const c = resolveConfig({ meters: [meter] }, {});
+    expect(c.prefix).toBe('tally');
+    expect(c.partitions).toBe(1);
+    expect(c.consumerGroup).toBe('tally');
+    expect(c.dedup.horizonMs).toBe(32 * 86_400_000);
+    expect(c.dedup.epochMs * c.dedup.generations).toBeGreaterThanOrEqual(c.dedup.horizonMs);
+    expect(c.windows).toMatchObject({ graceMs: 5000, latePolicy: 'correct', retentionMs: 35 * 86_400_000 });
+    expect(c.rollups.queues).toEqual(['tally-billing', 'tally-entitlements']);
+    expect(c.meters[0]).toMatchObject({ slug: 'tokens', code: 'S', groupKeys: [] });
+  });
+
+  it('lets REDIS_URL override the configured Redis', () => {
+    expect(resolveConfig({ redis: { url: 'redis://a:1' } }, { REDIS_URL: 'rediss://user:pw@b:2' }).redisUrl).toBe('rediss://user:pw@b:2');
+  });
+
+  it.each([
+    [{ streams: { partitions: 0 } }, 'streams.partitions'],
+    [{ streams: { partitions: 'four' } }, 'streams.partitions'],
+    [{ windows: { latePolicy: 'ignore' } }, 'windows.latePolicy'],
+    [{ windows: { grace: 'soon' } }, 'windows.grace'],
+    [{ windows: { grace: '1h', retention: '30m' } }, 'windows.retention'],
+    [{ dedup: { horizon: '1s' } }, 'dedup.horizon'],
+    [{ redis: { url: 'http://x' } }, 'redis.url'],
+    [{ redis: { url: 'redis://x', cluster: true } }, 'rollups.queuePrefix'],
+    [{ unknownSection: {} }, 'unknownSection'],
+    [{ meters: [{ ...meter, aggregation: 'MEDIAN' }] }, 'meters[0].aggregation'],
+    [{ meters: [{ ...meter, slug: 'Bad Slug' }] }, 'meters[0].slug'],
+    [{ meters: [{ ...meter, valueProperty: undefined }] }, 'meters[0].valueProperty'],
+    [{ meters: [{ slug: 'c', eventType: 'x', aggregation: 'COUNT', valueProperty: '$.v' }] }, 'meters[0].valueProperty'],
+    [{ meters: [{ ...meter, valueProperty: '$..tokens' }] }, 'meters[0].valueProperty'],
+    [{ meters: [{ ...meter, groupBy: { model: 'model' } }] }, 'meters[0].groupBy.model'],
+    [{ meters: [{ ...meter, windowSize: '7m' }] }, 'meters[0].windowSize'],
+    [{ meters: [{ ...meter, timeZone: 'Mars/Olympus' }] }, 'meters[0].timeZone'],
+    [{ meters: [meter, meter] }, 'meters[1].slug'],
+  ])('rejects %j naming %s', (input, field) => {
+    const err = configError(input);
+    expect(err.field).toBe(field);
+    expect(err.message.startsWith(field)).toBe(true);
+  });
+
+  it('names the bad value in the message', () => {
+    expect(configError({ streams: { partitions: 'four' } }).message).toContain('"four"');
+    expect(configError({ meters: [{ ...meter, windowSize: '7m' }] }).message).toContain('7m');
+  });
+
+  it('loads the shipped example configs', async () => {
+    const c = await loadConfigFile('config/tally.yaml', {});
+    expect(c.meters.map((m) => m.slug)).toEqual(['llm_tokens', 'api_calls', 'gpu_seconds', 'active_users']);
+    expect(c.meters[2]?.window).toMatchObject({ kind: 'day', timeZone: 'America/New_York' });
+    const demo = await loadConfigFile('config/demo.yaml', {});
+    expect(demo.prefix).toBe('tally-demo');
+    expect(parse(readFileSync('config/tally.yaml', 'utf8'))).toHaveProperty('meters');
+  });
+
+  it('reports unreadable and malformed files', async () => {
+    await expect(loadConfigFile('config/missing.yaml', {})).rejects.toThrow(/cannot read/);
+  });
+});
