@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
@@ -15,7 +17,14 @@ export interface DemoOptions {
   rate?: number;
 }
 
-const DEMO_CONFIG = fileURLToPath(new URL('../../../config/demo.yaml', import.meta.url));
+/** The package's root (where package.json is), from src/cli or dist/src/cli alike. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+const DEMO_CONFIG = join(packageRoot(), 'config', 'demo.yaml');
 
 function describe(r: RollupJob): string {
   const groups = Object.entries(r.groupBy)

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { UsageEvent } from '../events/index.js';
 
 const MODELS = ['gpt-5', 'claude-4', 'llama-4'] as const;
@@ -22,6 +23,8 @@ export interface SyntheticOptions {
   source?: string;
   /** Event time; defaults to now. */
   time?: () => number;
+  /** Prefix of event ids, unique per run so runs never dedup each other. @defaultValue random */
+  idPrefix?: string;
 }
 
 /** An endless supply of realistic usage events for the meters of config/tally.yaml and demo.yaml. */
@@ -29,12 +32,13 @@ export function syntheticEvents(options: SyntheticOptions): () => UsageEvent {
   const rnd = random(options.seed ?? 1);
   const source = options.source ?? 'tally-demo';
   const time = options.time ?? Date.now;
+  const idPrefix = options.idPrefix ?? randomBytes(4).toString('hex');
   let n = 0;
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)] as T;
   return () => {
     const subject = `customer-${Math.floor(rnd() * options.subjects)}`;
     const kind = rnd();
-    const base = { specversion: '1.0' as const, id: `evt-${n++}`, source, subject, time: new Date(time()).toISOString() };
+    const base = { specversion: '1.0' as const, id: `evt-${idPrefix}-${n++}`, source, subject, time: new Date(time()).toISOString() };
     if (kind < 0.6) {
       return {
         ...base,
