@@ -87,6 +87,51 @@ export class TallyKeys {
   dedupBucket(partition: number, epoch: number, bucket: number): string {
     return `${this.partitionBase(partition)}d:${epoch}:${bucket}`;
   }
+
+  // Entitlements. A subject's entitlement keys live in its home partition's slot (`{p<i>}`), beside the
+  // window hashes of its usage, so one script can read both (docs/entitlements.md, "Where keys live").
+  // checkEntitlement.lua derives window, contribution and group-set keys from partitionBase(p) the
+  // same way as below.
+
+  /** Hash of a subject's entitlements: `ver`, `e:<feature>` (entitlement JSON), `g:<feature>:<id>` (grants). */
+  entitlementDefinition(partition: number, subject: string): string {
+    return `${this.partitionBase(partition)}ent:def:${subject}`;
+  }
+
+  /** Hash of a subject's usage of a metered feature: `since`, `p:<periodStart>`, `b:<periodStart>:<t>`, `n:<periodStart>:<id>`. */
+  entitlementUsage(partition: number, feature: string, subject: string): string {
+    return `${this.partitionBase(partition)}ent:use:${feature}:${subject}`;
+  }
+
+  /** Hash of the rollup values applied to a feature's usage, for windows starting on one UTC day: `<windowStart>|<tail>` → `rev|value|periodStart`. */
+  entitlementContributions(partition: number, feature: string, dayStart: number, subject: string): string {
+    return `${this.partitionBase(partition)}ent:con:${feature}:${dayStart}:${subject}`;
+  }
+
+  /** Set of group-by tails (JSON arrays without the subject) seen in a meter's rollups in the partition. */
+  entitlementGroups(partition: number, meter: string): string {
+    return `${this.partitionBase(partition)}ent:tails:${meter}`;
+  }
+
+  /** Set of group-by tails seen in a meter's rollups of one subject. */
+  entitlementSubjectGroups(partition: number, meter: string, subject: string): string {
+    return `${this.entitlementGroups(partition, meter)}:${subject}`;
+  }
+
+  /** Sorted set `<feature>\n<subject>` → end of the current usage period: resets due. */
+  entitlementResets(partition: number): string {
+    return `${this.partitionBase(partition)}ent:resets`;
+  }
+
+  /** Stream of entitlement notifications written atomically with the usage they report, relayed to BullMQ. */
+  entitlementOutbox(partition: number): string {
+    return `${this.partitionBase(partition)}ent:outbox`;
+  }
+
+  /** Hash of features created through the API (key → JSON). Not per partition: single-key commands only. */
+  entitlementFeatures(): string {
+    return `${this.prefix}:ent:features`;
+  }
 }
 
 /** The consumer group the relay uses on each partition's outbox stream. */
