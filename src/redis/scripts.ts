@@ -39,6 +39,10 @@ export const Scripts = {
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
   renewLease: script('renewLease-1.lua', 1),
   trimStream: script('trimStream-1.lua', 1),
+  applyEntitlementRollup: script('applyEntitlementRollup-7.lua', 1),
+  checkEntitlement: script('checkEntitlement-3.lua', 1),
+  defineEntitlement: script('defineEntitlement-3.lua', 1),
+  resetEntitlementPeriod: script('resetEntitlementPeriod-4.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;
