@@ -4,6 +4,8 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { TallyConfigError } from '../errors/index.js';
 import { compileMeters, type Meter } from '../meters/index.js';
+// The module itself, not entitlements/index.js: that index reaches back into config/ (a cycle).
+import { resolveEntitlementsConfig, type EntitlementsConfig } from '../entitlements/config.js';
 import type { RedisTarget } from '../redis/index.js';
 import { parseDuration } from './duration.js';
 import { ConfigSchema } from './schema.js';
@@ -54,6 +56,8 @@ export interface TallyConfig {
     readonly attempts: number;
   };
   readonly meters: readonly Meter[];
+  /** The optional `entitlements:` section (features, defaults, evaluator settings). */
+  readonly entitlements: EntitlementsConfig;
 }
 
 /** `/meters/0/aggregation` → `meters[0].aggregation` */
@@ -109,6 +113,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   if (retentionMs <= graceMs) {
     throw new TallyConfigError('windows.retention', `must be longer than windows.grace, got ${JSON.stringify(data.windows.retention)}`);
   }
+  const meters = compileMeters(data.meters);
   return {
     data,
     redisUrl: data.redis.url,
@@ -146,7 +151,8 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
       keepCompletedMs: parseDuration(data.rollups.keepCompleted, 'rollups.keepCompleted'),
       attempts: data.rollups.attempts,
     },
-    meters: compileMeters(data.meters),
+    meters,
+    entitlements: resolveEntitlementsConfig(data.entitlements, { meters, queues: data.rollups.queues }),
   };
 }
 

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { MeterSchema } from '../meters/schema.js';
+import { EntitlementsConfigSchema } from '../entitlements/schema.js';
 
 /**
  * The one schema of Tally's configuration (config/tally.yaml). The TypeScript type is derived from
@@ -91,6 +92,7 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     meters: Type.Array(MeterSchema, { default: [] }),
+    entitlements: EntitlementsConfigSchema,
   },
   { additionalProperties: false },
 );
