@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { sweepDedup } from '../dedup/index.js';
+import { TallyConfigError } from '../errors/index.js';
 import { EVENT_FIELD } from '../events/index.js';
 import { MeterIndex } from '../meters/index.js';
 import { connect, duplicate, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
@@ -66,7 +67,7 @@ export class TallyWorker {
     this.meters = new MeterIndex(this.config.meters);
     for (const p of options.partitions ?? []) {
       if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
-        throw new RangeError(`partitions: ${p} is not a partition of 0..${this.config.partitions - 1}`);
+        throw new TallyConfigError('partitions', `${p} is not a partition of 0..${this.config.partitions - 1}`);
       }
     }
     const leased = options.partitions === undefined && this.config.worker.leases;
