@@ -54,8 +54,8 @@ export function resolveEntitlementsConfig(
     const feature = features.get(input.feature);
     if (!feature) throw new TallyConfigError(`${where}.feature`, `unknown feature ${JSON.stringify(input.feature)} (declare it under ${field}.features)`);
     if (defaults.has(input.feature)) throw new TallyConfigError(`${where}.feature`, `a second default for ${JSON.stringify(input.feature)}`);
-    const { feature: _feature, ...spec } = input;
-    defaults.set(input.feature, normalizeEntitlement(spec, feature, where));
+    const { type, config, usagePeriod, limit, limitType, thresholds } = input;
+    defaults.set(input.feature, normalizeEntitlement({ type, config, usagePeriod, limit, limitType, thresholds }, feature, where));
   });
   const lookbackMs = parseDuration(data.lookback, `${field}.lookback`);
   const intervalMs = parseDuration(data.interval, `${field}.interval`);

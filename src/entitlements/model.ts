@@ -148,7 +148,7 @@ export function normalizeEntitlement(spec: EntitlementSpecInput, feature: Featur
         throw new TallyConfigError(`${field}.config`, `must be JSON: ${(err as Error).message}`, { cause: err });
       }
       if (json === undefined) fail(`${field}.config`, 'must be a JSON value');
-      return { type: 'static', feature, config: JSON.parse(json as string) as unknown };
+      return { type: 'static', feature, config: JSON.parse(json) };
     }
     case 'metered': {
       refuse(['config'], 'metered');

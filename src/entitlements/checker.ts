@@ -1,0 +1,229 @@
+import { pino, type Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { ErrorCode, TallyError } from '../errors/index.js';
+import { formatScaled, type Meter } from '../meters/index.js';
+import { connect, runScript, type RedisClient } from '../redis/index.js';
+import { formatIsoUtc, windowsBetween } from '../windows/index.js';
+import { Definitions, type SubjectDefinition } from './definitions.js';
+import { entitlementInstruments } from './instruments.js';
+import { burnPlan, groupProbe, planArgs, type Allowance, type MeteredEntitlement } from './model.js';
+import { checkCacheSize, defaultCheckerOptions, type CheckerOptions } from './options.js';
+import { periodAt } from './period.js';
+import type { EntitlementType } from './schema.js';
+
+const DAY_MS = 86_400_000;
+const MAX_ATTEMPTS = 5;
+
+export interface AllowanceState {
+  /** `limit` or a grant id. */
+  readonly id: string;
+  readonly amount: string;
+  readonly remaining: string;
+  /** When it covers usage from / until (ISO 8601 UTC), clipped to the period. */
+  readonly from: string;
+  readonly to: string;
+}
+
+/** The answer of `check(subject, feature)`. Numbers are for convenience; `exact` has the decimals. */
+export interface EntitlementCheck {
+  readonly subject: string;
+  readonly feature: string;
+  readonly type: EntitlementType | 'none';
+  /** Whose entitlement applies: the subject's own, the config default, or none. */
+  readonly source: 'explicit' | 'default' | 'none';
+  readonly hasAccess: boolean;
+  /** static entitlements: their configuration. */
+  readonly config?: unknown;
+  readonly usage?: number;
+  readonly limit?: number;
+  readonly grants?: number;
+  readonly balance?: number;
+  readonly overage?: number;
+  readonly limitType?: 'hard' | 'soft';
+  readonly periodStart?: string;
+  readonly periodEnd?: string;
+  readonly exact?: {
+    readonly usage: string;
+    /** Part of usage from rollups the evaluator applied. */
+    readonly appliedUsage: string;
+    /** Part of usage read live from windows not (fully) applied yet. */
+    readonly liveUsage: string;
+    readonly limit: string;
+    readonly grants: string;
+    readonly balance: string;
+    readonly overage: string;
+  };
+  /** The period's allowances in burn order with what is left of each. */
+  readonly allowances?: readonly AllowanceState[];
+}
+
+/** The arguments of one metered check, computed in Node (periods and windows need time zones). */
+export interface MeteredCheckCall {
+  readonly keys: string[];
+  readonly args: (string | number)[];
+  readonly plan: ReturnType<typeof burnPlan>;
+}
+
+/**
+ * Answers entitlement checks in real time: one Lua step per check (checkEntitlement.lua) reads the
+ * subject's usage and the live windows of its partition. Subject definitions are cached; every step
+ * verifies the cached version, so a changed definition is re-read, never served stale.
+ */
+export class EntitlementChecker {
+  readonly definitions: Definitions;
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly logger: Logger;
+  private readonly cache = new Map<string, SubjectDefinition>();
+  private readonly cacheSize: number;
+  private readonly config: TallyConfig;
+  private closed = false;
+
+  constructor(options: CheckerOptions) {
+    const opts = { ...defaultCheckerOptions, ...options };
+    checkCacheSize(opts.cacheSize);
+    this.config = opts.config;
+    this.cacheSize = opts.cacheSize;
+    this.ownsClient = opts.connection === undefined;
+    this.client = opts.connection ?? connect(this.config.redis);
+    this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'entitlement-checker' });
+    this.definitions = new Definitions(this.client, this.config);
+  }
+
+  /** The subject's access to a feature now (or at `at`, epoch ms): usage includes windows still open. */
+  async check(subject: string, feature: string, at: number = Date.now()): Promise<EntitlementCheck> {
+    if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
+    const started = performance.now();
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const def = await this.definition(subject, attempt > 0);
+      const result = await this.checkWith(def, feature, at);
+      if (result !== 'stale') {
+        entitlementInstruments.checks.add(1, { 'tally.entitlement_type': result.type });
+        entitlementInstruments.checkDuration.record(performance.now() - started);
+        return result;
+      }
+      this.cache.delete(subject);
+    }
+    throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(subject)} kept changing during the check; try again`);
+  }
+
+  private async definition(subject: string, fresh: boolean): Promise<SubjectDefinition> {
+    const cached = fresh ? undefined : this.cache.get(subject);
+    if (cached) {
+      this.cache.delete(subject);
+      this.cache.set(subject, cached);
+      return cached;
+    }
+    const def = await this.definitions.load(subject);
+    if (def.invalid.length > 0) this.logger.warn({ subject, invalid: def.invalid }, 'stored entitlements that no longer validate are ignored');
+    this.cache.set(subject, def);
+    if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+    return def;
+  }
+
+  private async checkWith(def: SubjectDefinition, feature: string, at: number): Promise<EntitlementCheck | 'stale'> {
+    const { subject } = def;
+    const eff = this.definitions.effective(def, feature);
+    const keys = this.definitions.keys;
+    const p = def.partition;
+    if (eff?.entitlement.type !== 'metered') {
+      const reply = (await runScript(this.client, 'checkEntitlement', [keys.entitlementDefinition(p, subject), keys.entitlementUsage(p, feature, subject), keys.partitionBase(p)], [def.version, 'v'])) as string[];
+      if (reply[0] === 'stale') return 'stale';
+      if (!eff) return { subject, feature, type: 'none', source: 'none', hasAccess: false };
+      const ent = eff.entitlement;
+      return {
+        subject,
+        feature,
+        type: ent.type,
+        source: eff.source,
+        hasAccess: true,
+        ...(ent.type === 'static' ? { config: ent.config } : {}),
+      };
+    }
+    const ent = eff.entitlement;
+    const call = this.meteredCall(def, ent, at);
+    const reply = (await runScript(this.client, 'checkEntitlement', call.keys, call.args)) as string[];
+    if (reply[0] === 'stale') return 'stale';
+    const [, usage = '0', applied = '0', live = '0', balance = '0', overage = '0', ...remaining] = reply;
+    const { plan } = call;
+    const balanceScaled = BigInt(balance);
+    return {
+      subject,
+      feature,
+      type: 'metered',
+      source: eff.source,
+      hasAccess: ent.limitType === 'soft' || balanceScaled > 0n,
+      usage: Number(formatScaled(usage)),
+      limit: Number(formatScaled(ent.limit)),
+      grants: Number(formatScaled(plan.grantsTotal)),
+      balance: Number(formatScaled(balance)),
+      overage: Number(formatScaled(overage)),
+      limitType: ent.limitType,
+      periodStart: formatIsoUtc(plan.start),
+      periodEnd: formatIsoUtc(plan.end),
+      exact: {
+        usage: formatScaled(usage),
+        appliedUsage: formatScaled(applied),
+        liveUsage: formatScaled(live),
+        limit: formatScaled(ent.limit),
+        grants: formatScaled(plan.grantsTotal),
+        balance: formatScaled(balance),
+        overage: formatScaled(overage),
+      },
+      allowances: plan.allowances.map((a: Allowance, i) => ({
+        id: a.id,
+        amount: formatScaled(a.amount),
+        remaining: formatScaled(remaining[i] ?? '0'),
+        from: formatIsoUtc(a.from),
+        to: formatIsoUtc(a.to),
+      })),
+    };
+  }
+
+  /**
+   * Keys and arguments of a metered check: the current period and its burn-down plan, and the windows
+   * that may not be applied yet: those of the period ending less than grace + lookback ago (or open),
+   * at most maxLiveWindows, newest first.
+   */
+  meteredCall(def: SubjectDefinition, ent: MeteredEntitlement, at: number): MeteredCheckCall {
+    const { subject, partition: p } = def;
+    const keys = this.definitions.keys;
+    const meter = this.definitions.meter(ent.feature.meter) as Meter;
+    const period = periodAt(ent.usagePeriod, at);
+    const plan = burnPlan(ent, this.definitions.grantsOf(def, ent.feature.key), period);
+    const settings = this.definitions.settings;
+    const from = Math.max(period.start, at - this.config.windows.graceMs - settings.lookbackMs);
+    const starts: number[] = [];
+    for (const w of windowsBetween(meter.window, from, at + 1)) if (w.start >= period.start && w.start <= at) starts.push(w.start);
+    const live = starts.slice(-settings.maxLiveWindows);
+    const probe = groupProbe(meter, ent.feature);
+    return {
+      plan,
+      keys: [keys.entitlementDefinition(p, subject), keys.entitlementUsage(p, ent.feature.key, subject), keys.partitionBase(p)],
+      args: [
+        def.version,
+        'm',
+        at,
+        meter.slug,
+        meter.code,
+        subject,
+        ent.feature.key,
+        JSON.stringify(subject),
+        probe.mode,
+        probe.mode === 'fixed' ? probe.tail : probe.filter,
+        settings.maxLiveGroups,
+        live.length,
+        ...live.flatMap((ws) => [ws, Math.floor(ws / DAY_MS) * DAY_MS]),
+        ...planArgs(plan),
+      ],
+    };
+  }
+
+  /** Closes the connection if it opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.cache.clear();
+    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+  }
+}

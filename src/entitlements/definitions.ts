@@ -1,0 +1,131 @@
+import type { TallyConfig } from '../config/index.js';
+import { MeterIndex, type Meter } from '../meters/index.js';
+import { partitionOf } from '../producer/index.js';
+import { TallyKeys, type RedisClient } from '../redis/index.js';
+import type { EntitlementsConfig } from './config.js';
+import {
+  matchesFilter,
+  normalizeEntitlement,
+  normalizeFeature,
+  parseStoredGrant,
+  type Entitlement,
+  type Grant,
+  type MeteredEntitlement,
+  type StoredEntitlement,
+} from './model.js';
+
+/** A subject's entitlement definitions as stored in its definition hash, parsed. */
+export interface SubjectDefinition {
+  readonly subject: string;
+  readonly partition: number;
+  /** `ver` of the hash ('0' when it does not exist): every Lua step compares it. */
+  readonly version: string;
+  /** Entitlements set through the API, by feature key. */
+  readonly explicit: ReadonlyMap<string, Entitlement>;
+  /** Grants by feature key. */
+  readonly grants: ReadonlyMap<string, readonly Grant[]>;
+  /** Stored fields that no longer validate (e.g. their meter left the config), with the reason. */
+  readonly invalid: readonly { readonly field: string; readonly reason: string }[];
+}
+
+export interface EffectiveEntitlement {
+  readonly entitlement: Entitlement;
+  readonly source: 'explicit' | 'default';
+}
+
+export interface MeteredTarget {
+  readonly entitlement: MeteredEntitlement;
+  readonly source: 'explicit' | 'default';
+}
+
+/**
+ * Reads and interprets subject definitions: the explicit entitlements and grants stored in Redis, and
+ * the config defaults that apply where no explicit entitlement exists.
+ */
+export class Definitions {
+  readonly keys: TallyKeys;
+  readonly meters: MeterIndex;
+  readonly settings: EntitlementsConfig;
+  private readonly partitions: number;
+
+  constructor(
+    private readonly client: RedisClient,
+    config: TallyConfig,
+  ) {
+    this.keys = new TallyKeys(config.prefix);
+    this.meters = new MeterIndex(config.meters);
+    this.settings = config.entitlements;
+    this.partitions = config.partitions;
+  }
+
+  /** The subject's home partition: its windows and its entitlement state share its slot. */
+  partitionOf(subject: string): number {
+    return partitionOf(subject, this.partitions);
+  }
+
+  meter(slug: string): Meter | undefined {
+    return this.meters.bySlug(slug);
+  }
+
+  async load(subject: string): Promise<SubjectDefinition> {
+    const partition = this.partitionOf(subject);
+    const flat = await this.client.hgetall(this.keys.entitlementDefinition(partition, subject));
+    return this.parse(subject, partition, flat);
+  }
+
+  parse(subject: string, partition: number, flat: Readonly<Record<string, string>>): SubjectDefinition {
+    const explicit = new Map<string, Entitlement>();
+    const grants = new Map<string, Grant[]>();
+    const invalid: { field: string; reason: string }[] = [];
+    const lookup = (slug: string) => this.meters.bySlug(slug);
+    for (const [field, value] of Object.entries(flat)) {
+      try {
+        if (field.startsWith('e:')) {
+          const stored = JSON.parse(value) as StoredEntitlement;
+          const feature = normalizeFeature(stored.feature, lookup, field);
+          explicit.set(field.slice(2), normalizeEntitlement(stored.spec, feature, field));
+        } else if (field.startsWith('g:')) {
+          const rest = field.slice(2);
+          const feature = rest.slice(0, rest.indexOf(':'));
+          const list = grants.get(feature) ?? [];
+          list.push(parseStoredGrant(value));
+          grants.set(feature, list);
+        }
+      } catch (err) {
+        invalid.push({ field, reason: (err as Error).message });
+      }
+    }
+    for (const list of grants.values()) list.sort((a, b) => a.activeFrom - b.activeFrom || (a.id < b.id ? -1 : 1));
+    return { subject, partition, version: flat.ver ?? '0', explicit, grants, invalid };
+  }
+
+  /** The entitlement of the subject to a feature: its own, else the config default. */
+  effective(def: SubjectDefinition, feature: string): EffectiveEntitlement | undefined {
+    const own = def.explicit.get(feature);
+    if (own) return { entitlement: own, source: 'explicit' };
+    const fallback = this.settings.defaults.get(feature);
+    return fallback ? { entitlement: fallback, source: 'default' } : undefined;
+  }
+
+  /** Feature keys the subject has an entitlement to (own or default). */
+  featureKeys(def: SubjectDefinition): string[] {
+    return [...new Set([...def.explicit.keys(), ...this.settings.defaults.keys()])].sort();
+  }
+
+  /** The metered entitlements a rollup of `meter` with these group values counts for. */
+  meteredFor(def: SubjectDefinition, meter: Meter, values: readonly (string | null)[]): MeteredTarget[] {
+    const out: MeteredTarget[] = [];
+    for (const key of this.featureKeys(def)) {
+      const eff = this.effective(def, key);
+      if (eff?.entitlement.type !== 'metered') continue;
+      const ent = eff.entitlement;
+      if (ent.feature.meter !== meter.slug || !matchesFilter(meter, ent.feature, values)) continue;
+      out.push({ entitlement: ent, source: eff.source });
+    }
+    return out;
+  }
+
+  grantsOf(def: SubjectDefinition, feature: string): readonly Grant[] {
+    return def.grants.get(feature) ?? [];
+  }
+}

@@ -1,0 +1,326 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { pino, type Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
+import { toScaled, type Meter } from '../meters/index.js';
+import { connect, duplicate, runScript, type RedisClient } from '../redis/index.js';
+import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
+import { withSpan } from '../telemetry/index.js';
+import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
+import { entitlementInstruments } from './instruments.js';
+import { burnPlan, groupValues, planArgs } from './model.js';
+import { NotificationRelay } from './notifications.js';
+import { emptyEvaluatorStats, type EvaluatorOptions, type EvaluatorStats } from './options.js';
+import { periodAt } from './period.js';
+
+const DAY_MS = 86_400_000;
+const MAX_ATTEMPTS = 8;
+const RESETS_PER_TICK = 200;
+
+/** What applying one rollup did to one feature's usage. */
+export interface ApplyOutcome {
+  readonly feature: string;
+  readonly status: 'applied' | 'duplicate' | 'before-start';
+  /** Change of the period's usage (micro-units). */
+  readonly delta: string;
+  readonly periodUsage: string;
+  readonly notifications: number;
+}
+
+/**
+ * The entitlement evaluator, a role of `tally worker`: consumes rollup jobs from the entitlements queue
+ * (a BullMQ Worker) and applies each to the usage of every metered entitlement it counts for, exactly
+ * once in effect (applyEntitlementRollup.lua). It also relays notifications from the partitions'
+ * outboxes to the notifications queue and processes due period resets. Run any number of replicas.
+ */
+export class EntitlementEvaluator {
+  readonly consumer: string;
+  readonly definitions: Definitions;
+  private readonly config: TallyConfig;
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly logger: Logger;
+  private readonly relay: NotificationRelay;
+  private readonly queue: string;
+  private readonly concurrency: number;
+  private readonly stats = emptyEvaluatorStats();
+  private readonly stop = new AbortController();
+  private readonly failing = new Set<string>();
+  private worker: Worker<RollupJob> | undefined;
+  private workerConnection: RedisClient | undefined;
+  private loop: Promise<void> | undefined;
+  private started: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: EvaluatorOptions) {
+    this.config = options.config;
+    const queue = this.config.entitlements.queue;
+    if (queue === undefined) {
+      throw new TallyConfigError('entitlements.queue', 'no rollup queue for the evaluator: set entitlements.queue or add a second rollups.queues entry');
+    }
+    this.queue = queue;
+    this.concurrency = options.concurrency ?? this.config.entitlements.concurrency;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
+      throw new TallyConfigError('concurrency', `expected an integer ≥ 1, got ${this.concurrency}`);
+    }
+    this.consumer = options.consumerName ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.ownsClient = options.connection === undefined;
+    this.client = options.connection ?? connect(this.config.redis);
+    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
+      component: 'entitlement-evaluator',
+      consumer: this.consumer,
+    });
+    this.definitions = new Definitions(this.client, this.config);
+    this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
+  }
+
+  /** Creates the outbox consumer groups, starts the rollup worker and the relay/reset loop. */
+  start(): Promise<void> {
+    this.started ??= this.doStart();
+    return this.started;
+  }
+
+  /** Resolves once the rollup worker is connected and consuming. */
+  async waitUntilReady(): Promise<void> {
+    await this.start();
+    await this.worker?.waitUntilReady();
+  }
+
+  private async doStart(): Promise<void> {
+    for (let p = 0; p < this.config.partitions; p++) await this.relay.ensureGroup(p);
+    this.workerConnection = duplicate(this.client);
+    this.worker = new Worker<RollupJob>(this.queue, (job) => this.handle(job.name, job.data, job.id), {
+      connection: this.workerConnection,
+      prefix: this.config.rollups.queuePrefix,
+      concurrency: this.concurrency,
+    });
+    this.worker.on('failed', (job, err) => {
+      this.stats.failedJobs++;
+      this.report('job', err, { jobId: job?.id, attemptsMade: job?.attemptsMade });
+    });
+    this.worker.on('completed', () => this.recovered('job'));
+    this.worker.on('error', (err) => this.report('worker', err));
+    this.loop = this.maintenanceLoop();
+    this.logger.info(
+      { queue: this.queue, notifications: this.config.entitlements.notificationsQueue, concurrency: this.concurrency },
+      'entitlement evaluator started',
+    );
+  }
+
+  private async handle(name: string, data: unknown, jobId: string | undefined): Promise<void> {
+    if (name !== ROLLUP_JOB_NAME) return;
+    if (!rollupJobChecker.Check(data)) {
+      const first = rollupJobChecker.Errors(data).First();
+      throw new UnrecoverableError(`invalid rollup job ${jobId}: ${first?.path ?? ''} ${first?.message ?? ''}`);
+    }
+    await this.applyRollup(data);
+  }
+
+  /** Counters since start (a copy). */
+  getStats(): EvaluatorStats {
+    return { ...this.stats };
+  }
+
+  /**
+   * Applies one rollup to every metered entitlement of its subject that it counts for. Idempotent:
+   * applying the same rollup (same revision) again changes nothing.
+   */
+  async applyRollup(rollup: RollupJob): Promise<ApplyOutcome[]> {
+    this.stats.rollups++;
+    const meter = this.definitions.meter(rollup.meter);
+    if (!meter || (meter.aggregation !== 'SUM' && meter.aggregation !== 'COUNT')) {
+      this.stats.skipped++;
+      return [];
+    }
+    const value = toScaled(rollup.valueDecimal);
+    if (value === undefined) throw new UnrecoverableError(`rollup value ${JSON.stringify(rollup.valueDecimal)} is not a decimal`);
+    return withSpan('entitlements.apply_rollup', { 'tally.meter': rollup.meter, 'tally.revision': rollup.revision }, async () => {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const def = await this.definitions.load(rollup.subject);
+        const targets = this.definitions.meteredFor(def, meter, groupValues(meter, rollup.groupBy));
+        if (targets.length === 0) {
+          this.stats.skipped++;
+          return [];
+        }
+        const outcomes: ApplyOutcome[] = [];
+        let stale = false;
+        for (const target of targets) {
+          const outcome = await this.applyTo(def, target, meter, rollup, value);
+          if (outcome === 'stale') {
+            stale = true;
+            break;
+          }
+          outcomes.push(outcome);
+        }
+        if (!stale) return outcomes;
+        this.stats.stale++;
+      }
+      throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(rollup.subject)} kept changing; the rollup will be retried`);
+    });
+  }
+
+  private async applyTo(def: SubjectDefinition, target: MeteredTarget, meter: Meter, rollup: RollupJob, value: bigint): Promise<ApplyOutcome | 'stale'> {
+    const ent = target.entitlement;
+    const { subject, partition: p } = def;
+    const feature = ent.feature.key;
+    const keys = this.definitions.keys;
+    const ws = Date.parse(rollup.windowStart);
+    const now = Date.now();
+    // Attribution by window start: a window straddling a period boundary counts in the period it starts in.
+    const plan = burnPlan(ent, this.definitions.grantsOf(def, feature), periodAt(ent.usagePeriod, ws));
+    const current = periodAt(ent.usagePeriod, now);
+    const tail = JSON.stringify(groupValues(meter, rollup.groupBy));
+    const day = Math.floor(ws / DAY_MS) * DAY_MS;
+    const retentionMs = this.config.windows.retentionMs;
+    const reply = (await runScript(
+      this.client,
+      'applyEntitlementRollup',
+      [
+        keys.entitlementDefinition(p, subject),
+        keys.entitlementUsage(p, feature, subject),
+        keys.entitlementContributions(p, feature, day, subject),
+        keys.entitlementOutbox(p),
+        keys.entitlementResets(p),
+        keys.entitlementGroups(p, meter.slug),
+        keys.entitlementSubjectGroups(p, meter.slug, subject),
+      ],
+      [
+        def.version,
+        subject,
+        feature,
+        `${ws}|${tail}`,
+        rollup.revision,
+        value.toString(),
+        ws,
+        tail,
+        current.end,
+        day + DAY_MS + retentionMs + DAY_MS,
+        Math.max(current.end, plan.end) + retentionMs,
+        plan.thresholds.length,
+        ...plan.thresholds.flatMap((t) => [t.id, t.level.toString()]),
+        ...planArgs(plan),
+      ],
+    )) as [string, string, string, string, string, number];
+    const [status, delta, periodUsage, , , notifications] = reply;
+    if (status === 'stale') return 'stale';
+    if (status === 'applied') this.stats.applied++;
+    else if (status === 'duplicate') this.stats.duplicates++;
+    else this.stats.skipped++;
+    this.stats.notificationsWritten += notifications;
+    entitlementInstruments.rollupsApplied.add(1, { 'tally.status': status });
+    return { feature, status: status as ApplyOutcome['status'], delta, periodUsage, notifications };
+  }
+
+  /** Relays notifications and processes due resets of every partition, every `entitlements.interval`. */
+  private async maintenanceLoop(): Promise<void> {
+    const every = this.config.entitlements.intervalMs;
+    const signal = this.stop.signal;
+    while (!signal.aborted) {
+      await sleep(every, signal);
+      if (signal.aborted) break;
+      try {
+        await this.tick();
+        this.recovered('maintenance');
+      } catch (err) {
+        this.report('maintenance', err);
+      }
+    }
+  }
+
+  /** One pass of the relay and reset work over all partitions; exposed for tests. */
+  async tick(): Promise<void> {
+    for (let p = 0; p < this.config.partitions; p++) {
+      const resets = await this.processResets(p);
+      this.stats.resets += resets;
+      const relayed = await this.relay.relay(p);
+      this.stats.notificationsRelayed += relayed;
+      if (relayed > 0) entitlementInstruments.notificationsRelayed.add(relayed, { 'tally.partition': p });
+    }
+  }
+
+  /** Emits the reset notification of every (feature, subject) whose period ended. Returns how many. */
+  private async processResets(partition: number): Promise<number> {
+    const keys = this.definitions.keys;
+    const now = Date.now();
+    const due = await this.client.zrangebyscore(keys.entitlementResets(partition), '-inf', now, 'WITHSCORES', 'LIMIT', 0, RESETS_PER_TICK);
+    let written = 0;
+    for (let i = 0; i + 1 < due.length; i += 2) {
+      const member = due[i] as string;
+      const score = due[i + 1] as string;
+      const nl = member.indexOf('\n');
+      const feature = member.slice(0, nl);
+      const subject = member.slice(nl + 1);
+      const def = await this.definitions.load(subject);
+      const eff = this.definitions.effective(def, feature);
+      const usageKey = keys.entitlementUsage(partition, feature, subject);
+      const scriptKeys = [keys.entitlementDefinition(partition, subject), usageKey, keys.entitlementResets(partition), keys.entitlementOutbox(partition)];
+      if (eff?.entitlement.type !== 'metered') {
+        await runScript(this.client, 'resetEntitlementPeriod', scriptKeys, [def.version, 'drop', feature, subject, score, 0, 0, 0, 0, 0]);
+        continue;
+      }
+      const ent = eff.entitlement;
+      const period = periodAt(ent.usagePeriod, now);
+      const previous = periodAt(ent.usagePeriod, period.start - 1);
+      const plan = burnPlan(ent, this.definitions.grantsOf(def, feature), period);
+      const [status, n] = (await runScript(this.client, 'resetEntitlementPeriod', scriptKeys, [
+        def.version,
+        'reset',
+        feature,
+        subject,
+        score,
+        period.start,
+        period.end,
+        plan.total.toString(),
+        previous.start,
+        period.end + this.config.windows.retentionMs,
+      ])) as [string, number];
+      if (status === 'reset') written += n;
+    }
+    return written;
+  }
+
+  private report(op: string, err: unknown, extra: Record<string, unknown> = {}): void {
+    if (this.failing.has(op)) return;
+    this.failing.add(op);
+    this.logger.error({ err, op, ...extra }, `${op} failed; retrying`);
+  }
+
+  private recovered(op: string): void {
+    if (this.failing.delete(op)) this.logger.info({ op }, `${op} recovered`);
+  }
+
+  /**
+   * Stops taking jobs, lets the ones in hand finish (BullMQ), stops the loop and closes what it opened.
+   * Idempotent; never throws.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.stop.abort();
+    await this.started?.catch(() => undefined);
+    await this.worker?.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
+    await this.loop;
+    await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
+    this.workerConnection?.disconnect();
+    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+    this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

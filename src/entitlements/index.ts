@@ -1,0 +1,32 @@
+export {
+  EntitlementsConfigSchema,
+  EntitlementSpecSchema,
+  FeatureSchema,
+  GrantInputSchema,
+  NotificationJobSchema,
+  NotificationTypes,
+  notificationJobChecker,
+  type EntitlementSpecInput,
+  type EntitlementType,
+  type FeatureInput,
+  type GrantInput,
+  type NotificationJob,
+  type NotificationType,
+} from './schema.js';
+export { resolveEntitlementsConfig, type EntitlementsConfig } from './config.js';
+export { parseUsagePeriod, periodAt, type UsagePeriod, type PeriodBounds } from './period.js';
+export { burnPlan, type Entitlement, type MeteredEntitlement, type Feature, type Grant, type BurnPlan } from './model.js';
+export { Definitions, type SubjectDefinition } from './definitions.js';
+export { EntitlementStore, type EntitlementView, type GrantView } from './store.js';
+export { EntitlementChecker, type EntitlementCheck, type AllowanceState } from './checker.js';
+export { EntitlementEvaluator, type ApplyOutcome } from './evaluator.js';
+export {
+  NotificationRelay,
+  NOTIFICATION_RELAY_GROUP,
+  createNotificationSubscriber,
+  notificationJobId,
+  outboxToNotification,
+  type NotificationHandler,
+  type NotificationSubscriberOptions,
+} from './notifications.js';
+export type { EntitlementsOptions, CheckerOptions, EvaluatorOptions, EvaluatorStats } from './options.js';

@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type JobsOptions, type Job, type WorkerOptions } from 'bullmq';
+import type { Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { formatScaled } from '../meters/index.js';
+import { TallyKeys, type RedisClient } from '../redis/index.js';
+import { formatIsoUtc } from '../windows/index.js';
+import { notificationJobChecker, NotificationTypes, type NotificationJob, type NotificationType } from './schema.js';
+
+/** The consumer group the notification relay uses on each partition's entitlement outbox. */
+export const NOTIFICATION_RELAY_GROUP = 'tally-entitlement-relay';
+
+type OutboxEntry = [id: string, fields: string[] | null];
+
+/** Decodes one outbox entry (written by applyEntitlementRollup.lua / resetEntitlementPeriod.lua). */
+export function outboxToNotification(fields: readonly string[]): NotificationJob {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  const type = `entitlement.${f.t ?? ''}` as NotificationType;
+  const key = f.k ?? '';
+  const job: NotificationJob = {
+    version: 1,
+    type: NotificationTypes.includes(type) ? type : 'entitlement.threshold',
+    subject: f.s ?? '',
+    feature: f.f ?? '',
+    periodStart: formatIsoUtc(Number(f.ps)),
+    periodEnd: formatIsoUtc(Number(f.pe)),
+    usage: formatScaled(f.u ?? '0'),
+    balance: formatScaled(f.b ?? '0'),
+    overage: formatScaled(f.o ?? '0'),
+    allowance: formatScaled(f.a ?? '0'),
+    at: formatIsoUtc(Number(f.at)),
+  };
+  if (job.type === 'entitlement.threshold') {
+    const threshold: NonNullable<NotificationJob['threshold']> = { id: key, level: formatScaled(f.l ?? '0') };
+    if (key.startsWith('p')) threshold.percent = Number(key.slice(1));
+    else if (key.startsWith('v')) threshold.value = key.slice(1);
+    job.threshold = threshold;
+  }
+  return job;
+}
+
+/**
+ * The deterministic BullMQ job id of a notification: one per (type, subject, feature, period,
+ * threshold), so a relay re-adding it after a crash is a no-op while the first job is kept. No ':'
+ * (BullMQ forbids it) and never all digits.
+ */
+export function notificationJobId(job: NotificationJob): string {
+  const who = createHash('sha1').update(`${job.subject}\n${job.feature}`).digest('hex').slice(0, 20);
+  return `${job.type}.${who}.${Date.parse(job.periodStart)}.${job.threshold?.id ?? job.type.slice(12)}`;
+}
+
+/**
+ * Moves notifications from each partition's entitlement outbox to the notifications queue, as
+ * RollupRelay does for rollups: read through a consumer group, acknowledged only after the queue
+ * accepted the job, pending entries of a dead relay claimed after `claimIdleMs`.
+ */
+export class NotificationRelay {
+  private readonly keys: TallyKeys;
+  private readonly queue: Queue;
+  private readonly jobOptions: JobsOptions;
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly config: TallyConfig,
+    private readonly consumer: string,
+    private readonly logger: Logger,
+  ) {
+    this.keys = new TallyKeys(config.prefix);
+    this.queue = new Queue(config.entitlements.notificationsQueue, { connection: client, prefix: config.rollups.queuePrefix });
+    this.jobOptions = {
+      removeOnComplete: { age: Math.ceil(config.rollups.keepCompletedMs / 1000) },
+      removeOnFail: false,
+      attempts: config.rollups.attempts,
+      backoff: { type: 'exponential', delay: 1000 },
+    };
+  }
+
+  async ensureGroup(partition: number): Promise<void> {
+    try {
+      await this.client.xgroup('CREATE', this.keys.entitlementOutbox(partition), NOTIFICATION_RELAY_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err as Error).message.includes('BUSYGROUP')) throw err;
+    }
+  }
+
+  /** Relays new entries, then those a dead relay left pending; returns how many were relayed. */
+  async relay(partition: number): Promise<number> {
+    const outbox = this.keys.entitlementOutbox(partition);
+    let total = 0;
+    for (;;) {
+      let entries: OutboxEntry[];
+      try {
+        const reply = (await this.client.xreadgroup('GROUP', NOTIFICATION_RELAY_GROUP, this.consumer, 'COUNT', 200, 'STREAMS', outbox, '>')) as
+          | [string, OutboxEntry[]][]
+          | null;
+        entries = reply?.[0]?.[1] ?? [];
+      } catch (err) {
+        if (!(err as Error).message.includes('NOGROUP')) throw err;
+        this.logger.warn({ partition }, 'entitlement outbox consumer group missing; creating it');
+        await this.ensureGroup(partition);
+        continue;
+      }
+      if (entries.length === 0) break;
+      total += await this.publish(partition, entries);
+    }
+    const [, stale] = (await this.client.xautoclaim(outbox, NOTIFICATION_RELAY_GROUP, this.consumer, this.config.worker.claimIdleMs, '0-0', 'COUNT', 200)) as [
+      string,
+      OutboxEntry[],
+    ];
+    if (stale.length > 0) total += await this.publish(partition, stale);
+    return total;
+  }
+
+  private async publish(partition: number, entries: OutboxEntry[]): Promise<number> {
+    const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
+    const jobs = live.map(([, fields]) => {
+      const data = outboxToNotification(fields);
+      return { name: data.type, data, opts: { ...this.jobOptions, jobId: notificationJobId(data) } };
+    });
+    if (jobs.length > 0) await this.queue.addBulk(jobs);
+    const ids = entries.map(([id]) => id);
+    const outbox = this.keys.entitlementOutbox(partition);
+    await this.client.pipeline().xack(outbox, NOTIFICATION_RELAY_GROUP, ...ids).xdel(outbox, ...ids).exec();
+    return jobs.length;
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}
+
+export type NotificationHandler = (notification: NotificationJob, job: Job<NotificationJob>) => Promise<void>;
+
+export interface NotificationSubscriberOptions extends Partial<Omit<WorkerOptions, 'connection'>> {
+  connection: ConnectionOptions;
+}
+
+/**
+ * A BullMQ worker on the notifications queue that validates each job before calling `handler`.
+ * Delivery is at least once: make the handler idempotent on the job id.
+ */
+export function createNotificationSubscriber(
+  queue: string,
+  handler: NotificationHandler,
+  options: NotificationSubscriberOptions,
+): Worker<NotificationJob> {
+  return new Worker<NotificationJob>(
+    queue,
+    async (job) => {
+      if (!notificationJobChecker.Check(job.data)) {
+        const first = notificationJobChecker.Errors(job.data).First();
+        throw new UnrecoverableError(`invalid notification job ${job.id}: ${first?.path ?? ''} ${first?.message ?? ''}`);
+      }
+      await handler(job.data, job);
+    },
+    options,
+  );
+}

@@ -1,0 +1,75 @@
+import type { Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { TallyConfigError } from '../errors/index.js';
+import type { RedisClient } from '../redis/index.js';
+
+/** Options shared by EntitlementStore, EntitlementChecker and EntitlementEvaluator. */
+export interface EntitlementsOptions {
+  /** The resolved configuration (`resolveConfig` / `loadConfigFile`). */
+  config: TallyConfig;
+  /** A connection to use instead of opening one from the config; it is not closed by `close()`. */
+  connection?: RedisClient;
+  /**
+   * Structured logger; each component logs through a child.
+   * @defaultValue a pino logger at level `LOG_LEVEL` or `info`
+   */
+  logger?: Logger;
+}
+
+export interface CheckerOptions extends EntitlementsOptions {
+  /**
+   * Subject definitions kept in memory (least recently used go first). Every check still verifies the
+   * cached version in Redis, so the cache never serves a changed definition.
+   * @defaultValue 10000
+   */
+  cacheSize?: number;
+}
+
+export const defaultCheckerOptions = { cacheSize: 10_000 } satisfies Partial<CheckerOptions>;
+
+export interface EvaluatorOptions extends EntitlementsOptions {
+  /**
+   * Consumer name in the notification outbox consumer groups: unique per replica.
+   * @defaultValue `<hostname>-<pid>-<random>`
+   */
+  consumerName?: string;
+  /**
+   * Rollup jobs applied at once.
+   * @defaultValue config.entitlements.concurrency
+   */
+  concurrency?: number;
+}
+
+export function checkCacheSize(value: number): void {
+  if (!Number.isInteger(value) || value < 1) throw new TallyConfigError('cacheSize', `expected an integer ≥ 1, got ${value}`);
+}
+
+/** Counters of one evaluator since it started. */
+export interface EvaluatorStats {
+  /** Rollup jobs handled. */
+  rollups: number;
+  /** (rollup, feature) applications that changed usage. */
+  applied: number;
+  /** Redelivered or superseded revisions that changed nothing. */
+  duplicates: number;
+  /** Rollups of windows before a restarted tracking, or of meters no entitlement measures. */
+  skipped: number;
+  /** Re-plans because a definition changed under a step. */
+  stale: number;
+  notificationsWritten: number;
+  notificationsRelayed: number;
+  resets: number;
+  failedJobs: number;
+}
+
+export const emptyEvaluatorStats = (): EvaluatorStats => ({
+  rollups: 0,
+  applied: 0,
+  duplicates: 0,
+  skipped: 0,
+  stale: 0,
+  notificationsWritten: 0,
+  notificationsRelayed: 0,
+  resets: 0,
+  failedJobs: 0,
+});

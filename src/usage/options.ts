@@ -1,0 +1,58 @@
+import type { Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import type { RedisClient } from '../redis/index.js';
+
+export interface UsageQueryOptions {
+  /** The resolved configuration (`resolveConfig` / `loadConfigFile`). */
+  config: TallyConfig;
+  /** A connection to use instead of opening one from the config; it is not closed by `close()`. */
+  connection?: RedisClient;
+  /**
+   * Structured logger.
+   * @defaultValue a pino logger at level `LOG_LEVEL` or `info`
+   */
+  logger?: Logger;
+}
+
+/** One usage query (OpenMeter's meter query, over Tally's stored windows). */
+export interface UsageQueryParams {
+  /** Meter slug. */
+  meter: string;
+  /** Only these subjects (their home partitions are read); default all subjects of all partitions. */
+  subject?: string | readonly string[];
+  /** Inclusive start: windows starting at or after it. ISO 8601, epoch ms or Date. */
+  from: string | number | Date;
+  /** Exclusive end: windows starting before it. */
+  to: string | number | Date;
+  /**
+   * Row window size (MINUTE, HOUR, DAY or a duration dividing a day), at least the meter's; rows are
+   * aligned in `timeZone`.
+   * @defaultValue one row over [from, to)
+   */
+  windowSize?: string;
+  /**
+   * IANA zone the row windows are aligned in.
+   * @defaultValue the meter's timeZone
+   */
+  timeZone?: string;
+  /**
+   * Group-by keys of the meter to split rows by; the others are aggregated away.
+   * @defaultValue none
+   */
+  groupBy?: readonly string[];
+  /** Only usage whose group-by values are one of these, by key. */
+  filter?: Readonly<Record<string, string | readonly string[]>>;
+}
+
+export interface UsageRow {
+  /** ISO 8601 UTC, clipped to [from, to). */
+  readonly windowStart: string;
+  readonly windowEnd: string;
+  readonly subject: string;
+  /** The requested group-by keys and their values. */
+  readonly groupBy: Readonly<Record<string, string | null>>;
+  readonly value: number;
+  /** The exact value as a decimal string. */
+  readonly valueDecimal: string;
+  readonly eventCount: number;
+}

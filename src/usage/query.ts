@@ -1,0 +1,293 @@
+import { pino, type Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { ErrorCode, TallyConfigError, TallyError, TallyValidationError } from '../errors/index.js';
+import { divideScaled, formatScaled, MeterIndex, type Meter } from '../meters/index.js';
+import { partitionOf } from '../producer/index.js';
+import { connect, TallyKeys, type RedisClient } from '../redis/index.js';
+import { withSpan } from '../telemetry/index.js';
+import { formatIsoUtc, parseWindowSize, windowOf, windowsBetween, type WindowSpec } from '../windows/index.js';
+import type { UsageQueryOptions, UsageQueryParams, UsageRow } from './options.js';
+
+/** Window hashes read per pipeline round trip. */
+const CHUNK = 200;
+
+interface Cell {
+  count: bigint;
+  sum: bigint;
+  min: bigint | undefined;
+  max: bigint | undefined;
+  latestKey: string;
+  latest: bigint | undefined;
+  uniques: Set<string> | undefined;
+  uniqueValue: bigint;
+  cells: number;
+}
+
+interface Row {
+  readonly start: number;
+  readonly end: number;
+  readonly subject: string;
+  readonly groupBy: Record<string, string | null>;
+  readonly cell: Cell;
+}
+
+function toMs(value: string | number | Date, field: string): number {
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : Date.parse(value);
+  if (!Number.isFinite(ms)) throw new TallyValidationError('invalid-time', `${field}: expected an ISO 8601 date-time or epoch ms, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/**
+ * Usage queries over the stored windows, like OpenMeter's meter query: rows of (window, subject,
+ * group-by values, value) for a meter between two instants, from the window hashes of the partitions
+ * (closed windows within the retention horizon, and open ones with their value so far).
+ *
+ * A stored window belongs to the row whose window contains its start. Coarser rows re-aggregate
+ * exactly: COUNT and SUM add, MIN and MAX compare, AVG divides the summed sums by the summed counts,
+ * LATEST takes the newest event, and UNIQUE_COUNT unions the stored distinct values (window
+ * `:u` hashes), since distinct counts themselves cannot be added.
+ */
+export class UsageQuery {
+  private readonly config: TallyConfig;
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly keys: TallyKeys;
+  private readonly meters: MeterIndex;
+  private readonly logger: Logger;
+  private closed = false;
+
+  constructor(options: UsageQueryOptions) {
+    this.config = options.config;
+    this.ownsClient = options.connection === undefined;
+    this.client = options.connection ?? connect(this.config.redis);
+    this.keys = new TallyKeys(this.config.prefix);
+    this.meters = new MeterIndex(this.config.meters);
+    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'usage-query' });
+  }
+
+  async query(params: UsageQueryParams): Promise<UsageRow[]> {
+    if (this.closed) throw new TallyError(ErrorCode.Closed, 'UsageQuery is closed');
+    const meter = this.meters.bySlug(params.meter);
+    if (!meter) throw new TallyValidationError('unknown-meter', `unknown meter ${JSON.stringify(params.meter)}`);
+    const from = toMs(params.from, 'from');
+    const to = toMs(params.to, 'to');
+    if (!(from < to)) throw new TallyValidationError('invalid-range', `from must be before to, got ${formatIsoUtc(from)} .. ${formatIsoUtc(to)}`);
+    const horizon = Date.now() - this.config.windows.retentionMs;
+    if (windowOf(meter.window, from).end <= horizon) {
+      throw new TallyValidationError(
+        'beyond-retention',
+        `from ${formatIsoUtc(from)} is before the retention horizon (${formatIsoUtc(horizon)}, windows.retention): those windows are gone`,
+      );
+    }
+    const rowSpec = this.rowSpec(meter, params);
+    const groupKeys = [...new Set(params.groupBy ?? [])];
+    for (const k of groupKeys) {
+      if (!meter.groupKeys.includes(k)) throw new TallyValidationError('invalid-group-by', `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`);
+    }
+    const filter = new Map<number, Set<string>>();
+    for (const [k, v] of Object.entries(params.filter ?? {})) {
+      const index = meter.groupKeys.indexOf(k);
+      if (index < 0) throw new TallyValidationError('invalid-filter', `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`);
+      filter.set(index, new Set(typeof v === 'string' ? [v] : v));
+    }
+    const subjects = params.subject === undefined ? undefined : new Set(typeof params.subject === 'string' ? [params.subject] : params.subject);
+    const partitions = subjects
+      ? [...new Set([...subjects].map((s) => partitionOf(s, this.config.partitions)))]
+      : Array.from({ length: this.config.partitions }, (_, i) => i);
+    // One stored (window, group) per row is read from its aggregate; otherwise UNIQUE_COUNT needs the values.
+    const needUniques =
+      meter.aggregation === 'UNIQUE_COUNT' && (rowSpec !== meter.window || groupKeys.length < meter.groupKeys.length);
+    const starts: number[] = [];
+    for (const w of windowsBetween(meter.window, from, to)) if (w.start >= from) starts.push(w.start);
+
+    return withSpan('usage.query', { 'tally.meter': meter.slug, 'tally.windows': starts.length * partitions.length }, async () => {
+      const rows = new Map<string, Row>();
+      for (const p of partitions) {
+        for (let i = 0; i < starts.length; i += CHUNK) {
+          const chunk = starts.slice(i, i + CHUNK);
+          const pipeline = this.client.pipeline();
+          for (const ws of chunk) {
+            pipeline.hgetall(this.keys.window(p, meter.slug, ws));
+            if (needUniques) pipeline.hgetall(this.keys.uniques(p, meter.slug, ws));
+          }
+          const replies = (await pipeline.exec()) ?? [];
+          const per = needUniques ? 2 : 1;
+          chunk.forEach((ws, k) => {
+            const [err, hash] = replies[k * per] ?? [null, {}];
+            if (err) throw err;
+            const uniquesReply = needUniques ? replies[k * per + 1] : undefined;
+            if (uniquesReply?.[0]) throw uniquesReply[0];
+            this.accumulate(rows, meter, ws, hash as Record<string, string>, uniquesReply?.[1] as Record<string, string> | undefined, {
+              rowSpec,
+              from,
+              to,
+              groupKeys,
+              filter,
+              subjects,
+            });
+          });
+        }
+      }
+      return [...rows.values()].map((r) => toRow(meter, r)).sort(compareRows);
+    });
+  }
+
+  /** The row windows: the requested size (aligned in its zone), or undefined for one row over [from, to). */
+  private rowSpec(meter: Meter, params: UsageQueryParams): WindowSpec | undefined {
+    if (params.windowSize === undefined) return undefined;
+    let spec: WindowSpec;
+    try {
+      spec = parseWindowSize(params.windowSize, params.timeZone ?? meter.window.timeZone, 'windowSize');
+    } catch (err) {
+      if (err instanceof TallyConfigError) throw new TallyValidationError('invalid-window-size', err.message, { cause: err });
+      throw err;
+    }
+    if (spec.sizeMs < meter.window.sizeMs) {
+      throw new TallyValidationError(
+        'invalid-window-size',
+        `windowSize ${spec.label} is finer than meter ${meter.slug}'s windows (${meter.window.label}): stored windows cannot be split`,
+      );
+    }
+    return spec.sizeMs === meter.window.sizeMs && spec.timeZone === meter.window.timeZone ? meter.window : spec;
+  }
+
+  private accumulate(
+    rows: Map<string, Row>,
+    meter: Meter,
+    ws: number,
+    hash: Record<string, string>,
+    uniques: Record<string, string> | undefined,
+    ctx: {
+      rowSpec: WindowSpec | undefined;
+      from: number;
+      to: number;
+      groupKeys: readonly string[];
+      filter: ReadonlyMap<number, ReadonlySet<string>>;
+      subjects: ReadonlySet<string> | undefined;
+    },
+  ): void {
+    const bounds = ctx.rowSpec ? windowOf(ctx.rowSpec, ws) : { start: ctx.from, end: ctx.to };
+    const start = Math.max(bounds.start, ctx.from);
+    const end = Math.min(bounds.end, ctx.to);
+    const cellOf = (group: string): Cell | undefined => {
+      const [subject, ...values] = JSON.parse(group) as [string, ...(string | null)[]];
+      if (ctx.subjects && !ctx.subjects.has(subject)) return undefined;
+      for (const [index, allowed] of ctx.filter) {
+        const v = values[index];
+        if (v === null || v === undefined || !allowed.has(v)) return undefined;
+      }
+      const groupBy: Record<string, string | null> = {};
+      for (const k of ctx.groupKeys) groupBy[k] = values[meter.groupKeys.indexOf(k)] ?? null;
+      const key = JSON.stringify([start, subject, ctx.groupKeys.map((k) => groupBy[k])]);
+      let row = rows.get(key);
+      if (!row) {
+        row = { start, end, subject, groupBy, cell: emptyCell() };
+        rows.set(key, row);
+      }
+      return row.cell;
+    };
+    for (const [field, raw] of Object.entries(hash)) {
+      if (!field.startsWith('c:')) continue;
+      const group = field.slice(2);
+      const cell = cellOf(group);
+      if (!cell) continue;
+      cell.cells++;
+      cell.count += BigInt(raw);
+      const v = hash[`v:${group}`];
+      if (v === undefined) continue;
+      const value = BigInt(v);
+      switch (meter.aggregation) {
+        case 'SUM':
+        case 'AVG':
+          cell.sum += value;
+          break;
+        case 'MIN':
+          if (cell.min === undefined || value < cell.min) cell.min = value;
+          break;
+        case 'MAX':
+          if (cell.max === undefined || value > cell.max) cell.max = value;
+          break;
+        case 'LATEST': {
+          // Window start first, so a later window always wins; then the event's own sort key.
+          const sortKey = `${String(ws).padStart(15, '0')}.${hash[`t:${group}`] ?? ''}`;
+          if (sortKey > cell.latestKey) {
+            cell.latestKey = sortKey;
+            cell.latest = value;
+          }
+          break;
+        }
+        case 'UNIQUE_COUNT':
+          cell.uniqueValue += value;
+          break;
+        default:
+          break;
+      }
+    }
+    if (uniques) {
+      for (const field of Object.keys(uniques)) {
+        const nl = field.indexOf('\n');
+        const cell = cellOf(field.slice(0, nl));
+        if (!cell) continue;
+        cell.uniques ??= new Set();
+        cell.uniques.add(field.slice(nl + 1));
+      }
+    }
+  }
+
+  /** Closes the connection if it opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+    this.logger.debug('usage query closed');
+  }
+}
+
+function emptyCell(): Cell {
+  return { count: 0n, sum: 0n, min: undefined, max: undefined, latestKey: '', latest: undefined, uniques: undefined, uniqueValue: 0n, cells: 0 };
+}
+
+function toRow(meter: Meter, r: Row): UsageRow {
+  const c = r.cell;
+  let valueDecimal: string;
+  switch (meter.aggregation) {
+    case 'COUNT':
+      valueDecimal = c.count.toString();
+      break;
+    case 'SUM':
+      valueDecimal = formatScaled(c.sum);
+      break;
+    case 'AVG':
+      valueDecimal = c.count > 0n ? divideScaled(c.sum, c.count) : '0';
+      break;
+    case 'MIN':
+      valueDecimal = formatScaled(c.min ?? 0n);
+      break;
+    case 'MAX':
+      valueDecimal = formatScaled(c.max ?? 0n);
+      break;
+    case 'LATEST':
+      valueDecimal = formatScaled(c.latest ?? 0n);
+      break;
+    case 'UNIQUE_COUNT':
+      valueDecimal = c.uniques ? String(c.uniques.size) : c.uniqueValue.toString();
+      break;
+  }
+  return {
+    windowStart: formatIsoUtc(r.start),
+    windowEnd: formatIsoUtc(r.end),
+    subject: r.subject,
+    groupBy: r.groupBy,
+    value: Number(valueDecimal),
+    valueDecimal,
+    eventCount: Number(c.count),
+  };
+}
+
+function compareRows(a: UsageRow, b: UsageRow): number {
+  if (a.windowStart !== b.windowStart) return a.windowStart < b.windowStart ? -1 : 1;
+  if (a.subject !== b.subject) return a.subject < b.subject ? -1 : 1;
+  const ga = JSON.stringify(a.groupBy);
+  const gb = JSON.stringify(b.groupBy);
+  return ga < gb ? -1 : ga > gb ? 1 : 0;
+}
