@@ -8,6 +8,7 @@ import { explainInvalidEvent, type UsageEvent } from '../events/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { TallyWorker } from '../worker/index.js';
 import { runDemo } from './demo.js';
+import { checkCommand, parseRoles, startEvaluatorRole, usageCommand } from './entitlement-commands.js';
 import { produceSynthetic } from './synthetic.js';
 
 const USAGE = `Usage: tally <command> [options]
@@ -15,8 +16,12 @@ const USAGE = `Usage: tally <command> [options]
 Commands:
   demo [--duration 30s] [--rate 2000]      run a worker, a synthetic producer and a rollup subscriber
   worker --config FILE [--partitions 0,1]  run one worker replica (start several to scale out)
+         [--roles metering,entitlements]  roles it runs (default both: metering and the entitlement evaluator)
   produce --config FILE < events.ndjson    send CloudEvents, one JSON object per line
   demo-producer --config FILE [--rate N]   send synthetic events for the meters of config/tally.yaml
+  usage --config FILE --meter M --from ISO --to ISO [--subject S] [--window-size HOUR] [--group-by K]
+                                           query stored usage (--help for all options)
+  check --config FILE SUBJECT FEATURE      real-time entitlement check (JSON; exit code 3 without access)
 
 REDIS_URL overrides the config's redis.url. LOG_LEVEL sets the log level (default info).`;
 
@@ -26,21 +31,27 @@ async function config(values: { config?: string }): Promise<TallyConfig> {
 }
 
 async function worker(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, partitions: { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, partitions: { type: 'string' }, roles: { type: 'string' } },
+  });
   const cfg = await config(values);
+  const { roles, explicit } = parseRoles(values.roles);
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
   const partitions = values.partitions?.split(',').map((p) => Number(p.trim()));
-  const w = new TallyWorker({ config: cfg, logger, ...(partitions ? { partitions } : {}) });
+  const w = roles.has('metering') ? new TallyWorker({ config: cfg, logger, ...(partitions ? { partitions } : {}) }) : undefined;
+  let evaluator: Awaited<ReturnType<typeof startEvaluatorRole>>;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    void w.close().then(() => process.exit(0));
+    void Promise.all([w?.close(), evaluator?.close()]).then(() => process.exit(0));
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  await w.start();
+  await w?.start();
+  if (roles.has('entitlements')) evaluator = await startEvaluatorRole(cfg, logger, explicit);
 }
 
 async function produce(args: string[]): Promise<void> {
@@ -102,7 +113,14 @@ async function demo(args: string[]): Promise<void> {
   });
 }
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { worker, produce, demo, 'demo-producer': demoProducer };
+const commands: Record<string, (args: string[]) => Promise<void>> = {
+  worker,
+  produce,
+  demo,
+  'demo-producer': demoProducer,
+  usage: usageCommand,
+  check: checkCommand,
+};
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
