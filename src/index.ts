@@ -24,3 +24,32 @@ export {
 export { Aggregations, type Aggregation } from './meters/index.js';
 export { TallyKeys } from './redis/index.js';
 export { ErrorCode, TallyError, TallyConfigError, TallyValidationError, TallyScriptError } from './errors/index.js';
+export {
+  EntitlementStore,
+  EntitlementChecker,
+  EntitlementEvaluator,
+  createNotificationSubscriber,
+  notificationJobId,
+  EntitlementsConfigSchema,
+  EntitlementSpecSchema,
+  FeatureSchema,
+  GrantInputSchema,
+  NotificationJobSchema,
+  NotificationTypes,
+  type EntitlementCheck,
+  type EntitlementView,
+  type GrantView,
+  type ApplyOutcome,
+  type EntitlementsOptions,
+  type CheckerOptions,
+  type EvaluatorOptions,
+  type EvaluatorStats,
+  type EntitlementSpecInput,
+  type FeatureInput,
+  type GrantInput,
+  type NotificationJob,
+  type NotificationType,
+  type NotificationHandler,
+  type Feature,
+} from './entitlements/index.js';
+export { UsageQuery, type UsageQueryOptions, type UsageQueryParams, type UsageRow } from './usage/index.js';
