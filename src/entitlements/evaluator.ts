@@ -22,7 +22,7 @@ const RESETS_PER_TICK = 200;
 /** What applying one rollup did to one feature's usage. */
 export interface ApplyOutcome {
   readonly feature: string;
-  readonly status: 'applied' | 'duplicate' | 'before-start';
+  readonly status: 'applied' | 'duplicate' | 'before-start' | 'expired';
   /** Change of the period's usage (micro-units). */
   readonly delta: string;
   readonly periodUsage: string;

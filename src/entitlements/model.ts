@@ -76,7 +76,11 @@ const fail = (field: string, message: string): never => {
 /** Parses an amount (number or decimal string) into micro-units; `positive` rejects zero. */
 export function parseAmount(value: unknown, field: string, positive = false): bigint {
   const scaled = toScaled(value);
-  if (scaled === undefined || scaled < 0n || (positive && scaled === 0n)) {
+  // toScaled rounds beyond 6 fractional digits; an amount must be exact.
+  const exact =
+    scaled !== undefined &&
+    (typeof value === 'number' ? Number(formatScaled(scaled)) === value : !(typeof value === 'string' && /[eE]|\.\d{6}\d*[1-9]/.test(value)));
+  if (scaled === undefined || !exact || scaled < 0n || (positive && scaled === 0n)) {
     fail(field, `expected a ${positive ? 'positive' : 'non-negative'} decimal with up to 6 fractional digits, got ${JSON.stringify(value)}`);
   }
   return scaled as bigint;

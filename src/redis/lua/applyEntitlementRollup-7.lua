@@ -30,7 +30,8 @@
     then the burn-down plan of the window's period (includes/entitlementMath.lua readPlan)
 
   Output: { status, delta, periodUsage, balance, overage, notificationsWritten }
-    status: 'applied' | 'duplicate' | 'stale' | 'before-start'
+    status: 'applied' | 'duplicate' | 'stale' | 'before-start' (window precedes the tracking) |
+            'expired' (window beyond retention)
 ]]
 local rcall = redis.call
 local defKey = KEYS[1]
@@ -72,6 +73,12 @@ local plan = readPlan(ARGV, i)
 local since = rcall('HGET', usageKey, 'since')
 if since and ws < tonumber(since) then
   return { 'before-start', '0', '0', '0', '0', 0 }
+end
+local nowMs = redisNowMs()
+-- A rollup older than the retention of its contribution record could not be recognised if delivered
+-- again; the pipeline never emits one (such windows are gone), so only a job stuck that long lands here.
+if tonumber(contribExpireAt) <= nowMs then
+  return { 'expired', '0', '0', '0', '0', 0 }
 end
 
 local function fmtInt(x) return string.format('%d', x) end
@@ -120,7 +127,6 @@ rcall('HINCRBY', usageKey, periodField, deltaText)
 local periodUsage = pparse(rcall('HGET', usageKey, periodField))
 rcall('PEXPIREAT', usageKey, usageExpireAt)
 
-local nowMs = redisNowMs()
 local tEval = math.min(nowMs, plan.pe - 1)
 local _, overage, balance = burnDown(plan, segmentsOf(usageKey, plan, periodUsage), tEval)
 
@@ -133,10 +139,11 @@ local function notify(kind, id, level)
     written = written + 1
   end
 end
-for t = 1, #thresholds do
-  if pcmp(periodUsage, thresholds[t].level) >= 0 then notify('threshold', thresholds[t].id, pfmt(thresholds[t].level)) end
-end
-if pcmp(balance, P_ZERO) == 0 and pcmp(periodUsage, P_ZERO) > 0 then
-  notify('exhausted', 'exhausted', pfmt(plan.total))
+-- Only usage above zero reaches anything (a 0% level, or 100% of a zero allowance, is not reached at 0).
+if pcmp(periodUsage, P_ZERO) > 0 then
+  for t = 1, #thresholds do
+    if pcmp(periodUsage, thresholds[t].level) >= 0 then notify('threshold', thresholds[t].id, pfmt(thresholds[t].level)) end
+  end
+  if pcmp(balance, P_ZERO) == 0 then notify('exhausted', 'exhausted', pfmt(plan.total)) end
 end
 return { 'applied', deltaText, pfmt(periodUsage), pfmt(balance), pfmt(overage), written }
