@@ -352,33 +352,49 @@ export class TallyWorker {
     while (!signal.aborted) {
       await sleep(closeIntervalMs, signal);
       if (signal.aborted) break;
-      try {
+      // Each step succeeds or fails on its own: one that keeps failing (window closing on a damaged
+      // state key, a relay that cannot reach its queue) must not stop the others, least of all the
+      // reclaim that moves entries failing on every delivery to the dead-letter stream.
+      await this.step('close-windows', partition, async () => {
         const closed = await closeDueWindows(this.client, this.config, partition);
         this.stats.windowsClosed += closed.windowsClosed;
         instruments.windowsClosed.add(closed.windowsClosed, { 'tally.partition': partition });
         if (closed.windowsClosed > 0 || closed.corrections > 0) {
           this.logger.debug({ partition, ...closed }, 'windows closed');
         }
+      });
+      await this.step('relay', partition, async () => {
         this.stats.rollupsRelayed += await this.relay.relay(partition);
-        const now = Date.now();
-        if (now - lastReclaim >= reclaimEveryMs) {
-          lastReclaim = now;
-          await this.reclaim(partition);
-        }
-        if (now - lastTrim >= TRIM_EVERY_MS) {
-          lastTrim = now;
+      });
+      const now = Date.now();
+      if (now - lastReclaim >= reclaimEveryMs) {
+        lastReclaim = now;
+        await this.step('reclaim', partition, () => this.reclaim(partition));
+      }
+      if (now - lastTrim >= TRIM_EVERY_MS) {
+        lastTrim = now;
+        await this.step('trim', partition, async () => {
           const { retainAckedMs, maxLength } = this.config.trim;
           await runScript(this.client, 'trimStream', [this.keys.events(partition)], [this.config.consumerGroup, retainAckedMs, maxLength]);
-        }
-        if (now - lastSweep >= SWEEP_EVERY_MS) {
-          lastSweep = now;
+        });
+      }
+      if (now - lastSweep >= SWEEP_EVERY_MS) {
+        lastSweep = now;
+        await this.step('sweep-dedup', partition, async () => {
           const deleted = await sweepDedup(this.client, this.config, partition, now);
           if (deleted > 0) this.logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
-        }
-        this.recovered('maintenance', partition);
-      } catch (err) {
-        this.report('maintenance', partition, err);
+        });
       }
+    }
+  }
+
+  /** Runs one maintenance step; a failure is logged once (until the step succeeds again) and retried next round. */
+  private async step(op: string, partition: number, run: () => Promise<void>): Promise<void> {
+    try {
+      await run();
+      this.recovered(op, partition);
+    } catch (err) {
+      this.report(op, partition, err);
     }
   }
 
