@@ -49,9 +49,9 @@ describe('real-time entitlement checks', () => {
     const send = async (events: UsageEvent[]) => {
       await producer.sendBatch(events);
       for (const e of events) {
-        const t = e.data.tokens as number;
-        model.all += t;
-        if (e.data.model === 'gpt-5') model.gpt5 += t;
+        const data = e.data as { tokens: number; model: string };
+        model.all += data.tokens;
+        if (data.model === 'gpt-5') model.gpt5 += data.tokens;
       }
     };
     // Start early in a window, so it is still open while we look.
