@@ -212,6 +212,7 @@ export class EntitlementChecker {
         probe.mode,
         probe.mode === 'fixed' ? probe.tail : probe.filter,
         settings.maxLiveGroups,
+        settings.maxScanFields,
         live.length,
         ...live.flatMap((ws) => [ws, Math.floor(ws / DAY_MS) * DAY_MS]),
         ...planArgs(plan),

@@ -15,6 +15,7 @@ export interface EntitlementsConfig {
   readonly lookbackMs: number;
   readonly maxLiveWindows: number;
   readonly maxLiveGroups: number;
+  readonly maxScanFields: number;
   readonly intervalMs: number;
   /** Features declared in the config (the API may add more, stored in Redis). */
   readonly features: ReadonlyMap<string, Feature>;
@@ -67,6 +68,7 @@ export function resolveEntitlementsConfig(
     lookbackMs,
     maxLiveWindows: data.maxLiveWindows,
     maxLiveGroups: data.maxLiveGroups,
+    maxScanFields: data.maxScanFields,
     intervalMs,
     features,
     defaults,

@@ -106,6 +106,12 @@ export const EntitlementsConfigSchema = Type.Object(
       maximum: 10_000,
       description: 'Group-by combinations per meter a check probes across the partition before it probes only the subject’s own',
     }),
+    maxScanFields: Type.Integer({
+      default: 256,
+      minimum: 0,
+      maximum: 100_000,
+      description: 'Window hash fields a check may scan for group-by combinations no rollup has shown yet (0: never scan)',
+    }),
     interval: durationSchema('250ms', 'How often the evaluator relays notifications and processes period resets'),
     features: Type.Array(FeatureSchema, { default: [] }),
     defaults: Type.Array(DefaultEntitlementSchema, { default: [] }),

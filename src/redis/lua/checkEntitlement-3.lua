@@ -24,7 +24,10 @@
     ARGV[9] group mode: 'fixed' (ARGV[10] is the one group tail) or 'tails' (ARGV[10] is the filter
             as JSON {position: value} over the tails seen for the meter)
     ARGV[11] most tails to probe from the partition's set before using only the subject's
-    ARGV[12] n windows, then n pairs (window start, UTC day start of the window start)
+    ARGV[12] scan budget: in 'tails' mode, window hashes are also scanned (HSCAN MATCH the subject)
+             for combinations no rollup has shown yet, newest window first, while their sizes add
+             up to at most this many fields
+    ARGV[13] n windows, then n pairs (window start, UTC day start of the window start), oldest first
     then the burn-down plan of the current period (includes/entitlementMath.lua readPlan)
 
   Output: { 'ok', usage, appliedUsage, liveUsage, balance, overage, remaining of each allowance... }
@@ -49,9 +52,10 @@ local subjectJson = ARGV[8]
 local groupMode = ARGV[9]
 local groupArg = ARGV[10]
 local maxGroups = tonumber(ARGV[11])
-local nWindows = tonumber(ARGV[12])
+local scanBudget = tonumber(ARGV[12])
+local nWindows = tonumber(ARGV[13])
 local windows = {}
-local i = 13
+local i = 14
 for w = 1, nWindows do
   windows[w] = { start = ARGV[i], day = ARGV[i + 1] }
   i = i + 2
@@ -73,31 +77,50 @@ local function hmget(key, fields)
   return out
 end
 
+local function windowKey(w) return base .. 'w:' .. meter .. ':' .. windows[w].start end
+local function inPeriod(w)
+  local ws = tonumber(windows[w].start)
+  return ws >= plan.ps and ws < plan.pe and ws >= since
+end
+
 -- The feature's group tails.
 local tails
 if groupMode == 'fixed' then
   tails = { groupArg }
 else
+  local filter = cjson.decode(groupArg)
+  local seen = {}
+  tails = {}
+  local function consider(t)
+    if seen[t] then return end
+    seen[t] = true
+    if next(filter) ~= nil then
+      local ok, values = pcall(cjson.decode, t)
+      if not ok then return end
+      for pos, want in pairs(filter) do
+        if values[tonumber(pos)] ~= want then return end
+      end
+    end
+    tails[#tails + 1] = t
+  end
   local setKey = base .. 'ent:tails:' .. meter
   if rcall('SCARD', setKey) > maxGroups then setKey = setKey .. ':' .. subject end
-  local all = rcall('SMEMBERS', setKey)
-  local filter = cjson.decode(groupArg)
-  if next(filter) == nil then
-    tails = all
-  else
-    tails = {}
-    for _, t in ipairs(all) do
-      local ok, values = pcall(cjson.decode, t)
-      if ok then
-        local match = true
-        for pos, want in pairs(filter) do
-          if values[tonumber(pos)] ~= want then
-            match = false
-            break
-          end
-        end
-        if match then tails[#tails + 1] = t end
-      end
+  for _, t in ipairs(rcall('SMEMBERS', setKey)) do consider(t) end
+  -- Combinations no rollup has shown yet (a subject's first usage of a model): scan small window
+  -- hashes for the subject's count fields, newest first, within the budget.
+  local pattern = 'c:\\[' .. string.gsub(subjectJson, '([%*%?%[%]\\])', '\\%1') .. ',*'
+  local skip = #('c:[' .. subjectJson .. ',')
+  for w = nWindows, 1, -1 do
+    if inPeriod(w) then
+      local size = rcall('HLEN', windowKey(w))
+      if size > scanBudget then break end
+      scanBudget = scanBudget - size
+      local cursor = '0'
+      repeat
+        local res = rcall('HSCAN', windowKey(w), cursor, 'MATCH', pattern, 'COUNT', 1000)
+        cursor = res[1]
+        for f = 1, #res[2], 2 do consider('[' .. string.sub(res[2][f], skip + 1)) end
+      until cursor == '0'
     end
   end
 end
@@ -113,8 +136,8 @@ if #tails > 0 then
   end
   for w = 1, nWindows do
     local ws = tonumber(windows[w].start)
-    if ws >= plan.ps and ws < plan.pe and ws >= since then
-      local current = hmget(base .. 'w:' .. meter .. ':' .. windows[w].start, valueFields)
+    if inPeriod(w) then
+      local current = hmget(windowKey(w), valueFields)
       local contributionFields = {}
       for g = 1, #tails do contributionFields[g] = windows[w].start .. '|' .. tails[g] end
       local done = hmget(base .. 'ent:con:' .. feature .. ':' .. windows[w].day .. ':' .. subject, contributionFields)

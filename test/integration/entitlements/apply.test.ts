@@ -203,6 +203,37 @@ describe('applying rollups to entitlement usage', () => {
     ]);
   });
 
+  it('sees group-by combinations no rollup has shown yet by scanning small window hashes, within a budget', async () => {
+    const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', groupBy: { model: '$.model', dir: '$.dir' }, windowSize: 'MINUTE' }];
+    const entitlements = {
+      features: [{ key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } }],
+      defaults: [{ feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 100 }],
+      lookback: '10s',
+    };
+    h = new EntHarness({ meters, entitlements });
+    const minute = Math.floor(Date.now() / 60_000) * 60_000;
+    // Glob characters in the subject must not widen the scan to other subjects.
+    const subject = 'a*b[1]?';
+    await h.writeWindow({ meter: 'tokens', subject, groupBy: { model: 'gpt-5', dir: 'in' }, start: minute, value: '7' });
+    await h.writeWindow({ meter: 'tokens', subject, groupBy: { model: 'gpt-4', dir: 'in' }, start: minute, value: '100' });
+    await h.writeWindow({ meter: 'tokens', subject: 'aXb1Z', groupBy: { model: 'gpt-5', dir: 'out' }, start: minute, value: '50' });
+    await h.writeWindow({ meter: 'tokens', subject: 'a*b[1]?x', groupBy: { model: 'gpt-5', dir: 'out' }, start: minute, value: '60' });
+    expect((await h.checker.check(subject, 'gpt5')).exact).toMatchObject({ usage: '7', liveUsage: '7' });
+    const other = await h.checker.check('aXb1Z', 'gpt5');
+    expect(other.exact?.usage).toBe('50');
+
+    // Without a scan budget, only combinations learned from rollups are probed.
+    const blind = new EntHarness({ meters, entitlements: { ...entitlements, maxScanFields: 0 } });
+    try {
+      await blind.writeWindow({ meter: 'tokens', subject: 's', groupBy: { model: 'gpt-5', dir: 'in' }, start: minute, value: '7' });
+      expect((await blind.checker.check('s', 'gpt5')).exact?.usage).toBe('0');
+      await blind.knowTail('tokens', 'someone-else', { model: 'gpt-5', dir: 'in' });
+      expect((await blind.checker.check('s', 'gpt5')).exact?.usage).toBe('7');
+    } finally {
+      await blind.close();
+    }
+  });
+
   it('attributes windows by start: a window straddling a period boundary counts where it starts (time zones, DST, month ends)', async () => {
     h = new EntHarness({
       meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', windowSize: 'HOUR' }],
