@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
  * (length-prefixed, so no two pairs collide by concatenation). Inside Redis, up to 24 leading bits pick
  * the bucket and the next 96 bits are the stored field, so two different events are mistaken for each
  * other with probability about n² / 2^(97 + bucketBits) over n remembered events: with the default 16
- * bits, 1 in 10^19 for a billion events. MD5 serves here as a fast, well-mixed hash, not for security.
+ * bits, about 1 in 10^16 for a billion events. MD5 serves here as a fast, well-mixed hash, not for security.
  */
 export function fingerprint(source: string, id: string): Buffer {
   return createHash('md5').update(`${source.length}:${source}`).update(id).digest();

@@ -85,7 +85,13 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
       updates.length = 0;
       let rejection: { reason: string; detail: string } | undefined;
       for (const meter of matching) {
-        const update = meterUpdate(meter, event, timeMs, id, index);
+        let update: MeterUpdate | { reason: string; detail: string };
+        try {
+          update = meterUpdate(meter, event, timeMs, id, index);
+        } catch (err) {
+          // E.g. a time before year 1 in a zoned window: reject this event, not the whole batch.
+          update = { reason: 'unprocessable', detail: `${meter.slug}: ${(err as Error).message}` };
+        }
         if ('reason' in update) {
           rejection = update;
           break;

@@ -21,6 +21,7 @@ export interface HarnessOptions {
   windows?: Record<string, unknown>;
   worker?: Record<string, unknown>;
   streams?: Record<string, unknown>;
+  dedup?: Record<string, unknown>;
   redisUrl?: string;
   /** Treat redisUrl as a startup node of a Redis Cluster. */
   cluster?: boolean;
@@ -58,6 +59,7 @@ export class Harness {
       redis: { url, cluster: options.cluster ?? false },
       streams: { prefix, partitions: options.partitions ?? 1, ...options.streams },
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
+      ...(options.dedup ? { dedup: options.dedup } : {}),
       worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', ...options.worker },
       rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h', ...(options.cluster ? { queuePrefix: '{tally}' } : {}) },
       meters: options.meters,

@@ -5,14 +5,17 @@
   Guarantees
   - Every entry named by an 'E' record is XACKed in the same step that applies its events, so a crash
     before the step leaves the entry pending (it is redone) and a crash after leaves nothing to redo.
-  - An event whose fingerprint (of source and id) is remembered in the current or any of the previous
-    `generations` dedup epochs changes nothing. A new event is remembered in the epoch of its entry id.
+  - An event whose fingerprint (of source and id) is remembered in its entry's dedup epoch, any of
+    the `generations` before it, or any later one changes nothing. A new event is remembered in the
+    epoch of its entry id.
   - An event is applied to all of its meters or to none: late events under the dead-letter policy and
     events beyond retention are dead-lettered whole (and not remembered, so a replay counts once).
+    The one exception is int64 overflow of a window total (beyond about 9.2e12 units), see below.
   - Late events under the correct policy are applied to the closed window and queued in `corrections`,
     so the next close step emits one correction rollup per changed (window, group).
   The script performs no call that can fail on well-formed input except HINCRBY overflow (a window
-  total beyond int64 micro-units), which is caught and dead-lettered with reason `sum-overflow`.
+  total beyond int64 micro-units), which is caught and dead-lettered with reason `sum-overflow`; the
+  event's count and its other meters stay applied then (the total cannot be represented anyway).
 
   Input:
     KEYS[1] events stream            KEYS[2] dead-letter stream     KEYS[3] state hash
@@ -61,42 +64,59 @@ local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
 local streamTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
 local streamTimeBefore = streamTime
 
--- Dedup epochs: bucket bits per epoch, read once per batch.
+-- Dedup epochs that exist (epoch -> bucket bits), read once per batch.
 local epochBits = {}
-local function bitsOf(epoch)
-  local bits = epochBits[epoch]
-  if bits == nil then
-    local stored = rcall('HGET', epochsKey, epoch)
-    bits = stored and tonumber(stored) or false
-    epochBits[epoch] = bits
+do
+  local flat = rcall('HGETALL', epochsKey)
+  for f = 1, #flat, 2 do
+    local e = tonumber(flat[f])
+    if e then epochBits[e] = tonumber(flat[f + 1]) end
+  end
+end
+
+-- Other epochs an entry of epoch e looks in: every existing epoch from e - generations on, newer
+-- ones included, because an older copy of an event can be applied after a newer copy (when its
+-- entry was reclaimed late) and the newer copy was remembered in its own, later epoch.
+local lookups = {}
+local function othersOf(e)
+  local list = lookups[e]
+  if not list then
+    list = {}
+    for other in pairs(epochBits) do
+      if other ~= e and other >= e - generations then list[#list + 1] = other end
+    end
+    lookups[e] = list
+  end
+  return list
+end
+
+local function bitsFor(e)
+  local bits = epochBits[e]
+  if not bits then
+    local name = string.format('%d', e)
+    rcall('HSETNX', epochsKey, name, newBucketBits)
+    bits = tonumber(rcall('HGET', epochsKey, name))
+    epochBits[e] = bits
+    lookups = {}
   end
   return bits
 end
 
-local function bucketKey(epoch, bits, fp)
+local function bucketKey(e, bits, fp)
   local top = string.byte(fp, 1) * 65536 + string.byte(fp, 2) * 256 + string.byte(fp, 3)
-  return base .. 'd:' .. epoch .. ':' .. math.floor(top / 2 ^ (24 - bits))
+  return base .. 'd:' .. string.format('%d', e) .. ':' .. string.format('%d', math.floor(top / 2 ^ (24 - bits)))
 end
 
--- Returns true if the fingerprint was already remembered; otherwise remembers it in `epoch` and
+-- Returns true if the fingerprint was already remembered; otherwise remembers it in epoch e and
 -- returns false plus the key it was written to (so a dead-lettered event can be forgotten again).
-local function seenBefore(epoch, fp)
+local function seenBefore(e, fp)
   local field = string.sub(fp, 4, 15)
-  local bits = bitsOf(epoch)
-  if not bits then
-    rcall('HSETNX', epochsKey, epoch, newBucketBits)
-    bits = tonumber(rcall('HGET', epochsKey, epoch))
-    epochBits[epoch] = bits
-  end
-  local key = bucketKey(epoch, bits, fp)
+  local key = bucketKey(e, bitsFor(e), fp)
   if rcall('HSETNX', key, field, '') == 0 then
     return true
   end
-  local e = tonumber(epoch)
-  for g = 1, generations do
-    local older = string.format('%d', e - g)
-    local olderBits = bitsOf(older)
-    if olderBits and rcall('HEXISTS', bucketKey(older, olderBits, fp), field) == 1 then
+  for _, other in ipairs(othersOf(e)) do
+    if rcall('HEXISTS', bucketKey(other, epochBits[other], fp), field) == 1 then
       return true
     end
   end
@@ -217,7 +237,7 @@ while i <= n do
   local tag = R[i]
   if tag == 'E' then
     entryId = R[i + 1]
-    entryEpoch = R[i + 2]
+    entryEpoch = tonumber(R[i + 2])
     owned = ownedIds[entryId] == true
     if owned then
       acks[#acks + 1] = entryId

@@ -123,6 +123,10 @@ for _, item in ipairs(rcall('SPOP', correctionsKey, maxCorrections)) do
     local revision = tonumber(vals[3] or '0') + 1
     emit(meter, agg, ws, we, grp, vals[1], vals[2], revision)
     rcall('HSET', wkey, 'r:' .. grp, revision)
+    -- A window first created by a late event never passed through the closing above.
+    local expireAt = string.format('%d', tonumber(we) + retentionMs)
+    rcall('PEXPIREAT', wkey, expireAt)
+    rcall('PEXPIREAT', wkey .. ':u', expireAt)
     corrections = corrections + 1
   end
 end
