@@ -1,3 +1,4 @@
 export { TallyKeys, RELAY_GROUP } from './keys.js';
 export { Scripts, registerScripts, runScript, type RedisClient, type ScriptName } from './scripts.js';
 export { connect, duplicate, type RedisTarget } from './connection.js';
+export { OutageLog } from './outages.js';

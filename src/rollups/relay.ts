@@ -71,9 +71,13 @@ export class RollupRelay {
     private readonly logger: Logger,
   ) {
     this.keys = new TallyKeys(config.prefix);
-    this.queues = config.rollups.queues.map(
-      (name) => new Queue(name, { connection: client, prefix: config.rollups.queuePrefix }),
-    );
+    this.queues = config.rollups.queues.map((name) => {
+      const queue = new Queue(name, { connection: client, prefix: config.rollups.queuePrefix });
+      // BullMQ re-emits the shared connection's errors on each queue and, with no listener, prints each
+      // to stderr. Its outages are logged once by the connection's owner (redis/outages.ts).
+      queue.on('error', (err) => logger.debug({ err, queue: name }, 'rollup queue connection error'));
+      return queue;
+    });
     this.jobOptions = {
       removeOnComplete: { age: Math.ceil(config.rollups.keepCompletedMs / 1000) },
       removeOnFail: false,

@@ -6,7 +6,7 @@ import { sweepDedup } from '../dedup/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { EVENT_FIELD } from '../events/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { connect, duplicate, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
+import { connect, duplicate, OutageLog, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/index.js';
@@ -51,6 +51,7 @@ export class TallyWorker {
   private supervisor: Promise<void> | undefined;
   private readonly stats: WorkerStats = emptyStats();
   private readonly failing = new Set<string>();
+  private readonly outages: OutageLog;
   private started: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -63,6 +64,9 @@ export class TallyWorker {
       component: 'worker',
       consumer: this.consumer,
     });
+    // Every connection of the worker is watched, so an outage is logged once, not per connection and retry.
+    this.outages = new OutageLog(this.logger);
+    this.outages.watch(this.client);
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
     for (const p of options.partitions ?? []) {
@@ -113,6 +117,7 @@ export class TallyWorker {
     await this.relay.ensureGroup(partition);
     const abort = new AbortController();
     const conn = duplicate(this.client);
+    this.outages.watch(conn);
     const signal = AbortSignal.any([abort.signal, this.stop.signal]);
     const done = Promise.allSettled([this.consumeLoop(partition, conn, signal), this.maintenanceLoop(partition, signal)]).then(
       () => conn.disconnect(),
