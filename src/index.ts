@@ -53,3 +53,4 @@ export {
   type Feature,
 } from './entitlements/index.js';
 export { UsageQuery, type UsageQueryOptions, type UsageQueryParams, type UsageRow } from './usage/index.js';
+export { status, listDeadLetters, replayDeadLetters, planReplay, formatStatus, type TallyStatus, type PartitionStatus, type ReplicaStatus, type DeadLetter, type ReplayPlan, type ReplayResult, type ListDeadLettersOptions, type ReplayDeadLettersOptions } from './admin/index.js';

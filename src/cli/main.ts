@@ -7,6 +7,7 @@ import { TallyError } from '../errors/index.js';
 import { explainInvalidEvent, type UsageEvent } from '../events/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { TallyWorker } from '../worker/index.js';
+import { ADMIN_USAGE, deadLetterCommand, statusCommand } from './admin-commands.js';
 import { runDemo } from './demo.js';
 import { checkCommand, parseRoles, startEvaluatorRole, usageCommand } from './entitlement-commands.js';
 import { produceSynthetic } from './synthetic.js';
@@ -22,6 +23,7 @@ Commands:
   usage --config FILE --meter M --from ISO --to ISO [--subject S] [--window-size HOUR] [--group-by K]
                                            query stored usage (--help for all options)
   check --config FILE SUBJECT FEATURE      real-time entitlement check (JSON; exit code 3 without access)
+${ADMIN_USAGE}
 
 REDIS_URL overrides the config's redis.url. LOG_LEVEL sets the log level (default info).`;
 
@@ -120,6 +122,8 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   'demo-producer': demoProducer,
   usage: usageCommand,
   check: checkCommand,
+  status: statusCommand,
+  'dead-letter': deadLetterCommand,
 };
 
 async function main(argv: string[]): Promise<void> {
