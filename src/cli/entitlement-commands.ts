@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfigFile, type TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { EntitlementChecker, EntitlementEvaluator } from '../entitlements/index.js';
@@ -35,6 +35,11 @@ export async function startEvaluatorRole(config: TallyConfig, logger: Logger, ex
   const evaluator = new EntitlementEvaluator({ config, logger });
   await evaluator.start();
   return evaluator;
+}
+
+/** Logs of the query commands go to stderr: stdout carries their JSON or table. */
+function stderrLogger(): Logger {
+  return pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
 }
 
 async function configFrom(values: { config?: string | undefined }): Promise<TallyConfig> {
@@ -82,7 +87,7 @@ export async function usageCommand(args: string[]): Promise<void> {
     if (eq <= 0) throw new TallyConfigError('--filter', `expected KEY=VALUE, got ${JSON.stringify(f)}`);
     (filter[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
   }
-  const query = new UsageQuery({ config });
+  const query = new UsageQuery({ config, logger: stderrLogger() });
   try {
     const rows = await query.query({
       meter: values.meter as string,
@@ -127,7 +132,7 @@ export async function checkCommand(args: string[]): Promise<void> {
   const config = await configFrom(values);
   const at = values.at === undefined ? Date.now() : Date.parse(values.at);
   if (!Number.isFinite(at)) throw new TallyConfigError('--at', `expected an ISO 8601 date-time, got ${JSON.stringify(values.at)}`);
-  const checker = new EntitlementChecker({ config });
+  const checker = new EntitlementChecker({ config, logger: stderrLogger() });
   try {
     const result = await checker.check(subject, feature, at);
     console.log(JSON.stringify(result, null, 2));
