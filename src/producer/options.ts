@@ -1,8 +1,11 @@
-import type { RedisClient } from '../redis/index.js';
+import type { RedisClient, RedisTarget } from '../redis/index.js';
 
 export interface ProducerOptions {
-  /** A Redis URL, or a connection (ioredis Redis or Cluster) the producer will use but not close. */
-  redis: string | RedisClient;
+  /**
+   * A Redis URL, a target (`{ url, cluster, nodes }`, as in the config's `redis` section), or a
+   * connection (ioredis Redis or Cluster) the producer will use but not close.
+   */
+  redis: string | RedisTarget | RedisClient;
   /**
    * With a URL in `redis`: connect to a Redis Cluster (the URL is one startup node).
    * @defaultValue false

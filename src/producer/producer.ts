@@ -26,8 +26,10 @@ export class UsageProducer {
     if (!Number.isInteger(opts.eventsPerEntry) || opts.eventsPerEntry < 1) {
       throw new TallyConfigError('eventsPerEntry', `expected an integer ≥ 1, got ${opts.eventsPerEntry}`);
     }
-    this.ownsClient = typeof opts.redis === 'string';
-    this.client = typeof opts.redis === 'string' ? connect({ url: opts.redis, cluster: opts.cluster }) : opts.redis;
+    const redis = opts.redis;
+    const isClient = typeof redis === 'object' && 'pipeline' in redis;
+    this.ownsClient = !isClient;
+    this.client = isClient ? redis : connect(typeof redis === 'string' ? { url: redis, cluster: opts.cluster } : redis);
     this.keys = new TallyKeys(opts.prefix);
     this.partitions = opts.partitions;
     this.maxEntryBytes = opts.maxEntryBytes;

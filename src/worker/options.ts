@@ -28,7 +28,7 @@ export interface WorkerOptions {
   partitions?: readonly number[];
 }
 
-/** Counters of one worker since it started (also exported as OpenTelemetry metrics). */
+/** Counters of one worker since it started (the event counters are also OpenTelemetry metrics). */
 export interface WorkerStats {
   entries: number;
   batches: number;
