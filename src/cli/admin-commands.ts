@@ -15,7 +15,7 @@ import { loadConfigFile, type TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { connect, type RedisClient } from '../redis/index.js';
 
-export const ADMIN_USAGE = `  status --config FILE [--json]             per partition: stream length, lag, pending, consumers, leases,
+export const ADMIN_USAGE = `  status --config FILE [--json]            per partition: stream length, lag, pending, consumers, leases,
                                            open windows, closed-through point, dead letters, outbox
   dead-letter list --config FILE [--partition N] [--reason R] [--limit 50] [--after P/ID] [--json]
   dead-letter replay --config FILE (--id P/ID ... | --reason R | --all) [--partition N] [--limit N]
