@@ -59,7 +59,7 @@ async function worker(args: string[]): Promise<void> {
 async function produce(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, batch: { type: 'string' } } });
   const cfg = await config(values);
-  const producer = new UsageProducer({ redis: cfg.redisUrl, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
+  const producer = new UsageProducer({ redis: cfg.redis, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
   const batchSize = Number(values.batch ?? 500);
   let batch: UsageEvent[] = [];
   let sent = 0;
@@ -96,7 +96,7 @@ async function produce(args: string[]): Promise<void> {
 async function demoProducer(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, rate: { type: 'string' } } });
   const cfg = await config(values);
-  const producer = new UsageProducer({ redis: cfg.redisUrl, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
+  const producer = new UsageProducer({ redis: cfg.redis, prefix: cfg.prefix, partitions: cfg.partitions, maxEntryBytes: cfg.maxEntryBytes });
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
