@@ -17,10 +17,12 @@ export interface RejectedEvent {
   readonly reason: string;
   readonly detail: string;
   /**
-   * The original bytes of the entry's value, unchanged (for a batch entry the whole array: `index`
-   * says which event), so a dead letter can always be replayed exactly.
+   * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event alone
+   * as JSON (re-serialized: same values, possibly other number spelling), so a dead letter does not
+   * carry the whole batch. `field` says which of the two it is; `index` is the event's place in the entry.
    */
   readonly payload: string;
+  readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
   readonly index: number;
 }
 
@@ -67,7 +69,8 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   const rejected: RejectedEvent[] = [];
   let raw: string | undefined;
   let batch = false;
-  const done = () => ({ events, rejected, raw: raw ?? '', field: batch ? EVENTS_FIELD : EVENT_FIELD }) as const;
+  const field = () => (batch ? EVENTS_FIELD : EVENT_FIELD);
+  const done = () => ({ events, rejected, raw: raw ?? '', field: field() }) as const;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     if (name === EVENT_FIELD || name === EVENTS_FIELD) {
@@ -78,35 +81,41 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   }
   if (raw === undefined) {
     const payload = JSON.stringify(Object.fromEntries(pairs(fields)));
-    rejected.push({ reason: 'no-event-field', detail: `entry has neither "${EVENT_FIELD}" nor "${EVENTS_FIELD}"`, payload, index: 0 });
+    rejected.push({
+      reason: 'no-event-field',
+      detail: `entry has neither "${EVENT_FIELD}" nor "${EVENTS_FIELD}"`,
+      payload,
+      field: EVENT_FIELD,
+      index: 0,
+    });
     return done();
   }
   if (tooLarge(raw, opts.maxEntryBytes)) {
-    rejected.push({ reason: 'oversized', detail: `entry exceeds ${opts.maxEntryBytes} bytes`, payload: raw, index: 0 });
+    rejected.push({ reason: 'oversized', detail: `entry exceeds ${opts.maxEntryBytes} bytes`, payload: raw, field: field(), index: 0 });
     return done();
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch (err) {
-    rejected.push({ reason: 'invalid-json', detail: (err as Error).message, payload: raw, index: 0 });
+    rejected.push({ reason: 'invalid-json', detail: (err as Error).message, payload: raw, field: field(), index: 0 });
     return done();
   }
   if (!batch) {
     const result = decodeOne(parsed, ingestedMs, opts);
     if ('timeMs' in result) events.push({ event: parsed as UsageEvent, timeMs: result.timeMs, index: 0 });
-    else rejected.push({ ...result, payload: raw, index: 0 });
+    else rejected.push({ ...result, payload: raw, field: field(), index: 0 });
     return done();
   }
   if (!Array.isArray(parsed)) {
-    rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, index: 0 });
+    rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, field: field(), index: 0 });
     return done();
   }
   for (let index = 0; index < parsed.length; index++) {
     const value: unknown = parsed[index];
     const result = decodeOne(value, ingestedMs, opts);
     if ('timeMs' in result) events.push({ event: value as UsageEvent, timeMs: result.timeMs, index });
-    else rejected.push({ ...result, payload: raw, index });
+    else rejected.push({ ...result, payload: JSON.stringify(value) ?? 'null', field: EVENT_FIELD, index });
   }
   return done();
 }

@@ -1,6 +1,6 @@
 import type { TallyConfig } from '../config/index.js';
 import { epochOf, fingerprint } from '../dedup/index.js';
-import { decodeEntry, type DecodeOptions, type UsageEvent } from '../events/index.js';
+import { decodeEntry, EVENT_FIELD, EVENTS_FIELD, type DecodeOptions, type UsageEvent } from '../events/index.js';
 import { meterUpdate, type MeterIndex, type MeterUpdate } from '../meters/index.js';
 import { partitionOf } from '../producer/index.js';
 
@@ -64,7 +64,7 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     eventsInCall += Math.max(1, decoded.events.length);
     records.push('E', id, String(epochOf(ingestedMs, config.dedup.epochMs)));
     for (const r of decoded.rejected) {
-      records.push('D', r.index, r.reason, r.detail, r.payload, decoded.field);
+      records.push('D', r.index, r.reason, r.detail, r.payload, r.field);
       rejected++;
     }
     for (const { event, timeMs, index } of decoded.events) {
@@ -99,7 +99,9 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         updates.push(update);
       }
       if (rejection) {
-        records.push('D', index, rejection.reason, rejection.detail, decoded.raw, decoded.field);
+        // One event of a batch entry is dead-lettered alone, not with the whole batch.
+        const single = decoded.field === EVENTS_FIELD;
+        records.push('D', index, rejection.reason, rejection.detail, single ? JSON.stringify(event) : decoded.raw, EVENT_FIELD);
         rejected++;
         continue;
       }

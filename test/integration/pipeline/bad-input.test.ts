@@ -60,7 +60,9 @@ describe('bad input', () => {
       'invalid-value',
     ]);
     expect(dead[1]?.detail).toContain('subject');
-    expect(dead[11]).toMatchObject({ index: '1', field: 'events' });
+    // One bad event of a batch is dead-lettered alone (its own JSON), pointing at its place in the entry.
+    expect(dead[11]).toMatchObject({ index: '1', field: 'event' });
+    expect(JSON.parse(dead[11]?.payload ?? '{}')).toMatchObject({ id: 'b2', data: { tokens: 'NaN?' } });
     expect(dead[7]?.payload).toBe(raw[7]?.[2]);
     expect(worker.getStats().unmetered).toBe(1);
 

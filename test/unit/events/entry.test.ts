@@ -25,7 +25,7 @@ describe('decodeEntry', () => {
   it('decodes batch entries event by event', () => {
     const { events, rejected } = decodeEntry(['events', JSON.stringify([ok, { ...ok, id: '' }, { ...ok, id: '3' }])], ingested, opts);
     expect(events.map((e) => e.index)).toEqual([0, 2]);
-    expect(rejected).toMatchObject([{ index: 1, reason: 'invalid-field' }]);
+    expect(rejected).toMatchObject([{ index: 1, reason: 'invalid-field', field: 'event', payload: JSON.stringify({ ...ok, id: '' }) }]);
   });
 
   it.each([
