@@ -28,6 +28,8 @@ interface PartitionRunner {
 
 const SWEEP_EVERY_MS = 60_000;
 const TRIM_EVERY_MS = 1_000;
+const GROUP_LOST =
+  'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group';
 
 /**
  * One Tally worker replica. For each partition it reads new entries through the consumer group and
@@ -52,6 +54,8 @@ export class TallyWorker {
   private readonly stats: WorkerStats = emptyStats();
   private readonly failing = new Set<string>();
   private readonly outages: OutageLog;
+  /** Partitions whose consumer group this worker created or found (see ensureGroup). */
+  private readonly groupsSeen = new Set<number>();
   private started: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -208,12 +212,22 @@ export class TallyWorker {
     ];
   }
 
-  private async ensureGroup(partition: number): Promise<void> {
+  /**
+   * Creates the partition's consumer group if it is missing. Creating it is normal the first time; for a
+   * partition this worker already consumed it means the group vanished (Redis lost its data), and is
+   * logged as such unless the caller already said so: a partition restarted by the lease supervisor
+   * (its lease vanished too) can get here before its read loop sees NOGROUP, and used to recreate
+   * the group without a word.
+   */
+  private async ensureGroup(partition: number, logRecreation = true): Promise<void> {
+    const stream = this.keys.events(partition);
     try {
-      await this.client.xgroup('CREATE', this.keys.events(partition), this.config.consumerGroup, '0', 'MKSTREAM');
+      await this.client.xgroup('CREATE', stream, this.config.consumerGroup, '0', 'MKSTREAM');
+      if (logRecreation && this.groupsSeen.has(partition)) this.logger.error({ partition, stream }, GROUP_LOST);
     } catch (err) {
       if (!(err as Error).message.includes('BUSYGROUP')) throw err;
     }
+    this.groupsSeen.add(partition);
   }
 
   /** Logs an error once until the same operation succeeds again (no log storm while Redis is down). */
@@ -266,11 +280,8 @@ export class TallyWorker {
       return entries && entries.length > 0 ? this.prepare(partition, entries) : undefined;
     } catch (err) {
       if ((err as Error).message.includes('NOGROUP')) {
-        this.logger.error(
-          { partition, stream },
-          'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group',
-        );
-        await this.ensureGroup(partition).catch((e: unknown) => this.report('create-group', partition, e));
+        this.logger.error({ partition, stream }, GROUP_LOST);
+        await this.ensureGroup(partition, false).catch((e: unknown) => this.report('create-group', partition, e));
       } else {
         this.report('read', partition, err);
         await sleep(1000, signal);
