@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { loadConfigFile } from '../config/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { createRollupSubscriber, type RollupJob } from '../rollups/index.js';
+import { EntitlementChecker, EntitlementEvaluator } from '../entitlements/index.js';
 import { TallyWorker } from '../worker/index.js';
 import { resolveRedis } from './ephemeral-redis.js';
 import { produceSynthetic } from './synthetic.js';
@@ -53,6 +54,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
   const worker = new TallyWorker({ config, logger });
   await worker.start();
+  // The entitlement evaluator consumes the second rollup queue; the checker answers in real time.
+  const evaluator = new EntitlementEvaluator({ config, logger });
+  await evaluator.start();
+  const checker = new EntitlementChecker({ config, logger });
   const producer = new UsageProducer({ redis: redis.url, prefix: config.prefix, partitions: config.partitions });
   const subscriberConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
   let rollups = 0;
@@ -82,6 +87,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     signal: stop.signal,
   });
   const report = setInterval(() => {
+    void checker.check('customer-0', 'gpt5_tokens').then(
+      (c) =>
+        console.log(
+          `  check customer-0 gpt5_tokens: hasAccess=${c.hasAccess} usage=${c.usage} of ${c.limit} (hard), ` +
+            `balance=${c.balance} this minute`,
+        ),
+      () => undefined,
+    );
     const s = worker.getStats();
     const secs = (Date.now() - started) / 1000;
     console.log(
@@ -102,6 +115,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   await producing;
   await producer.close();
   await worker.close();
+  await evaluator.close();
+  await checker.close();
   await subscriber.close();
   subscriberConnection.disconnect();
   await redis.stop();
