@@ -39,6 +39,7 @@ export const Scripts = {
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
   renewLease: script('renewLease-1.lua', 1),
   trimStream: script('trimStream-1.lua', 1),
+  forgetConsumers: script('forgetConsumers-1.lua', 1),
   applyEntitlementRollup: script('applyEntitlementRollup-7.lua', 1),
   checkEntitlement: script('checkEntitlement-3.lua', 1),
   defineEntitlement: script('defineEntitlement-3.lua', 1),

@@ -6,7 +6,7 @@ import { sweepDedup } from '../dedup/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { EVENT_FIELD } from '../events/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { connect, duplicate, OutageLog, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
+import { connect, duplicate, OutageLog, RELAY_GROUP, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/index.js';
@@ -28,6 +28,8 @@ interface PartitionRunner {
 
 const SWEEP_EVERY_MS = 60_000;
 const TRIM_EVERY_MS = 1_000;
+/** Consumers idle this long with nothing pending belonged to replicas that are gone. */
+const STALE_CONSUMER_MS = 3_600_000;
 const GROUP_LOST =
   'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group';
 
@@ -180,6 +182,11 @@ export class TallyWorker {
     await this.supervisor;
     await Promise.allSettled([...this.runners.keys()].map((p) => this.stopPartition(p)));
     await this.leases?.releaseAll().catch((err: unknown) => this.logger.warn({ err }, 'releasing partition leases failed'));
+    // Leave the consumer groups (only where this consumer holds nothing pending), so they do not fill
+    // up with the names of replicas that came and went.
+    for (const p of this.groupsSeen) {
+      await this.forgetConsumers(p, '').catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
+    }
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
     if (this.ownsClient) await this.client.quit().catch(() => undefined);
     this.logger.info({ stats: this.stats }, 'worker closed');
@@ -400,8 +407,27 @@ export class TallyWorker {
           const deleted = await sweepDedup(this.client, this.config, partition, now);
           if (deleted > 0) this.logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
         });
+        await this.step('forget-consumers', partition, async () => {
+          const removed = await this.forgetConsumers(partition, String(STALE_CONSUMER_MS));
+          if (removed > 0) this.logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
+        });
       }
     }
+  }
+
+  /**
+   * Removes consumers with nothing pending from the partition's consumer groups (events and outbox):
+   * this replica's own (minIdleMs '') or, with a minimum idle time, other replicas' long gone ones.
+   */
+  private async forgetConsumers(partition: number, minIdleMs: string): Promise<number> {
+    let removed = 0;
+    for (const [stream, group] of [
+      [this.keys.events(partition), this.config.consumerGroup],
+      [this.keys.outbox(partition), RELAY_GROUP],
+    ] as const) {
+      removed += (await runScript(this.client, 'forgetConsumers', [stream], [group, minIdleMs, this.consumer])) as number;
+    }
+    return removed;
   }
 
   /** Runs one maintenance step; a failure is logged once (until the step succeeds again) and retried next round. */

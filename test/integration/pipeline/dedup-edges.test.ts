@@ -65,3 +65,27 @@ describe('dedup and window edge cases', () => {
   });
 });
 
+
+describe('consumer groups', () => {
+  it('a worker leaving removes its consumer names, but not a consumer holding pending entries', async () => {
+    const harness = new Harness({ meters, worker: { claimIdle: '1h' } });
+    try {
+      const stream = harness.keys.events(0);
+      const producer = harness.producer();
+      await producer.send({ id: 'held', source: 'edge', type: 'llm', subject: 'acme', data: { tokens: 1 } });
+      await harness.redis.xgroup('CREATE', stream, harness.config.consumerGroup, '0', 'MKSTREAM');
+      await harness.redis.xreadgroup('GROUP', harness.config.consumerGroup, 'holder', 'COUNT', 1, 'STREAMS', stream, '>');
+      await producer.send({ id: 'x', source: 'edge', type: 'llm', subject: 'acme', data: { tokens: 1 } });
+      const worker = await harness.startWorker('leaving');
+      await waitFor(() => worker.getStats().applied === 1, { message: 'the worker to apply its entry' });
+      const names = async (key: string, group: string) =>
+        ((await harness.redis.xinfo('CONSUMERS', key, group)) as unknown[][]).map((c) => c[1]).sort();
+      expect(await names(stream, harness.config.consumerGroup)).toEqual(['holder', 'leaving']);
+      await worker.close();
+      expect(await names(stream, harness.config.consumerGroup)).toEqual(['holder']);
+      expect(await names(harness.keys.outbox(0), 'tally-relay')).toEqual([]);
+    } finally {
+      await harness.close();
+    }
+  });
+});
