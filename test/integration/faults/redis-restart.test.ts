@@ -92,9 +92,12 @@ describe('Redis faults', () => {
     await harness.settle();
     expect((await harness.rollups()).length).toBeGreaterThan(0);
 
+    const marker = `${harness.prefix}:marker`;
+    await harness.redis.set(marker, '1');
     await server.kill('SIGKILL');
     await server.restart(); // empty: streams, consumer groups, windows, dedup memory and queues are gone
-    expect(await harness.redis.dbsize()).toBe(0);
+    expect(await harness.redis.exists(marker)).toBe(0);
+    expect(await harness.rollups()).toEqual([]);
     const after = makeEvents(4_000, { dupRate: 0.1, subjects: 8, seed: 5 }).map((e) => ({ ...e, id: `after-${e.id}` }));
     const model = modelOf(after);
     const appliedBefore = w.getStats().applied;
@@ -111,7 +114,11 @@ describe('Redis faults', () => {
     const missing = logs.matching(/consumer group is missing: Redis lost its data/);
     expect([...new Set(missing.map((l) => l.partition))].sort(), logs.dump()).toEqual([0, 1]);
     expect(missing.every((l) => l.level === LogLevel.error)).toBe(true);
-    expect(logs.atLeast(LogLevel.error).length, logs.dump()).toBeLessThanOrEqual(2 * partitions);
+    // No loop: no error repeats for a partition (twice at most, when its read loop and its lease
+    // supervisor both ran into the loss; a step caught between the kill and the restart may add one).
+    const repeats = new Map<string, number>();
+    for (const l of logs.atLeast(LogLevel.error)) repeats.set(`${l.msg} (${String(l.partition)})`, (repeats.get(`${l.msg} (${String(l.partition)})`) ?? 0) + 1);
+    expect([...repeats].filter(([, n]) => n > 2), logs.dump()).toEqual([]);
     for (let p = 0; p < partitions; p++) {
       const groups = (await harness.redis.xinfo('GROUPS', harness.keys.events(p))) as unknown[][];
       expect(groups.length).toBe(1);
