@@ -165,6 +165,7 @@ describe('chaos', () => {
     })();
     await Promise.all([production, chaos]);
     const producedMs = Date.now() - began;
+    expect(r.crashes).toEqual([]); // no replica exited unless we killed it
     expect(redisRestarts).toBe(1);
     expect(r.kills).toBeGreaterThanOrEqual(4);
     expect(r.count).toBe(REPLICAS);
