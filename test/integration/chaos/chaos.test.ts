@@ -113,11 +113,12 @@ describe('chaos', () => {
     let sent = 0;
     let resends = 0;
     const send = async (chunk: UsageEvent[]) => {
-      for (;;) {
+      for (let attempt = 1; ; attempt++) {
         try {
           await producer.sendBatch(chunk);
           return;
-        } catch {
+        } catch (err) {
+          if (attempt >= 20) throw err;
           resends++;
           await sleep(100);
         }
