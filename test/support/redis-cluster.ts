@@ -120,7 +120,8 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
 
   const started = await Promise.allSettled(
     Array.from({ length: masters }, () =>
-      startRedisServer({ clusterEnabled: true, appendonly: opts.appendonly ?? false }),
+      // appendfsync always: restartNode() SIGKILLs a node, which must not lose acknowledged writes.
+      startRedisServer({ clusterEnabled: true, appendonly: opts.appendonly ?? false, appendfsync: 'always' }),
     ),
   );
   const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
