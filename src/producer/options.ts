@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { RedisClient, RedisTarget } from '../redis/index.js';
 
 export interface ProducerOptions {
@@ -26,6 +27,11 @@ export interface ProducerOptions {
    * @defaultValue 1048576
    */
   maxEntryBytes?: number;
+  /**
+   * Logs a Redis outage of the producer's own connection once (a warning, then one line when it is
+   * back); without it, outages are silent (commands wait and resume).
+   */
+  logger?: Logger;
   /**
    * Events per batch entry written by `sendBatch` (field `events`).
    * @defaultValue 100

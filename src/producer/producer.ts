@@ -1,6 +1,6 @@
 import { TallyConfigError, TallyError, ErrorCode, TallyValidationError } from '../errors/index.js';
 import { EVENT_FIELD, EVENTS_FIELD, explainInvalidEvent, type UsageEvent } from '../events/index.js';
-import { connect, TallyKeys, type RedisClient } from '../redis/index.js';
+import { connect, OutageLog, TallyKeys, type RedisClient } from '../redis/index.js';
 import { defaultProducerOptions, type ProducerOptions } from './options.js';
 import { partitionOf } from './partition.js';
 
@@ -30,6 +30,11 @@ export class UsageProducer {
     const isClient = typeof redis === 'object' && 'pipeline' in redis;
     this.ownsClient = !isClient;
     this.client = isClient ? redis : connect(typeof redis === 'string' ? { url: redis, cluster: opts.cluster } : redis);
+    if (this.ownsClient) {
+      // Commands wait through a reconnect; an outage is logged once (or not at all), never per attempt.
+      if (opts.logger) new OutageLog(opts.logger.child({ component: 'producer' })).watch(this.client);
+      else this.client.on('error', () => undefined);
+    }
     this.keys = new TallyKeys(opts.prefix);
     this.partitions = opts.partitions;
     this.maxEntryBytes = opts.maxEntryBytes;
