@@ -1,0 +1,273 @@
+/**
+ * The results table and the summary figures of latest.json. Every Tally figure is printed beside the
+ * baseline it is compared with (measured in the same run), or is itself a ratio.
+ */
+import type { BullmqScenario } from './bullmq.js';
+import type { CheckLatencyResult } from './check-latency.js';
+import type { DrainScenario } from './drain.js';
+import type { LiveScenario } from './live.js';
+import type { MachineInfo } from './machine.js';
+import type { MemoryScenario } from './memory.js';
+import type { ScalingScenario } from './scaling.js';
+
+export interface Results {
+  generatedAt: string;
+  command: string;
+  machine: MachineInfo;
+  versions: Record<string, string>;
+  params: Record<string, unknown>;
+  redisConfig?: Record<string, string>;
+  scenarios: {
+    drain?: DrainScenario;
+    scaling?: ScalingScenario;
+    bullmq?: BullmqScenario;
+    live?: LiveScenario;
+    memory?: MemoryScenario;
+    checks?: CheckLatencyResult | { error: string };
+  };
+  summary: Record<string, unknown>;
+  /** 1-minute load average before and after each scenario. */
+  loadAverage?: Record<string, number[]>;
+  durationSeconds?: number;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean;
+  /** How far off, when missed (e.g. "needs 1.96x more"). */
+  readonly missedBy?: string;
+}
+
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const x = (n: number, digits = 2) => (Number.isFinite(n) ? `${n.toFixed(digits)}x` : 'n/a');
+const pct = (n: number) => `${Math.round(n * 100)}%`;
+const runs = (xs: readonly number[]) => xs.map((v) => `${Math.round(v / 1000)}k`).join(', ');
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
+  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join(' | ')} |`;
+  const sep = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
+  return [line(rows[0] ?? []), sep, ...rows.slice(1).map(line)].join('\n');
+}
+
+export function renderReport(results: Results): { table: string; summary: Record<string, unknown> } {
+  const { drain, scaling, bullmq, live, memory } = results.scenarios;
+  const rows: string[][] = [['Scenario', 'Tally', 'Baseline (same run)', 'Ratio', 'Target']];
+  const summary: Record<string, unknown> = {};
+  const targets: Target[] = [];
+
+  if (drain) {
+    const bareBatchEntries = drain.preloadBatch.entries / drain.bareBatch.seconds;
+    rows.push([
+      `1 drain ${int(drain.events)} ev, single-event entries`,
+      `${int(drain.tallyEventsPerSecond)} ev/s (median of ${runs(drain.tallyEventsPerSecondEachRun)})`,
+      `bare XREADGROUP+XACK ${int(drain.ceilingEventsPerSecond)} entries/s (median of ${runs(drain.ceilingEntriesPerSecondEachRun)})`,
+      x(drain.ratioToCeiling),
+      '>= 0.50x',
+    ]);
+    rows.push([
+      '1 drain, batch entries (100 ev/entry)',
+      `${int(drain.tallyBatchEventsPerSecond)} ev/s`,
+      `bare ${int(bareBatchEntries)} entries/s (${int(bareBatchEntries * 100)} ev/s)`,
+      x(drain.tallyBatchEventsPerSecond / drain.ceilingEventsPerSecond),
+      'vs single-entry ceiling',
+    ]);
+    const t = drain.tallySingle;
+    rows.push([
+      '1 drain: where the time goes',
+      `Redis CPU ${pct(t.redisCpuSeconds / t.seconds)}, worker CPU ${pct(t.consumerCpuSeconds / t.seconds)}`,
+      `bare: Redis ${pct((drain.bareSingle[0]?.redisCpuSeconds ?? 0) / (drain.bareSingle[0]?.seconds ?? 1))}, consumer ${pct((drain.bareSingle[0]?.consumerCpuSeconds ?? 0) / (drain.bareSingle[0]?.seconds ?? 1))}`,
+      `Lua ${drain.luaMicrosPerEvent.toFixed(1)} us/ev`,
+      '',
+    ]);
+    summary.eventsPerSecond = drain.tallyEventsPerSecond;
+    summary.ceilingEntriesPerSecond = drain.ceilingEventsPerSecond;
+    summary.ratioToCeiling = drain.ratioToCeiling;
+    summary.eventsPerSecondBatchEntries = drain.tallyBatchEventsPerSecond;
+    summary.luaMicrosPerEvent = drain.luaMicrosPerEvent;
+    targets.push({
+      name: 'backlog drain vs bare-consumer ceiling (single-event entries)',
+      target: '>= 0.50x',
+      measured: x(drain.ratioToCeiling),
+      met: drain.ratioToCeiling >= 0.5,
+      ...(drain.ratioToCeiling < 0.5
+        ? {
+            missedBy: `${int(drain.tallyEventsPerSecond)} of the ${int(drain.ceilingEventsPerSecond * 0.5)} ev/s needed (${x(0.5 / drain.ratioToCeiling)} short)`,
+          }
+        : {}),
+    });
+  }
+  if (scaling) {
+    for (const r of scaling.runs) {
+      rows.push([
+        `3 scaling ${int(scaling.events)} ev, ${r.replicas} replica(s), ${scaling.partitions} partitions`,
+        `${int(r.eventsPerSecond)} ev/s (mean of ${runs(r.eventsPerSecondEachRun)}), exact`,
+        `1 replica ${int(scaling.runs[0]?.eventsPerSecond ?? NaN)} ev/s`,
+        x(r.speedup),
+        'never slower, exact',
+      ]);
+    }
+    summary.scalingEventsPerSecond = Object.fromEntries(
+      scaling.runs.map((r) => [r.replicas, r.eventsPerSecond]),
+    );
+    const slowest = Math.min(...scaling.runs.map((r) => r.speedup));
+    targets.push({
+      name: 'scaling never slower, totals exact',
+      target: '>= 0.95x of 1 replica, exact',
+      measured: scaling.runs.map((r) => `${r.replicas}: ${x(r.speedup)}`).join(', '),
+      met: slowest >= 0.95 && scaling.runs.every((r) => r.totalsExact),
+    });
+  }
+  if (bullmq) {
+    rows.push([
+      `4 BullMQ job per event, ${int(bullmq.events)} ev`,
+      `${int(bullmq.tallyEventsPerSecond)} ev/s (same events)`,
+      `BullMQ c=${bullmq.concurrency}: ${int(bullmq.eventsPerSecond)} ev/s`,
+      x(bullmq.ratioToBullmq, 1),
+      '>= 15x',
+    ]);
+    if (drain) {
+      rows.push([
+        '4 vs Tally drain (scenario 1)',
+        `${int(drain.tallyEventsPerSecond)} / ${int(drain.tallyBatchEventsPerSecond)} ev/s`,
+        `BullMQ ${int(bullmq.eventsPerSecond)} ev/s`,
+        `${x(drain.tallyEventsPerSecond / bullmq.eventsPerSecond, 1)} / ${x(drain.tallyBatchEventsPerSecond / bullmq.eventsPerSecond, 1)}`,
+        'single / batch entries',
+      ]);
+    }
+    rows.push([
+      '4 enqueue rate',
+      '(see producer rows)',
+      `BullMQ addBulk ${int(bullmq.enqueueEventsPerSecond)} ev/s`,
+      '',
+      '',
+    ]);
+    summary.ratioToBullmq = bullmq.ratioToBullmq;
+    summary.bullmqEventsPerSecond = bullmq.eventsPerSecond;
+    targets.push({
+      name: 'drain vs one BullMQ job per event',
+      target: '>= 15x',
+      measured: x(bullmq.ratioToBullmq, 1),
+      met: bullmq.ratioToBullmq >= 15,
+      ...(bullmq.ratioToBullmq < 15
+        ? {
+            missedBy: `Tally would need ${int(bullmq.eventsPerSecond * 15)} ev/s (${x(15 / bullmq.ratioToBullmq, 1)} faster)`,
+          }
+        : {}),
+    });
+  }
+  if (live) {
+    for (const r of live.runs) {
+      rows.push([
+        `2 live ${int(r.targetRate)} ev/s, ${r.subjects} subjects, 1 s windows`,
+        `sustained ${int(r.sustainedEventsPerSecond)} ev/s, ${int(r.rollupsPerSecond)} rollups/s`,
+        `offered ${int(r.offeredEventsPerSecond)} ev/s`,
+        x(r.keptUp),
+        'keeps up',
+      ]);
+      rows.push([
+        `2 rollup latency, ${r.subjects} subjects`,
+        `p50 ${int(r.latencyMs.p50)} ms, p99 ${int(r.latencyMs.p99)} ms`,
+        'from window end + grace (200 ms)',
+        '',
+        'p99 <= 1000 ms',
+      ]);
+    }
+    const head = live.runs[0];
+    if (head) {
+      summary.rollupLatencyP99Ms = head.latencyMs.p99;
+      summary.rollupLatencyP50Ms = head.latencyMs.p50;
+      summary.liveSustainedEventsPerSecond = head.sustainedEventsPerSecond;
+      summary.liveSubjects = head.subjects;
+      summary.rollupLatencyP99MsBySubjects = Object.fromEntries(
+        live.runs.map((r) => [r.subjects, r.latencyMs.p99]),
+      );
+      for (const r of live.runs) {
+        const met = r.latencyMs.p99 <= 1000 && r.keptUp >= 0.95;
+        targets.push({
+          name: `rollup latency p99 at ${int(r.targetRate)} ev/s, ${r.subjects} subjects (${int(r.rollupsPerSecond)} rollups/s)`,
+          target: '<= 1000 ms, keeping up',
+          measured: `${int(r.latencyMs.p99)} ms, sustained ${x(r.keptUp)} of offered`,
+          met,
+          ...(met ? {} : { missedBy: `${x(r.latencyMs.p99 / 1000, 1)} the target` }),
+        });
+      }
+    }
+  }
+  if (memory) {
+    for (const d of memory.dedup) {
+      rows.push([
+        `5 dedup memory, ${d.eventsPerBucket} ev/bucket (2^${d.bucketBits})`,
+        `${d.bytesPerEvent.toFixed(1)} B/event (${pct(d.listpackShare)} listpack)`,
+        `SET NX EX ${memory.setNxBytesPerEvent.toFixed(1)} B/event`,
+        x(d.bytesPerEvent / memory.setNxBytesPerEvent),
+        '<= 48 B',
+      ]);
+    }
+    rows.push(['5 open window key (1 group)', `${int(memory.bytesPerOpenWindow)} B`, '', '', '']);
+    rows.push(['5 group inside a window', `${int(memory.bytesPerGroupInWindow)} B`, '', '', '']);
+    const send = memory.producer.find((p) => p.mode === 'send');
+    for (const p of memory.producer) {
+      const label = {
+        send: 'send() per event',
+        single: 'sendBatch, single-event entries',
+        batch: 'sendBatch, batch entries',
+      }[p.mode];
+      rows.push([
+        `5 producer ${label}`,
+        `${int(p.eventsPerSecond)} ev/s, ${int(p.streamBytesPerEvent)} B/ev in stream`,
+        `send() ${int(send?.eventsPerSecond ?? NaN)} ev/s`,
+        x(p.eventsPerSecond / (send?.eventsPerSecond ?? NaN)),
+        '',
+      ]);
+    }
+    summary.dedupBytesPerEvent = memory.dedupBytesPerEvent;
+    summary.dedupBytesPerEventByFill = Object.fromEntries(
+      memory.dedup.map((d) => [d.eventsPerBucket, d.bytesPerEvent]),
+    );
+    summary.setNxBytesPerEvent = memory.setNxBytesPerEvent;
+    summary.bytesPerOpenWindow = memory.bytesPerOpenWindow;
+    summary.producerEventsPerSecond = Object.fromEntries(
+      memory.producer.map((p) => [p.mode, p.eventsPerSecond]),
+    );
+    for (const d of memory.dedup) {
+      targets.push({
+        name: `dedup bytes per remembered event, ${d.eventsPerBucket} events per bucket`,
+        target: '<= 48 B',
+        measured: `${d.bytesPerEvent.toFixed(1)} B`,
+        met: d.bytesPerEvent <= 48,
+        ...(d.bytesPerEvent > 48 ? { missedBy: `${(d.bytesPerEvent - 48).toFixed(1)} B over` } : {}),
+      });
+    }
+  }
+  const checks = results.scenarios.checks;
+  if (checks && 'p99Ms' in checks) {
+    rows.push([
+      `entitlement check, ${int(checks.subjects)} subjects (issue 4)`,
+      `p50 ${checks.p50Ms.toFixed(2)} ms, p99 ${checks.p99Ms.toFixed(2)} ms`,
+      `Redis ${checks.redisUsPerCheck.toFixed(0)} us/check`,
+      `${int(checks.concurrentChecksPerSecond)} checks/s`,
+      '',
+    ]);
+    summary.entitlementCheckP99Ms = checks.p99Ms;
+  } else if (checks) {
+    rows.push(['entitlement check (issue 4)', `FAILED: ${checks.error.slice(0, 60)}`, '', '', '']);
+  }
+  summary.targets = targets;
+  const targetRows = [
+    ['Target', 'Goal', 'Measured', 'Met', 'Missed by'],
+    ...targets.map((t) => [t.name, t.target, t.measured, t.met ? 'yes' : 'NO', t.missedBy ?? '']),
+  ];
+  const m = results.machine;
+  const v = results.versions;
+  const header =
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; node ${v.node}, redis ${v.redis}, ` +
+    `ioredis ${v.ioredis}, bullmq ${v.bullmq}; tally ${v.tallyCommit} (uncommitted src changes: ${v.srcUncommittedChanges})`;
+  const load = Object.entries(results.loadAverage ?? {})
+    .map(([name, [before = 0, after = 0]]) => `${name} ${before}->${after}`)
+    .join(', ');
+  const loadLine = `1-min load average (${m.cores} cores) before->after each scenario: ${load || 'n/a'}`;
+  return { table: `${header}\n${loadLine}\n\n${table(rows)}\n\n${table(targetRows)}`, summary };
+}
