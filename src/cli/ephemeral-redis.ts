@@ -15,6 +15,7 @@ export interface RedisTarget {
 
 async function answers(url: string): Promise<boolean> {
   const client = new Redis(url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined); // a refused connection is an answer here, not an error to print
   try {
     await client.connect();
     return (await client.ping()) === 'PONG';
@@ -54,7 +55,7 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisT
   const url = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   while (!(await answers(url))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
+    if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
       kill();
       throw new Error(`redis-server on port ${port} did not start`);
     }
@@ -65,7 +66,7 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisT
     origin: 'ephemeral',
     stop: async () => {
       process.removeListener('exit', kill);
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;

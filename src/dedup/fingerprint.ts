@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * The dedup identity of an event is (source, id). Its fingerprint is the 128-bit MD5 of both
@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
  * bits, about 1 in 10^16 for a billion events. MD5 serves here as a fast, well-mixed hash, not for security.
  */
 export function fingerprint(source: string, id: string): Buffer {
-  return createHash('md5').update(`${source.length}:${source}`).update(id).digest();
+  // One-shot crypto.hash (Node 20.12+): about a third of createHash's cost per call.
+  return hash('md5', `${source.length}:${source}${id}`, 'buffer');
 }
 
 /** The dedup epoch an entry id's time falls in. */

@@ -101,7 +101,7 @@ export class RollupRelay {
     for (;;) {
       let entries: OutboxEntry[];
       try {
-        const reply = (await this.client.xreadgroup('GROUP', RELAY_GROUP, this.consumer, 'COUNT', 500, 'STREAMS', outbox, '>')) as
+        const reply = (await this.client.xreadgroup('GROUP', RELAY_GROUP, this.consumer, 'COUNT', 2000, 'STREAMS', outbox, '>')) as
           | [string, OutboxEntry[]][]
           | null;
         entries = reply?.[0]?.[1] ?? [];
@@ -133,7 +133,7 @@ export class RollupRelay {
       const jobId = rollupJobId(data.meter, Date.parse(data.windowStart), fieldOf(fields, 'g'), data.revision);
       return { name: ROLLUP_JOB_NAME, data, opts: { ...this.jobOptions, jobId } };
     });
-    for (const queue of this.queues) await queue.addBulk(jobs);
+    await Promise.all(this.queues.map((queue) => queue.addBulk(jobs)));
     const ids = entries.map(([id]) => id);
     const outbox = this.keys.outbox(partition);
     await this.client.pipeline().xack(outbox, RELAY_GROUP, ...ids).xdel(outbox, ...ids).exec();
