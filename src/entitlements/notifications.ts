@@ -4,13 +4,13 @@ import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { formatScaled } from '../meters/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
+import { OutboxReader, outboxJobOptions } from '../rollups/index.js';
 import { formatIsoUtc } from '../windows/index.js';
 import { notificationJobChecker, NotificationTypes, type NotificationJob, type NotificationType } from './schema.js';
 
 /** The consumer group the notification relay uses on each partition's entitlement outbox. */
 export const NOTIFICATION_RELAY_GROUP = 'tally-entitlement-relay';
 
-type OutboxEntry = [id: string, fields: string[] | null];
 
 /** Decodes one outbox entry (written by applyEntitlementRollup.lua / resetEntitlementPeriod.lua). */
 export function outboxToNotification(fields: readonly string[]): NotificationJob {
@@ -56,73 +56,37 @@ export function notificationJobId(job: NotificationJob): string {
  * accepted the job, pending entries of a dead relay claimed after `claimIdleMs`.
  */
 export class NotificationRelay {
-  private readonly keys: TallyKeys;
   private readonly queue: Queue;
   private readonly jobOptions: JobsOptions;
+  private readonly outbox: OutboxReader;
 
-  constructor(
-    private readonly client: RedisClient,
-    private readonly config: TallyConfig,
-    private readonly consumer: string,
-    private readonly logger: Logger,
-  ) {
-    this.keys = new TallyKeys(config.prefix);
+  constructor(client: RedisClient, config: TallyConfig, consumer: string, logger: Logger) {
+    const keys = new TallyKeys(config.prefix);
     this.queue = new Queue(config.entitlements.notificationsQueue, { connection: client, prefix: config.rollups.queuePrefix });
-    this.jobOptions = {
-      removeOnComplete: { age: Math.ceil(config.rollups.keepCompletedMs / 1000) },
-      removeOnFail: false,
-      attempts: config.rollups.attempts,
-      backoff: { type: 'exponential', delay: 1000 },
-    };
+    this.jobOptions = outboxJobOptions(config);
+    this.outbox = new OutboxReader(client, {
+      key: (p) => keys.entitlementOutbox(p),
+      group: NOTIFICATION_RELAY_GROUP,
+      consumer,
+      claimIdleMs: config.worker.claimIdleMs,
+      count: 200,
+      logger,
+    });
   }
 
-  async ensureGroup(partition: number): Promise<void> {
-    try {
-      await this.client.xgroup('CREATE', this.keys.entitlementOutbox(partition), NOTIFICATION_RELAY_GROUP, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err as Error).message.includes('BUSYGROUP')) throw err;
-    }
+  ensureGroup(partition: number): Promise<void> {
+    return this.outbox.ensureGroup(partition);
   }
 
   /** Relays new entries, then those a dead relay left pending; returns how many were relayed. */
-  async relay(partition: number): Promise<number> {
-    const outbox = this.keys.entitlementOutbox(partition);
-    let total = 0;
-    for (;;) {
-      let entries: OutboxEntry[];
-      try {
-        const reply = (await this.client.xreadgroup('GROUP', NOTIFICATION_RELAY_GROUP, this.consumer, 'COUNT', 200, 'STREAMS', outbox, '>')) as
-          | [string, OutboxEntry[]][]
-          | null;
-        entries = reply?.[0]?.[1] ?? [];
-      } catch (err) {
-        if (!(err as Error).message.includes('NOGROUP')) throw err;
-        this.logger.warn({ partition }, 'entitlement outbox consumer group missing; creating it');
-        await this.ensureGroup(partition);
-        continue;
-      }
-      if (entries.length === 0) break;
-      total += await this.publish(partition, entries);
-    }
-    const [, stale] = (await this.client.xautoclaim(outbox, NOTIFICATION_RELAY_GROUP, this.consumer, this.config.worker.claimIdleMs, '0-0', 'COUNT', 200)) as [
-      string,
-      OutboxEntry[],
-    ];
-    if (stale.length > 0) total += await this.publish(partition, stale);
-    return total;
-  }
-
-  private async publish(partition: number, entries: OutboxEntry[]): Promise<number> {
-    const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
-    const jobs = live.map(([, fields]) => {
-      const data = outboxToNotification(fields);
-      return { name: data.type, data, opts: { ...this.jobOptions, jobId: notificationJobId(data) } };
+  relay(partition: number): Promise<number> {
+    return this.outbox.drain(partition, async (entries) => {
+      const jobs = entries.map(([, fields]) => {
+        const data = outboxToNotification(fields);
+        return { name: data.type, data, opts: { ...this.jobOptions, jobId: notificationJobId(data) } };
+      });
+      await this.queue.addBulk(jobs);
     });
-    if (jobs.length > 0) await this.queue.addBulk(jobs);
-    const ids = entries.map(([id]) => id);
-    const outbox = this.keys.entitlementOutbox(partition);
-    await this.client.pipeline().xack(outbox, NOTIFICATION_RELAY_GROUP, ...ids).xdel(outbox, ...ids).exec();
-    return jobs.length;
   }
 
   async close(): Promise<void> {
