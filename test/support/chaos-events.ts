@@ -4,7 +4,9 @@
  * soon and duplicates re-sent at the very end, and invalid events (non-numeric values) that the
  * workers must dead-letter.
  */
+import { random } from '../../src/cli/synthetic.js';
 import type { UsageEvent } from '../../src/index.js';
+import { fixtureEvent } from './fixtures.js';
 
 const MINUTE = 60_000;
 
@@ -43,20 +45,8 @@ export interface ChaosMix {
   delayed: number;
 }
 
-/** mulberry32: a small seeded PRNG with a good spread, returning floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function makeChaosMix(opts: ChaosMixOptions): ChaosMix {
-  const rnd = seededRandom(opts.seed);
+  const rnd = random(opts.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)] as T;
   const n = opts.events;
   const minutes = opts.minutes ?? 20;
@@ -90,22 +80,7 @@ export function makeChaosMix(opts: ChaosMixOptions): ChaosMix {
   for (let i = 0; i < n; i++) {
     const time = new Date(timeAt(i)).toISOString();
     const subject = pick(subjects);
-    const event: UsageEvent =
-      rnd() < 0.5
-        ? { id: `c${i}`, source: 'chaos', type: 'llm', subject, time, data: { tokens: Math.floor(rnd() * 1000) + 0.125, model: rnd() < 0.5 ? 'a' : 'b' } }
-        : {
-            id: `c${i}`,
-            source: 'chaos',
-            type: 'req',
-            subject,
-            time,
-            data: {
-              route: rnd() < 0.5 ? '/x' : '/y',
-              latency: Math.round(rnd() * 500_000) / 1000 - 50,
-              user: `u${Math.floor(rnd() * 20)}`,
-              balance: Math.round(rnd() * 1e6) / 100,
-            },
-          };
+    const event = fixtureEvent(`c${i}`, 'chaos', subject, time, rnd);
     originals.push(event);
     main.push(event);
     if (i >= nextSoon && originals.length > 1) {

@@ -24,6 +24,25 @@ export const MODEL_METERS: ModelMeter[] = [
   { slug: 'balance', eventType: 'req', aggregation: 'LATEST', valueKey: 'balance', windowMs: MINUTE },
 ];
 
+/** One event of the fixture mix (LLM tokens or an API request), drawing its values from `rnd`. */
+export function fixtureEvent(id: string, source: string, subject: string, time: string, rnd: () => number): UsageEvent {
+  return rnd() < 0.5
+    ? { id, source, type: 'llm', subject, time, data: { tokens: Math.floor(rnd() * 1000) + 0.125, model: rnd() < 0.5 ? 'a' : 'b' } }
+    : {
+        id,
+        source,
+        type: 'req',
+        subject,
+        time,
+        data: {
+          route: rnd() < 0.5 ? '/x' : '/y',
+          latency: Math.round(rnd() * 500_000) / 1000 - 50,
+          user: `u${Math.floor(rnd() * 20)}`,
+          balance: Math.round(rnd() * 1e6) / 100,
+        },
+      };
+}
+
 /** Deterministic events over `minutes` past minutes, in time order, with `dupRate` re-sent duplicates. */
 export function makeEvents(n: number, opts: { minutes?: number; dupRate?: number; subjects?: number; seed?: number } = {}): UsageEvent[] {
   let s = opts.seed ?? 7;
@@ -38,22 +57,7 @@ export function makeEvents(n: number, opts: { minutes?: number; dupRate?: number
       events.push(events[Math.floor(rnd() * events.length)] as UsageEvent);
       continue;
     }
-    const event: UsageEvent =
-      rnd() < 0.5
-        ? { id: `e${i}`, source: 'test', type: 'llm', subject, time, data: { tokens: Math.floor(rnd() * 1000) + 0.125, model: rnd() < 0.5 ? 'a' : 'b' } }
-        : {
-            id: `e${i}`,
-            source: 'test',
-            type: 'req',
-            subject,
-            time,
-            data: {
-              route: rnd() < 0.5 ? '/x' : '/y',
-              latency: Math.round(rnd() * 500_000) / 1000 - 50,
-              user: `u${Math.floor(rnd() * 20)}`,
-              balance: Math.round(rnd() * 1e6) / 100,
-            },
-          };
+    const event = fixtureEvent(`e${i}`, 'test', subject, time, rnd);
     events.push(event);
   }
   return events;

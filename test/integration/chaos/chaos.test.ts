@@ -9,7 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RollupJob, UsageEvent } from '../../../src/index.js';
 import { partitionOf } from '../../../src/index.js';
-import { makeChaosMix, seededRandom, type ChaosMix } from '../../support/chaos-events.js';
+import { random } from '../../../src/cli/synthetic.js';
+import { makeChaosMix, type ChaosMix } from '../../support/chaos-events.js';
 import { METERS, MODEL_METERS } from '../../support/fixtures.js';
 import { TotalsModel } from '../../support/model.js';
 import { Replicas } from '../../support/replicas.js';
@@ -147,7 +148,7 @@ describe('chaos', () => {
     let redisRestarts = 0;
     let redisDownMs = 0;
     const chaos = (async () => {
-      const rnd = seededRandom(SEED + 1);
+      const rnd = random(SEED + 1);
       while (producing) {
         await sleep(2_000 + rnd() * 2_000);
         if (!producing) break;
