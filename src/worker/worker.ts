@@ -4,25 +4,19 @@ import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { sweepDedup } from '../dedup/index.js';
 import { TallyConfigError } from '../errors/index.js';
-import { EVENT_FIELD } from '../events/index.js';
 import { MeterIndex } from '../meters/index.js';
 import { connect, duplicate, OutageLog, RELAY_GROUP, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
-import { instruments, withSpan } from '../telemetry/index.js';
+import { instruments } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/index.js';
-import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionLeases } from './leases.js';
-import { packRecords } from './records.js';
+import { PartitionConsumer, type ConsumerContext } from './partition-consumer.js';
 import { sleep } from './timing.js';
-
-interface PreparedEntries {
-  readonly ids: string[];
-  readonly batch: PreparedBatch;
-}
 
 interface PartitionRunner {
   readonly abort: AbortController;
+  readonly consumer: PartitionConsumer;
   readonly done: Promise<void>;
 }
 
@@ -96,7 +90,7 @@ export class TallyWorker {
 
   private async doStart(): Promise<void> {
     if (this.staticPartitions) {
-      for (const p of this.staticPartitions) await this.startPartition(p);
+      for (const p of this.staticPartitions) await this.startPartition(p, false);
     } else {
       await this.rebalance();
       this.supervisor = this.superviseLeases();
@@ -117,18 +111,37 @@ export class TallyWorker {
     return [...this.runners.keys()].sort((a, b) => a - b);
   }
 
-  private async startPartition(partition: number): Promise<void> {
-    if (this.runners.has(partition)) return;
+  /**
+   * Starts consuming a partition. `takeover`: this replica just acquired the partition's lease, so the
+   * previous owner is gone and its pending entries are claimed at once (see PartitionConsumer).
+   */
+  private async startPartition(partition: number, takeover: boolean): Promise<void> {
+    if (this.runners.has(partition) || this.stop.signal.aborted) return;
     await this.ensureGroup(partition);
     await this.relay.ensureGroup(partition);
     const abort = new AbortController();
     const conn = duplicate(this.client);
     this.outages.watch(conn);
     const signal = AbortSignal.any([abort.signal, this.stop.signal]);
-    const done = Promise.allSettled([this.consumeLoop(partition, conn, signal), this.maintenanceLoop(partition, signal)]).then(
-      () => conn.disconnect(),
+    const consumer = new PartitionConsumer(this.consumerContext, partition, conn, signal);
+    const done = Promise.allSettled([this.consumeLoop(consumer, takeover, signal), this.maintenanceLoop(consumer, signal)]).then(() =>
+      conn.disconnect(),
     );
-    this.runners.set(partition, { abort, done });
+    this.runners.set(partition, { abort, consumer, done });
+  }
+
+  private get consumerContext(): ConsumerContext {
+    return {
+      client: this.client,
+      config: this.config,
+      keys: this.keys,
+      meters: this.meters,
+      consumer: this.consumer,
+      logger: this.logger,
+      stats: this.stats,
+      report: (op, partition, err) => this.report(op, partition, err),
+      recovered: (op, partition) => this.recovered(op, partition),
+    };
   }
 
   /** Stops a partition's loops after the batch in hand. */
@@ -145,11 +158,13 @@ export class TallyWorker {
     const { acquired, released, lost } = await leases.tick();
     for (const p of [...released, ...lost]) await this.stopPartition(p);
     for (const p of released) await leases.release(p);
-    for (const p of acquired) await this.startPartition(p);
+    for (const p of acquired) await this.startPartition(p, true);
   }
 
   private async superviseLeases(): Promise<void> {
-    const every = Math.max(100, Math.floor(this.config.worker.leaseTtlMs / 3));
+    // Renewing every third of the TTL keeps leases safe; ticking at least every 500 ms takes over a dead
+    // replica's partitions within about leaseTtl + 0.5 s of its last renewal.
+    const every = Math.max(100, Math.min(500, Math.floor(this.config.worker.leaseTtlMs / 3)));
     while (!this.stop.signal.aborted) {
       await sleep(every, this.stop.signal);
       if (this.stop.signal.aborted) break;
@@ -192,33 +207,6 @@ export class TallyWorker {
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
 
-  private applyKeys(partition: number): string[] {
-    const k = this.keys;
-    return [
-      k.events(partition),
-      k.deadLetter(partition),
-      k.state(partition),
-      k.windowIndex(partition),
-      k.corrections(partition),
-      k.dedupEpochs(partition),
-      k.partitionBase(partition),
-    ];
-  }
-
-  /** applyBatch.lua's fixed arguments, before the records. */
-  private get applyArgs(): (string | number)[] {
-    const { config } = this;
-    return [
-      config.consumerGroup,
-      config.windows.graceMs,
-      config.windows.latePolicy,
-      config.windows.retentionMs,
-      config.dedup.generations,
-      config.dedup.bucketBits,
-      this.consumer,
-    ];
-  }
-
   /**
    * Creates the partition's consumer group if it is missing. Creating it is normal the first time; for a
    * partition this worker already consumed it means the group vanished (Redis lost its data), and is
@@ -250,123 +238,31 @@ export class TallyWorker {
   }
 
   /**
-   * Reads and applies new entries until `signal` aborts. Reads one batch ahead: the next batch is
-   * fetched and prepared (decoded, validated, hashed) in Node while Redis runs the current batch's
-   * script, so the two cores work at once. Entries read ahead when the stop comes are still applied.
+   * Runs a partition consumer until `signal` aborts. A consumer group that vanished (Redis lost its data)
+   * is recreated and consumption goes on.
    */
-  private async consumeLoop(partition: number, conn: RedisClient, signal: AbortSignal): Promise<void> {
-    let next = this.readBatch(partition, conn, signal);
+  private async consumeLoop(consumer: PartitionConsumer, takeover: boolean, signal: AbortSignal): Promise<void> {
+    const partition = consumer.partition;
     while (!signal.aborted) {
-      const batch = await next;
-      next = signal.aborted ? Promise.resolve(undefined) : this.readBatch(partition, conn, signal);
-      if (batch) await this.applyPrepared(partition, batch);
-    }
-    const last = await next;
-    if (last) await this.applyPrepared(partition, last);
-  }
-
-  /** One XREADGROUP of new entries, prepared for applyBatch; undefined when none came or it failed. */
-  private async readBatch(partition: number, conn: RedisClient, signal: AbortSignal): Promise<PreparedEntries | undefined> {
-    const { batchSize, blockMs } = this.config.worker;
-    const stream = this.keys.events(partition);
-    try {
-      const reply = (await conn.xreadgroup(
-        'GROUP',
-        this.config.consumerGroup,
-        this.consumer,
-        'COUNT',
-        batchSize,
-        'BLOCK',
-        blockMs,
-        'STREAMS',
-        stream,
-        '>',
-      )) as [string, StreamEntry[]][] | null;
-      this.recovered('read', partition);
-      const entries = reply?.[0]?.[1];
-      return entries && entries.length > 0 ? this.prepare(partition, entries) : undefined;
-    } catch (err) {
-      if ((err as Error).message.includes('NOGROUP')) {
-        this.logger.error({ partition, stream }, GROUP_LOST);
-        await this.ensureGroup(partition, false).catch((e: unknown) => this.report('create-group', partition, e));
-      } else {
-        this.report('read', partition, err);
-        await sleep(1000, signal);
-      }
-      return undefined;
-    }
-  }
-
-  private prepare(partition: number, entries: StreamEntry[]): PreparedEntries {
-    const live = entries.filter((e) => e[1] !== null);
-    return { ids: live.map((e) => e[0]), batch: prepareBatch(live, { config: this.config, meters: this.meters, partition }) };
-  }
-
-  /** Prepares and applies entries (reclaimed ones). */
-  private apply(partition: number, entries: StreamEntry[]): Promise<void> {
-    return this.applyPrepared(partition, this.prepare(partition, entries));
-  }
-
-  /** Applies a batch atomically. On failure the entries stay pending and are retried via reclaim. */
-  private async applyPrepared(partition: number, { ids, batch: prepared }: PreparedEntries): Promise<void> {
-    const started = performance.now();
-    try {
-      await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': ids.length }, async () => {
-        // Forwarded copies must be in their home stream before this entry is acked (a crash in
-        // between re-forwards them, and the home partition drops the copy as a duplicate).
-        await Promise.all(
-          prepared.forwards.map((f) => this.client.xadd(this.keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event))),
-        );
-        let applied = 0;
-        let duplicates = 0;
-        let deadLettered = 0;
-        let corrected = 0;
-        for (const { records, fingerprints } of prepared.calls) {
-          const [a = 0, d = 0, dl = 0, c = 0] = (await runScript(this.client, 'applyBatch', this.applyKeys(partition), [
-            ...this.applyArgs,
-            packRecords(records),
-            fingerprints,
-          ])) as number[];
-          applied += a;
-          duplicates += d;
-          deadLettered += dl;
-          corrected += c;
+      try {
+        await consumer.run(takeover);
+        return;
+      } catch (err) {
+        if ((err as Error).message.includes('NOGROUP')) {
+          this.logger.error({ partition, stream: this.keys.events(partition) }, GROUP_LOST);
+          await this.ensureGroup(partition, false).catch((e: unknown) => this.report('create-group', partition, e));
+        } else {
+          this.report('consume', partition, err);
+          await sleep(1000, signal);
         }
-        const s = this.stats;
-        s.batches++;
-        s.entries += ids.length;
-        s.events += prepared.events;
-        s.applied += applied;
-        s.duplicates += duplicates;
-        s.deadLettered += deadLettered;
-        s.corrected += corrected;
-        s.unmetered += prepared.unmetered;
-        s.forwarded += prepared.forwards.length;
-        const attrs = { 'tally.partition': partition };
-        instruments.eventsApplied.add(applied, attrs);
-        instruments.eventsDuplicate.add(duplicates, attrs);
-        instruments.eventsDeadLettered.add(deadLettered, attrs);
-        instruments.eventsCorrected.add(corrected, attrs);
-        instruments.eventsUnmetered.add(prepared.unmetered, attrs);
-        instruments.eventsForwarded.add(prepared.forwards.length, attrs);
-        instruments.batchDuration.record(performance.now() - started, attrs);
-      });
-      this.recovered('apply', partition);
-    } catch (err) {
-      this.report('apply', partition, err);
-      const message = (err as Error).message.slice(0, 500);
-      const errors = this.keys.errors(partition);
-      await this.client
-        .pipeline()
-        .hset(errors, ...ids.flatMap((id) => [id, message]))
-        .pexpire(errors, 7 * 86_400_000)
-        .exec()
-        .catch(() => undefined);
+        takeover = false;
+      }
     }
   }
 
   /** Closes due windows, relays rollups, reclaims stale entries and sweeps old dedup epochs. */
-  private async maintenanceLoop(partition: number, signal: AbortSignal): Promise<void> {
+  private async maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
+    const partition = consumer.partition;
     const { closeIntervalMs, claimIdleMs } = this.config.worker;
     const reclaimEveryMs = Math.max(250, Math.floor(claimIdleMs / 2));
     let lastReclaim = 0;
@@ -392,7 +288,11 @@ export class TallyWorker {
       const now = Date.now();
       if (now - lastReclaim >= reclaimEveryMs) {
         lastReclaim = now;
-        await this.step('reclaim', partition, () => this.reclaim(partition));
+        // Entries of other consumers idle for claimIdle: a dead replica's without leases, or a stalled one's.
+        await this.step('reclaim', partition, async () => {
+          const claimed = await consumer.claimPending(claimIdleMs, true);
+          if (claimed > 0) this.logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
+        });
       }
       if (now - lastTrim >= TRIM_EVERY_MS) {
         lastTrim = now;
@@ -437,47 +337,6 @@ export class TallyWorker {
       this.recovered(op, partition);
     } catch (err) {
       this.report(op, partition, err);
-    }
-  }
-
-  /**
-   * Takes over entries idle for `claimIdle` (their consumer died or is stuck) and applies them; entries
-   * already delivered `maxDeliveries` times go to the dead-letter stream as poison instead.
-   */
-  private async reclaim(partition: number): Promise<void> {
-    const { claimIdleMs, maxDeliveries, batchSize } = this.config.worker;
-    const stream = this.keys.events(partition);
-    const group = this.config.consumerGroup;
-    for (;;) {
-      const pending = (await this.client.xpending(stream, group, 'IDLE', claimIdleMs, '-', '+', batchSize)) as [
-        string,
-        string,
-        number,
-        number,
-      ][];
-      if (pending.length === 0) return;
-      const poison = pending.filter((p) => p[3] >= maxDeliveries);
-      if (poison.length > 0) {
-        const moved = (await runScript(
-          this.client,
-          'deadLetterEntries',
-          [stream, this.keys.deadLetter(partition), this.keys.errors(partition)],
-          [group, ...poison.flatMap(([id, , , deliveries]) => [id, deliveries])],
-        )) as number;
-        this.stats.poison += moved;
-        this.stats.deadLettered += moved;
-        this.logger.warn({ partition, moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
-      }
-      const retry = pending.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
-      if (retry.length > 0) {
-        const claimed = (await this.client.xclaim(stream, group, this.consumer, claimIdleMs, ...retry)) as StreamEntry[];
-        if (claimed.length > 0) {
-          this.stats.reclaimed += claimed.length;
-          this.logger.info({ partition, reclaimed: claimed.length }, 'reclaimed entries left pending by another consumer');
-          await this.apply(partition, claimed);
-        }
-      }
-      if (pending.length < batchSize) return;
     }
   }
 }

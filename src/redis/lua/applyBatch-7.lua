@@ -11,8 +11,13 @@
   - An event is applied to all of its meters or to none: late events under the dead-letter policy and
     events beyond retention are dead-lettered whole (and not remembered, so a replay counts once).
     The one exception is int64 overflow of a window total (beyond about 9.2e12 units), see below.
-  - Late events under the correct policy are applied to the closed window and queued in `corrections`,
-    so the next close step emits one correction rollup per changed (window, group).
+  - An event is late when a window of one of its meters was already emitted (it left the open-window
+    index and its hash is kept), or closes at or before the watermark `closedThrough` (end + grace <=
+    closedThrough; closeWindows builds it from applied event time only). A window closed by the wall
+    clock on a quiet partition makes late only the events of that window, never earlier ones.
+  - Late events under the correct policy are applied to their windows; each emitted (window, group)
+    they change is queued in `corrections`, so the next close step emits one correction rollup per
+    changed (window, group). A late event for a window still open is simply part of its first rollup.
   The script performs no call that can fail on well-formed input except HINCRBY overflow (a window
   total beyond int64 micro-units), which is caught and dead-lettered with reason `sum-overflow`; the
   event's count and its other meters stay applied then (the total cannot be represented anyway).
@@ -128,7 +133,24 @@ local owned = false
 local skipped = 0
 local acks = {}
 local applied, duplicates, deadLettered, corrected = 0, 0, 0, 0
-local indexed = {}
+
+-- Where a window stands, once per batch: 'open' (in the index), 'emitted' (closed: out of the index,
+-- its hash kept until retention), or 'new' (never seen, or expired).
+local windowStates = {}
+local function windowState(member, meter, ws)
+  local st = windowStates[member]
+  if not st then
+    if rcall('ZSCORE', indexKey, member) then
+      st = 'open'
+    elseif rcall('EXISTS', base .. 'w:' .. meter .. ':' .. ws) == 1 then
+      st = 'emitted'
+    else
+      st = 'new'
+    end
+    windowStates[member] = st
+  end
+  return st
+end
 
 local function deadLetter(index, reason, detail, payload, field)
   rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
@@ -264,32 +286,53 @@ while i <= n do
     else
       local late, expired = false, false
       for u = first, i - 1, 7 do
-        local windowEnd = tonumber(R[u + 3])
-        if windowEnd + graceMs <= closedThrough then late = true end
-        if windowEnd + retentionMs <= nowMs then expired = true end
+        local we = tonumber(R[u + 3])
+        if we + retentionMs <= nowMs then
+          expired = true
+        elseif we + graceMs <= closedThrough then
+          late = true
+        elseif windowState(R[u] .. '|' .. R[u + 1] .. '|' .. R[u + 2] .. '|' .. R[u + 3], R[u], R[u + 2]) == 'emitted' then
+          late = true
+        end
       end
       if expired or (late and latePolicy == 'dead-letter') then
         rcall('HDEL', dedupKey, dedupField)
         local payload, field = originalPayload()
-        deadLetter(index, expired and 'beyond-retention' or 'late',
-          'event time ' .. timeMs .. ' falls in a window closed before it arrived', payload, field)
+        local detail
+        if expired then
+          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window that ended more than the retention (' ..
+            retentionMs .. ' ms) ago; its window is no longer kept'
+        else
+          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window already emitted or more than grace (' ..
+            graceMs .. ' ms) behind the partition\'s stream time ' .. string.format('%d', closedThrough)
+        end
+        deadLetter(index, expired and 'beyond-retention' or 'late', detail, payload, field)
       else
+        local touchedEmitted = false
         for u = first, i - 1, 7 do
           local meter, agg, ws, we, grp = R[u], R[u + 1], R[u + 2], R[u + 3], R[u + 4]
           local member = meter .. '|' .. agg .. '|' .. ws .. '|' .. we
           local wkey = base .. 'w:' .. meter .. ':' .. ws
+          local st = windowState(member, meter, ws) -- before the update creates the hash
           if not applyUpdate(wkey, agg, grp, R[u + 5], R[u + 6]) then
             local payload, field = originalPayload()
             deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
           end
-          if tonumber(we) + graceMs <= closedThrough then
+          if st == 'new' then
+            if tonumber(we) + graceMs <= closedThrough then
+              st = 'emitted' -- its first rollup goes out as a correction (revision 1)
+            else
+              rcall('ZADD', indexKey, 'NX', string.format('%d', tonumber(we) + graceMs), member)
+              st = 'open'
+            end
+            windowStates[member] = st
+          end
+          if st == 'emitted' then
             rcall('SADD', correctionsKey, member .. '\n' .. grp)
-          elseif not indexed[member] then
-            rcall('ZADD', indexKey, 'NX', string.format('%d', tonumber(we) + graceMs), member)
-            indexed[member] = true
+            touchedEmitted = true
           end
         end
-        if late then corrected = corrected + 1 end
+        if touchedEmitted then corrected = corrected + 1 end
         if timeMs > streamTime then streamTime = timeMs end
         applied = applied + 1
       end

@@ -2,20 +2,23 @@
   closeWindows: close every window of one partition whose close point has passed, writing one rollup
   per (window, group) to the outbox in the same atomic step, and emit pending corrections.
 
-  The close bound T is computed here, from Redis's own clock and the consumer group's progress:
-    frontier F  = every entry with an id time below F has been applied (acknowledged): the smallest
-                  pending id, or the last delivered id while undelivered entries remain, else now.
-    event time  = streamTime (largest event time applied) or, when every entry is applied and the
-                  stream has received nothing for idleTimeout, max(streamTime, now).
-    T = min(F, event time). A window closes when end + grace <= T.
-  So a window never closes while an entry that entered the stream before its close point is still
-  unapplied (a restart on a backlog closes nothing early), and a time-ordered backfill closes its
-  windows as its event time passes them rather than all at once.
+  Two clocks close windows (docs/semantics.md, "When a window closes"):
+    watermark   closedThrough = max(closedThrough, min(streamTime, guard, now)), where streamTime is
+                the largest event time applied (kept by applyBatch) and guard is the smallest event
+                time of the oldest entry read but not yet applied (pending), so the watermark never
+                passes an entry a replica holds, a dead replica left behind or a failed apply retries.
+                Windows with end + grace <= closedThrough close. It is built from applied events only.
+    wall clock  on a quiet partition (nothing pending or undelivered, newest entry idleTimeout old),
+                windows with end + grace <= now close too, but the watermark does not move: later
+                events are late only for the windows actually emitted, so a backfill after a quiet
+                period is not late.
 
   Guarantees
   - Each (window, group, revision) is written to the outbox exactly once: the window leaves the index
     in the same step, and the revision is stored in the window hash (`r:<group>`).
-  - closedThrough in the state hash only grows; applyBatch treats windows closing at or before it as late.
+  - closedThrough only grows and never passes the event time of a pending entry's events (up to the
+    jitter inside that entry); applyBatch treats windows closing at or before it, and windows already
+    emitted (out of the index, hash kept), as late.
   - Closed windows are kept until end + retention for corrections and queries, then expire.
   - At most ARGV[5] windows and ARGV[6] corrections per call; the reply says whether more remain.
 
@@ -45,26 +48,37 @@ local maxCorrections = tonumber(ARGV[6])
 
 --@include streamIds
 --@include frontier
+--@include eventTime
 
 --@include now
 local nowMs = redisNowMs()
-local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
+local state = rcall('HMGET', stateKey, 'closedThrough', 'streamTime', 'guardId', 'guardMs')
+local closedThrough = tonumber(state[1] or '0')
 
-local frontier, caughtUp, lastIdMs = appliedFrontier(eventsKey, group, nowMs)
+local frontier, caughtUp, lastIdMs, minPendingId = appliedFrontier(eventsKey, group, nowMs)
 if not frontier then
   return { 0, 0, 0, 0, string.format('%d', closedThrough), 'no-group' }
 end
 
--- Wall-clock time stands in for event time only on a quiet partition with nothing left to apply: a
--- backlog (a restart after an outage, a backfill) is closed by its own event time, in order.
-local eventTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')
-if caughtUp and nowMs - lastIdMs >= idleMs and nowMs > eventTime then
-  eventTime = nowMs
+local target = math.min(tonumber(state[2] or '0'), nowMs)
+if minPendingId then
+  -- The guard of the oldest pending entry is kept in the state hash while that entry stays oldest.
+  local guard = tonumber(state[4] or '0')
+  if state[3] ~= minPendingId then
+    guard = entryMinEventTime(eventsKey, minPendingId) or idParts(minPendingId)
+    rcall('HSET', stateKey, 'guardId', minPendingId, 'guardMs', string.format('%d', guard))
+  end
+  if guard < target then target = guard end
 end
-local bound = math.min(frontier, eventTime)
-if bound > closedThrough then
-  closedThrough = bound
+if target > closedThrough then
+  closedThrough = target
   rcall('HSET', stateKey, 'closedThrough', string.format('%d', closedThrough))
+end
+
+-- The wall clock closes what is open on a quiet partition, without moving the watermark.
+local bound = closedThrough
+if caughtUp and nowMs - lastIdMs >= idleMs and nowMs > bound then
+  bound = nowMs
 end
 
 local rollups = 0
@@ -85,7 +99,7 @@ local function splitMember(member)
     string.sub(member, c + 1)
 end
 
-local closing = rcall('ZRANGEBYSCORE', indexKey, '-inf', string.format('%d', closedThrough), 'LIMIT', 0, maxWindows)
+local closing = rcall('ZRANGEBYSCORE', indexKey, '-inf', string.format('%d', bound), 'LIMIT', 0, maxWindows)
 for _, member in ipairs(closing) do
   local meter, agg, ws, we = splitMember(member)
   local wkey = base .. 'w:' .. meter .. ':' .. ws

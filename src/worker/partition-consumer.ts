@@ -1,0 +1,349 @@
+import type { Logger } from 'pino';
+import type { TallyConfig } from '../config/index.js';
+import { EVENT_FIELD } from '../events/index.js';
+import type { MeterIndex } from '../meters/index.js';
+import { runScript, type RedisClient, type TallyKeys } from '../redis/index.js';
+import { instruments, withSpan } from '../telemetry/index.js';
+import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
+import { isTransientRedisError } from './errors.js';
+import type { WorkerStats } from './options.js';
+import { packRecords } from './records.js';
+import { sleep } from './timing.js';
+
+/** What a partition consumer needs from the replica that runs it. */
+export interface ConsumerContext {
+  readonly client: RedisClient;
+  readonly config: TallyConfig;
+  readonly keys: TallyKeys;
+  readonly meters: MeterIndex;
+  readonly consumer: string;
+  readonly logger: Logger;
+  readonly stats: WorkerStats;
+  /** Logs a failing operation once, until `recovered` is called for it. */
+  report(op: string, partition: number, err: unknown): void;
+  recovered(op: string, partition: number): void;
+}
+
+interface Batch {
+  readonly entries: StreamEntry[];
+  /** Prepared ahead while the previous batch was applied; undefined when preparing failed. */
+  readonly prepared: PreparedBatch | undefined;
+}
+
+/** A read failed: entries may have been delivered to this consumer without reaching it. */
+const READ_FAILED = Symbol('read failed');
+
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 5_000;
+
+/**
+ * Reads one partition in stream order and applies it, entry by entry in id order:
+ *
+ * 1. On start, when `takeover` is set (this replica just acquired the partition's lease, which proves
+ *    the previous owner gone), it claims every entry pending in the group at once, with no
+ *    `claimIdle` wait; then it applies the entries pending for itself, in id order.
+ * 2. Then it reads new entries, one batch ahead: the next batch is read and prepared while Redis
+ *    applies the current one.
+ * 3. A failed apply is retried in place, with backoff, before anything newer is applied. A batch that
+ *    keeps failing for a reason other than Redis being unreachable is bisected, so only the entry that
+ *    fails `maxDeliveries` times on its own goes to the dead letters, as poison, with its error.
+ * 4. After a failed read it first re-reads the entries pending for itself (a read whose reply was lost
+ *    still delivered its entries), so nothing waits for `claimIdle`.
+ *
+ * So the partition's stream time (built from applied events) never runs past an entry that is
+ * waiting to be applied by this consumer; closeWindows.lua also guards against other consumers'.
+ */
+export class PartitionConsumer {
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ctx: ConsumerContext,
+    readonly partition: number,
+    /** A dedicated connection for blocking reads. */
+    private readonly conn: RedisClient,
+    private readonly signal: AbortSignal,
+  ) {
+    this.log = ctx.logger.child({ partition });
+  }
+
+  private get stream(): string {
+    return this.ctx.keys.events(this.partition);
+  }
+
+  /** Runs until the signal aborts; entries read ahead when it does are still applied (once). */
+  async run(takeover: boolean): Promise<void> {
+    const started = Date.now();
+    const claimed = takeover ? await this.retrying('takeover', () => this.claimPending(0, true)) : 0;
+    const own = await this.applyOwnPending();
+    if (takeover || own > 0) {
+      this.log.info({ claimed, applied: own, ms: Date.now() - started }, 'partition resumed: pending entries applied in order');
+    }
+    let next = this.readNew();
+    while (!this.signal.aborted) {
+      const batch = await next;
+      if (batch === READ_FAILED) {
+        await this.applyOwnPending();
+        next = this.readNew();
+        continue;
+      }
+      next = this.signal.aborted ? Promise.resolve(undefined) : this.readNew();
+      if (batch) await this.applyInPlace(batch.entries, batch.prepared);
+    }
+    const last = await next;
+    if (last && last !== READ_FAILED) await this.applyInPlace(last.entries, last.prepared);
+  }
+
+  /**
+   * Claims entries pending in the group for at least `minIdleMs` (0: all of them, on a takeover) and
+   * applies them in id order; entries delivered `maxDeliveries` times already go to the dead letters
+   * as poison. With `others`, only entries of other consumers are claimed. Returns entries claimed.
+   */
+  async claimPending(minIdleMs: number, others = false): Promise<number> {
+    const { config, client, consumer, stats } = this.ctx;
+    const { maxDeliveries, batchSize } = config.worker;
+    const group = config.consumerGroup;
+    let start = '-';
+    let claimedTotal = 0;
+    for (;;) {
+      const pending = (await client.xpending(this.stream, group, 'IDLE', minIdleMs, start, '+', batchSize)) as [
+        string,
+        string,
+        number,
+        number,
+      ][];
+      const candidates = others ? pending.filter((p) => p[1] !== consumer) : pending;
+      const poison = candidates.filter((p) => p[3] >= maxDeliveries);
+      if (poison.length > 0) {
+        const moved = await this.deadLetterPoison(poison.map(([id, , , deliveries]) => [id, deliveries] as const));
+        this.log.warn({ moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
+      }
+      const retry = candidates.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
+      if (retry.length > 0) {
+        const claimed = (await client.xclaim(this.stream, group, consumer, minIdleMs, ...retry)) as (StreamEntry | null)[];
+        const live = claimed.filter((e): e is StreamEntry => e !== null);
+        if (live.length > 0) {
+          stats.reclaimed += live.length;
+          claimedTotal += live.length;
+          await this.applyInPlace(live, undefined);
+        }
+      }
+      const last = pending[pending.length - 1];
+      if (pending.length < batchSize || !last) return claimedTotal;
+      start = `(${last[0]}`;
+    }
+  }
+
+  /** Applies every entry pending for this consumer, in id order. Returns how many there were. */
+  private async applyOwnPending(): Promise<number> {
+    let cursor = '0';
+    let total = 0;
+    while (!this.signal.aborted) {
+      const entries = await this.retrying('read-pending', () => this.read(cursor, 0));
+      if (entries === undefined || entries.length === 0) return total;
+      total += entries.length;
+      cursor = (entries[entries.length - 1] as StreamEntry)[0];
+      await this.applyInPlace(entries, undefined);
+    }
+    return total;
+  }
+
+  /** One XREADGROUP of new entries, prepared ahead; READ_FAILED when it failed. */
+  private async readNew(): Promise<Batch | undefined | typeof READ_FAILED> {
+    try {
+      const entries = await this.read('>', this.ctx.config.worker.blockMs);
+      this.ctx.recovered('read', this.partition);
+      if (entries.length === 0) return undefined;
+      let prepared: PreparedBatch | undefined;
+      try {
+        prepared = this.prepare(entries);
+      } catch {
+        prepared = undefined; // fails again, and is handled, in applyInPlace
+      }
+      return { entries, prepared };
+    } catch (err) {
+      if ((err as Error).message.includes('NOGROUP')) throw err; // the replica recreates the group
+      this.ctx.report('read', this.partition, err);
+      await sleep(1000, this.signal);
+      return READ_FAILED;
+    }
+  }
+
+  /**
+   * XREADGROUP from `id` ('>' for new entries, else this consumer's pending ones after `id`). Entries
+   * deleted from the stream while pending come back without fields: they are acknowledged (there is
+   * nothing left to apply) and left out.
+   */
+  private async read(id: string, blockMs: number): Promise<StreamEntry[]> {
+    const { config, consumer } = this.ctx;
+    const args: (string | number)[] = ['GROUP', config.consumerGroup, consumer, 'COUNT', config.worker.batchSize];
+    if (blockMs > 0) args.push('BLOCK', blockMs);
+    const reply = (await this.conn.xreadgroup(...(args as ['GROUP', string, string]), 'STREAMS', this.stream, id)) as
+      | [string, (StreamEntry | [string, null])[]][]
+      | null;
+    const entries = reply?.[0]?.[1] ?? [];
+    const gone = entries.filter((e) => e[1] === null).map((e) => e[0]);
+    if (gone.length > 0) await this.ctx.client.xack(this.stream, config.consumerGroup, ...gone);
+    return entries.filter((e): e is StreamEntry => e[1] !== null);
+  }
+
+  private prepare(entries: readonly StreamEntry[]): PreparedBatch {
+    const { config, meters } = this.ctx;
+    return prepareBatch(entries, { config, meters, partition: this.partition });
+  }
+
+  /**
+   * Applies entries, retrying in place until they are applied, or dead-lettered as poison, or the
+   * consumer stops (then they stay pending for the next owner). Redis being unreachable is retried for
+   * as long as it lasts; any other failure of a batch bisects it, and a single entry failing
+   * `maxDeliveries` times is poison.
+   */
+  private async applyInPlace(entries: StreamEntry[], prepared: PreparedBatch | undefined): Promise<void> {
+    const { maxDeliveries } = this.ctx.config.worker;
+    let failures = 0;
+    let delay = FIRST_RETRY_MS;
+    for (;;) {
+      let error: unknown;
+      let transient = false;
+      try {
+        prepared ??= this.prepare(entries);
+      } catch (err) {
+        error = err;
+      }
+      if (prepared) {
+        try {
+          await this.applyPrepared(entries.length, prepared);
+          this.ctx.recovered('apply', this.partition);
+          return;
+        } catch (err) {
+          error = err;
+          transient = isTransientRedisError(err);
+        }
+      }
+      this.ctx.report('apply', this.partition, error);
+      if (!transient) failures++;
+      if (!transient && entries.length > 1 && failures >= 2) {
+        const mid = entries.length >> 1;
+        this.log.warn({ entries: entries.length, err: error }, 'a batch keeps failing: bisecting it to find the entry that fails');
+        await this.applyInPlace(entries.slice(0, mid), undefined);
+        await this.applyInPlace(entries.slice(mid), undefined);
+        return;
+      }
+      if (!transient && failures >= maxDeliveries) {
+        const [id] = entries[0] as StreamEntry;
+        await this.recordError(id, error);
+        const moved = await this.retrying('dead-letter', () => this.deadLetterPoison([[id, failures]]));
+        this.log.warn({ moved, entry: id, attempts: failures, err: error }, 'poison entries moved to the dead-letter stream');
+        return;
+      }
+      if (this.signal.aborted) return;
+      await sleep(delay, this.signal);
+      delay = Math.min(delay * 2, MAX_RETRY_MS);
+    }
+  }
+
+  /** Applies a prepared batch atomically (one or more applyBatch calls of whole entries). Throws on failure. */
+  private async applyPrepared(entries: number, prepared: PreparedBatch): Promise<void> {
+    const { client, keys, stats, config, consumer } = this.ctx;
+    const partition = this.partition;
+    const started = performance.now();
+    await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': entries }, async () => {
+      // Forwarded copies must be in their home stream before this entry is acked (a crash in
+      // between re-forwards them, and the home partition drops the copy as a duplicate).
+      await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event))));
+      const applyKeys = [
+        keys.events(partition),
+        keys.deadLetter(partition),
+        keys.state(partition),
+        keys.windowIndex(partition),
+        keys.corrections(partition),
+        keys.dedupEpochs(partition),
+        keys.partitionBase(partition),
+      ];
+      const fixed = [
+        config.consumerGroup,
+        config.windows.graceMs,
+        config.windows.latePolicy,
+        config.windows.retentionMs,
+        config.dedup.generations,
+        config.dedup.bucketBits,
+        consumer,
+      ];
+      let applied = 0;
+      let duplicates = 0;
+      let deadLettered = 0;
+      let corrected = 0;
+      for (const { records, fingerprints } of prepared.calls) {
+        const [a = 0, d = 0, dl = 0, c = 0] = (await runScript(client, 'applyBatch', applyKeys, [
+          ...fixed,
+          packRecords(records),
+          fingerprints,
+        ])) as number[];
+        applied += a;
+        duplicates += d;
+        deadLettered += dl;
+        corrected += c;
+      }
+      stats.batches++;
+      stats.entries += entries;
+      stats.events += prepared.events;
+      stats.applied += applied;
+      stats.duplicates += duplicates;
+      stats.deadLettered += deadLettered;
+      stats.corrected += corrected;
+      stats.unmetered += prepared.unmetered;
+      stats.forwarded += prepared.forwards.length;
+      const attrs = { 'tally.partition': partition };
+      instruments.eventsApplied.add(applied, attrs);
+      instruments.eventsDuplicate.add(duplicates, attrs);
+      instruments.eventsDeadLettered.add(deadLettered, attrs);
+      instruments.eventsCorrected.add(corrected, attrs);
+      instruments.eventsUnmetered.add(prepared.unmetered, attrs);
+      instruments.eventsForwarded.add(prepared.forwards.length, attrs);
+      instruments.batchDuration.record(performance.now() - started, attrs);
+    });
+  }
+
+  /** Keeps the last error of an entry, for the dead letter if it turns out to be poison. */
+  private async recordError(id: string, err: unknown): Promise<void> {
+    const errors = this.ctx.keys.errors(this.partition);
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    await this.ctx.client
+      .pipeline()
+      .hset(errors, id, message.slice(0, 500))
+      .pexpire(errors, 7 * 86_400_000)
+      .exec()
+      .catch(() => undefined);
+  }
+
+  /** Moves entries still pending to the dead-letter stream as poison (deadLetterEntries.lua). */
+  private async deadLetterPoison(entries: readonly (readonly [string, number])[]): Promise<number> {
+    const { client, keys, config, stats } = this.ctx;
+    const moved = (await runScript(
+      client,
+      'deadLetterEntries',
+      [this.stream, keys.deadLetter(this.partition), keys.errors(this.partition)],
+      [config.consumerGroup, ...entries.flatMap(([id, deliveries]) => [id, deliveries])],
+    )) as number;
+    stats.poison += moved;
+    stats.deadLettered += moved;
+    return moved;
+  }
+
+  /** Runs a Redis operation until it succeeds or the consumer stops (undefined then). */
+  private async retrying<T>(op: string, run: () => Promise<T>): Promise<T | undefined> {
+    let delay = FIRST_RETRY_MS;
+    while (!this.signal.aborted) {
+      try {
+        const result = await run();
+        this.ctx.recovered(op, this.partition);
+        return result;
+      } catch (err) {
+        if ((err as Error).message.includes('NOGROUP')) throw err;
+        this.ctx.report(op, this.partition, err);
+        await sleep(delay, this.signal);
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+      }
+    }
+    return undefined;
+  }
+}
