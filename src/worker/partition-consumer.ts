@@ -55,6 +55,8 @@ const MAX_RETRY_MS = 5_000;
  */
 export class PartitionConsumer {
   private readonly log: Logger;
+  /** Set when the read connection closes: a read in flight then may have delivered entries whose reply was lost. */
+  private readDropped = false;
 
   constructor(
     private readonly ctx: ConsumerContext,
@@ -64,6 +66,11 @@ export class PartitionConsumer {
     private readonly signal: AbortSignal,
   ) {
     this.log = ctx.logger.child({ partition });
+    // ioredis re-sends a command whose connection dropped; for XREADGROUP '>' that skips the entries
+    // the first send delivered (they sit pending for this consumer), so a drop counts as a failed read.
+    conn.on('close', () => {
+      this.readDropped = true;
+    });
   }
 
   private get stream(): string {
@@ -73,7 +80,7 @@ export class PartitionConsumer {
   /** Runs until the signal aborts; entries read ahead when it does are still applied (once). */
   async run(takeover: boolean): Promise<void> {
     const started = Date.now();
-    const claimed = takeover ? await this.retrying('takeover', () => this.claimPending(0, true)) : 0;
+    const claimed = takeover ? await this.retrying('takeover', () => this.claimPending(0)) : 0;
     const own = await this.applyOwnPending();
     if (takeover || own > 0) {
       this.log.info({ claimed, applied: own, ms: Date.now() - started }, 'partition resumed: pending entries applied in order');
@@ -96,9 +103,9 @@ export class PartitionConsumer {
   /**
    * Claims entries pending in the group for at least `minIdleMs` (0: all of them, on a takeover) and
    * applies them in id order; entries delivered `maxDeliveries` times already go to the dead letters
-   * as poison. With `others`, only entries of other consumers are claimed. Returns entries claimed.
+   * as poison. Returns how many entries it claimed.
    */
-  async claimPending(minIdleMs: number, others = false): Promise<number> {
+  async claimPending(minIdleMs: number): Promise<number> {
     const { config, client, consumer, stats } = this.ctx;
     const { maxDeliveries, batchSize } = config.worker;
     const group = config.consumerGroup;
@@ -111,13 +118,12 @@ export class PartitionConsumer {
         number,
         number,
       ][];
-      const candidates = others ? pending.filter((p) => p[1] !== consumer) : pending;
-      const poison = candidates.filter((p) => p[3] >= maxDeliveries);
+      const poison = pending.filter((p) => p[3] >= maxDeliveries);
       if (poison.length > 0) {
         const moved = await this.deadLetterPoison(poison.map(([id, , , deliveries]) => [id, deliveries] as const));
         this.log.warn({ moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
       }
-      const retry = candidates.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
+      const retry = pending.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
       if (retry.length > 0) {
         const claimed = (await client.xclaim(this.stream, group, consumer, minIdleMs, ...retry)) as (StreamEntry | null)[];
         const live = claimed.filter((e): e is StreamEntry => e !== null);
@@ -150,8 +156,10 @@ export class PartitionConsumer {
   /** One XREADGROUP of new entries, prepared ahead; READ_FAILED when it failed. */
   private async readNew(): Promise<Batch | undefined | typeof READ_FAILED> {
     try {
+      this.readDropped = false;
       const entries = await this.read('>', this.ctx.config.worker.blockMs);
       this.ctx.recovered('read', this.partition);
+      if (this.readDropped) return READ_FAILED; // these and any lost entries are read again, in order
       if (entries.length === 0) return undefined;
       let prepared: PreparedBatch | undefined;
       try {

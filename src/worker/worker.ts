@@ -288,9 +288,11 @@ export class TallyWorker {
       const now = Date.now();
       if (now - lastReclaim >= reclaimEveryMs) {
         lastReclaim = now;
-        // Entries of other consumers idle for claimIdle: a dead replica's without leases, or a stalled one's.
+        // Entries idle for claimIdle: a dead replica's without leases, a stalled one's, or (a safety net)
+        // this consumer's own that it lost track of. Applying an entry twice at once is harmless: only
+        // one applyBatch finds it still pending for its consumer.
         await this.step('reclaim', partition, async () => {
-          const claimed = await consumer.claimPending(claimIdleMs, true);
+          const claimed = await consumer.claimPending(claimIdleMs);
           if (claimed > 0) this.logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
         });
       }

@@ -46,6 +46,16 @@ export class Replicas {
     this.kills++;
   }
 
+  /** SIGKILLs one given replica and waits until it is gone. */
+  async kill(victim: ChildProcess): Promise<void> {
+    if (!this.live.has(victim)) return;
+    const exited = new Promise((resolve) => victim.once('exit', resolve));
+    this.doomed.add(victim);
+    victim.kill('SIGKILL');
+    await exited;
+    this.kills++;
+  }
+
   /** SIGKILLs every replica still running (synchronous: usable from an exit hook). Idempotent. */
   killAll(): void {
     for (const child of this.live) {

@@ -4,7 +4,6 @@ import { waitFor } from '../../support/redis.js';
 import { Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
-const GRACE = 100; // the harness's windows.grace
 const meters = [
   { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
 ];
