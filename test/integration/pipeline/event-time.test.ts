@@ -74,8 +74,9 @@ class RollupCollector {
   constructor(harness: Harness) {
     this.worker = new Worker(
       `${harness.prefix}-billing`,
-      async (job) => {
+      (job) => {
         this.jobs.set(job.id as string, job.data as RollupJob);
+        return Promise.resolve();
       },
       {
         connection: createTestRedis({ maxRetriesPerRequest: null, connectionName: 'bull-test-collector' }),
@@ -427,7 +428,7 @@ describe('event time: workers first, backfills, failover', () => {
     const quietStart = Date.now();
     await sleep(5_000);
     await settled(h);
-    const c = collector as RollupCollector;
+    const c = collector!;
     const liveRollups = c.received.length;
     expect(liveRollups).toBeGreaterThan(0);
     expect(c.corrections()).toEqual([]);
