@@ -428,7 +428,7 @@ describe('event time: workers first, backfills, failover', () => {
     const quietStart = Date.now();
     await sleep(5_000);
     await settled(h);
-    const c = collector!;
+    const c = collector;
     const liveRollups = c.received.length;
     expect(liveRollups).toBeGreaterThan(0);
     expect(c.corrections()).toEqual([]);
