@@ -30,7 +30,7 @@ export class TallyKeys {
     return `${this.partitionBase(partition)}dead-letter`;
   }
 
-  /** Hash: streamTime (largest event time applied) and closedThrough (close watermark). */
+  /** Hash: streamTime (largest event time applied), closedThrough (close watermark), guardId/guardMs (pending guard). */
   state(partition: number): string {
     return `${this.partitionBase(partition)}state`;
   }
