@@ -11,6 +11,7 @@ import { instruments } from '../telemetry/index.js';
 import { closeDueWindows } from '../windows/index.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionLeases } from './leases.js';
+import { runHousekeeping, type HousekeepingStep } from './housekeeping.js';
 import { PartitionConsumer, type ConsumerContext } from './partition-consumer.js';
 import { sleep } from './timing.js';
 
@@ -260,61 +261,74 @@ export class TallyWorker {
     }
   }
 
-  /** Closes due windows, relays rollups, reclaims stale entries and sweeps old dedup epochs. */
-  private async maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
+  /** Closes due windows, relays rollups, reclaims stale entries, trims, sweeps old dedup epochs. */
+  private maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
     const partition = consumer.partition;
-    const { closeIntervalMs, claimIdleMs } = this.config.worker;
-    const reclaimEveryMs = Math.max(250, Math.floor(claimIdleMs / 2));
-    let lastReclaim = 0;
-    let lastSweep = 0;
-    let lastTrim = 0;
-    while (!signal.aborted) {
-      await sleep(closeIntervalMs, signal);
-      if (signal.aborted) break;
-      // Each step succeeds or fails on its own: one that keeps failing (window closing on a damaged
-      // state key, a relay that cannot reach its queue) must not stop the others, least of all the
-      // reclaim that moves entries failing on every delivery to the dead-letter stream.
-      await this.step('close-windows', partition, async () => {
-        const closed = await closeDueWindows(this.client, this.config, partition);
-        this.stats.windowsClosed += closed.windowsClosed;
-        instruments.windowsClosed.add(closed.windowsClosed, { 'tally.partition': partition });
-        if (closed.windowsClosed > 0 || closed.corrections > 0) {
-          this.logger.debug({ partition, ...closed }, 'windows closed');
-        }
-      });
-      await this.step('relay', partition, async () => {
-        this.stats.rollupsRelayed += await this.relay.relay(partition);
-      });
-      const now = Date.now();
-      if (now - lastReclaim >= reclaimEveryMs) {
-        lastReclaim = now;
+    return runHousekeeping(this.housekeeping(consumer), this.config.worker.closeIntervalMs, signal, {
+      failed: (step, err) => this.report(step, partition, err),
+      succeeded: (step) => this.recovered(step, partition),
+    });
+  }
+
+  /** The housekeeping table of one partition: what runs, how often. */
+  private housekeeping(consumer: PartitionConsumer): HousekeepingStep[] {
+    const { partition } = consumer;
+    const { config, client, keys, logger, stats } = this;
+    const { claimIdleMs } = config.worker;
+    return [
+      {
+        step: 'close-windows',
+        every: 0,
+        run: async () => {
+          const closed = await closeDueWindows(client, config, partition);
+          stats.windowsClosed += closed.windowsClosed;
+          instruments.windowsClosed.add(closed.windowsClosed, { 'tally.partition': partition });
+          if (closed.windowsClosed > 0 || closed.corrections > 0) logger.debug({ partition, ...closed }, 'windows closed');
+        },
+      },
+      {
+        step: 'relay',
+        every: 0,
+        run: async () => {
+          stats.rollupsRelayed += await this.relay.relay(partition);
+        },
+      },
+      {
         // Entries idle for claimIdle: a dead replica's without leases, a stalled one's, or (a safety net)
         // this consumer's own that it lost track of. Applying an entry twice at once is harmless: only
         // one applyBatch finds it still pending for its consumer.
-        await this.step('reclaim', partition, async () => {
+        step: 'reclaim',
+        every: Math.max(250, Math.floor(claimIdleMs / 2)),
+        run: async () => {
           const claimed = await consumer.claimPending(claimIdleMs);
-          if (claimed > 0) this.logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
-        });
-      }
-      if (now - lastTrim >= TRIM_EVERY_MS) {
-        lastTrim = now;
-        await this.step('trim', partition, async () => {
-          const { retainAckedMs, maxLength } = this.config.trim;
-          await runScript(this.client, 'trimStream', [this.keys.events(partition)], [this.config.consumerGroup, retainAckedMs, maxLength]);
-        });
-      }
-      if (now - lastSweep >= SWEEP_EVERY_MS) {
-        lastSweep = now;
-        await this.step('sweep-dedup', partition, async () => {
-          const deleted = await sweepDedup(this.client, this.config, partition, now);
-          if (deleted > 0) this.logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
-        });
-        await this.step('forget-consumers', partition, async () => {
+          if (claimed > 0) logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
+        },
+      },
+      {
+        step: 'trim',
+        every: TRIM_EVERY_MS,
+        run: async () => {
+          const { retainAckedMs, maxLength } = config.trim;
+          await runScript(client, 'trimStream', [keys.events(partition)], [config.consumerGroup, retainAckedMs, maxLength]);
+        },
+      },
+      {
+        step: 'sweep-dedup',
+        every: SWEEP_EVERY_MS,
+        run: async (now) => {
+          const deleted = await sweepDedup(client, config, partition, now);
+          if (deleted > 0) logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
+        },
+      },
+      {
+        step: 'forget-consumers',
+        every: SWEEP_EVERY_MS,
+        run: async () => {
           const removed = await this.forgetConsumers(partition, String(STALE_CONSUMER_MS));
-          if (removed > 0) this.logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
-        });
-      }
-    }
+          if (removed > 0) logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
+        },
+      },
+    ];
   }
 
   /**
@@ -330,15 +344,5 @@ export class TallyWorker {
       removed += (await runScript(this.client, 'forgetConsumers', [stream], [group, minIdleMs, this.consumer])) as number;
     }
     return removed;
-  }
-
-  /** Runs one maintenance step; a failure is logged once (until the step succeeds again) and retried next round. */
-  private async step(op: string, partition: number, run: () => Promise<void>): Promise<void> {
-    try {
-      await run();
-      this.recovered(op, partition);
-    } catch (err) {
-      this.report(op, partition, err);
-    }
   }
 }
