@@ -1,0 +1,93 @@
+/** Read-side commands: `tally usage` (stored usage) and `tally check` (real-time entitlement check). */
+import type { Command } from 'commander';
+import { renderTable } from '../../admin/index.js';
+import { EntitlementChecker } from '../../entitlements/index.js';
+import { TallyConfigError } from '../../errors/index.js';
+import { UsageQuery, type UsageRow } from '../../usage/index.js';
+import { loadCommandConfig, repeatable, stderrLogger, withClient, withConfigOption } from '../options.js';
+
+interface UsageFlags {
+  config: string;
+  meter: string;
+  from: string;
+  to: string;
+  subject?: string[];
+  windowSize?: string;
+  timeZone?: string;
+  groupBy?: string[];
+  filter?: string[];
+  json?: boolean;
+}
+
+function parseFilter(values: readonly string[]): Record<string, string[]> {
+  const filter: Record<string, string[]> = {};
+  for (const f of values) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new TallyConfigError('--filter', `expected KEY=VALUE, got ${JSON.stringify(f)}`);
+    (filter[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
+  }
+  return filter;
+}
+
+export function usageTable(rows: readonly UsageRow[]): string {
+  if (rows.length === 0) return '(no usage)';
+  const groupKeys = Object.keys(rows[0]?.groupBy ?? {});
+  return renderTable(
+    ['windowStart', 'windowEnd', 'subject', ...groupKeys, '>value', '>events'],
+    rows.map((r) => [r.windowStart, r.windowEnd, r.subject, ...groupKeys.map((k) => r.groupBy[k] ?? '(none)'), r.valueDecimal, String(r.eventCount)]),
+    '',
+  );
+}
+
+async function usage(flags: UsageFlags): Promise<void> {
+  const filter = parseFilter(flags.filter ?? []);
+  const config = await loadCommandConfig(flags.config);
+  const rows = await withClient(config, (connection) =>
+    new UsageQuery({ config, connection, logger: stderrLogger() }).query({
+      meter: flags.meter,
+      from: flags.from,
+      to: flags.to,
+      ...(flags.subject ? { subject: flags.subject } : {}),
+      ...(flags.windowSize ? { windowSize: flags.windowSize } : {}),
+      ...(flags.timeZone ? { timeZone: flags.timeZone } : {}),
+      groupBy: (flags.groupBy ?? []).flatMap((g) => g.split(',').map((s) => s.trim()).filter(Boolean)),
+      filter,
+    }),
+  );
+  if (flags.json) for (const row of rows) console.log(JSON.stringify(row));
+  else console.log(usageTable(rows));
+}
+
+async function check(subject: string, feature: string, flags: { config: string; at?: string }): Promise<void> {
+  const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
+  if (!Number.isFinite(at)) throw new TallyConfigError('--at', `expected an ISO 8601 date-time, got ${JSON.stringify(flags.at)}`);
+  const config = await loadCommandConfig(flags.config);
+  const result = await withClient(config, (connection) =>
+    new EntitlementChecker({ config, connection, logger: stderrLogger() }).check(subject, feature, at),
+  );
+  console.log(JSON.stringify(result, null, 2));
+  if (!result.hasAccess) process.exitCode = 3;
+}
+
+export function registerQueries(program: Command): void {
+  withConfigOption(program.command('usage').description('query stored usage, as a table or NDJSON'))
+    .requiredOption('--meter <slug>', 'the meter')
+    .requiredOption('--from <iso>', 'start of the range (inclusive), ISO 8601')
+    .requiredOption('--to <iso>', 'end of the range (exclusive), ISO 8601')
+    .option('--subject <subject>', 'only this subject (repeatable)', repeatable)
+    .option('--window-size <size>', 'rows per MINUTE, HOUR, DAY or a duration (default: one row over the range)')
+    .option('--time-zone <zone>', "align rows in this IANA zone (default: the meter's)")
+    .option('--group-by <key>', 'split rows by this group-by key (repeatable or comma-separated)', repeatable)
+    .option('--filter <key=value>', 'only usage with this group-by value (repeatable)', repeatable)
+    .option('--json', 'one JSON row per line')
+    .action(usage);
+  withConfigOption(
+    program
+      .command('check')
+      .description('real-time entitlement check, as JSON (exit code 0 with access, 3 without)')
+      .argument('<subject>', 'the customer (event subject)')
+      .argument('<feature>', 'the feature key'),
+  )
+    .option('--at <iso>', 'check as of this time (default: now)')
+    .action(check);
+}

@@ -1,0 +1,46 @@
+/** `tally worker`: one replica of the metering worker and, by default, the entitlement evaluator. */
+import { Option, type Command } from 'commander';
+import { pino } from 'pino';
+import { TallyConfigError } from '../../errors/index.js';
+import { TallyWorker } from '../../worker/index.js';
+import { parseRoles, startEvaluatorRole } from '../roles.js';
+import { loadCommandConfig, partitionList, withConfigOption } from '../options.js';
+
+interface WorkerFlags {
+  config: string;
+  partitions?: number[];
+  roles?: string;
+}
+
+export function registerWorker(program: Command): void {
+  withConfigOption(program.command('worker').description('run one worker replica (start several to scale out)'))
+    .addOption(
+      new Option('--partitions <list>', 'consume only these partitions, e.g. 0,1 (default: share all through leases)').argParser(
+        partitionList,
+      ),
+    )
+    .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
+    .action(async (flags: WorkerFlags) => {
+      const config = await loadCommandConfig(flags.config);
+      const { roles, explicit } = parseRoles(flags.roles);
+      for (const p of flags.partitions ?? []) {
+        if (p >= config.partitions) throw new TallyConfigError('--partitions', `partition ${p} does not exist (the config has ${config.partitions})`);
+      }
+      const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+      const worker = roles.has('metering')
+        ? new TallyWorker({ config, logger, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
+        : undefined;
+      let evaluator: Awaited<ReturnType<typeof startEvaluatorRole>>;
+      let stopping = false;
+      const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down');
+        void Promise.all([worker?.close(), evaluator?.close()]).then(() => process.exit(0));
+      };
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      await worker?.start();
+      if (roles.has('entitlements')) evaluator = await startEvaluatorRole(config, logger, explicit);
+    });
+}
