@@ -17,6 +17,22 @@ export default tseslint.config(
     },
   },
   {
+    // The domain folders are pure: window arithmetic, meters, events and fingerprints know nothing of
+    // the config file or of Redis, so they can be read, tested and reused on their own.
+    files: ['src/windows/**', 'src/meters/**', 'src/events/**', 'src/dedup/**', 'src/time/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/config', '**/config/*', '**/redis', '**/redis/*'], message: 'domain folders import neither config/ nor redis/' },
+            { group: ['ioredis', 'bullmq'], message: 'domain folders do not talk to Redis' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },

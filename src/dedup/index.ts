@@ -1,2 +1,1 @@
 export { fingerprint, epochOf } from './fingerprint.js';
-export { sweepDedup } from './sweeper.js';

@@ -1,6 +1,7 @@
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError } from '../errors/index.js';
+import { DAY_MS } from '../time/index.js';
 import { formatScaled, type Meter } from '../meters/index.js';
 import { connect, runScript, type RedisClient } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
@@ -11,7 +12,6 @@ import { checkCacheSize, defaultCheckerOptions, type CheckerOptions } from './op
 import { periodAt } from './period.js';
 import type { EntitlementType } from './schema.js';
 
-const DAY_MS = 86_400_000;
 const MAX_ATTEMPTS = 5;
 
 export interface AllowanceState {

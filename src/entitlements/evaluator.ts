@@ -4,6 +4,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
+import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
 import { connect, duplicate, runScript, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
@@ -15,7 +16,6 @@ import { NotificationRelay } from './notifications.js';
 import { emptyEvaluatorStats, type EvaluatorOptions, type EvaluatorStats } from './options.js';
 import { periodAt } from './period.js';
 
-const DAY_MS = 86_400_000;
 const MAX_ATTEMPTS = 8;
 const RESETS_PER_TICK = 200;
 

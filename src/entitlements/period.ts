@@ -1,4 +1,5 @@
 import { TallyConfigError } from '../errors/index.js';
+import { DAY_MS, HOUR_MS, MINUTE_MS, normalizeTimeZone, offsetAt, SECOND_MS } from '../time/index.js';
 
 /**
  * Usage periods: DAY, WEEK, MONTH, YEAR or an ISO 8601 duration, counted from an anchor in an IANA
@@ -13,10 +14,6 @@ import { TallyConfigError } from '../errors/index.js';
  *   `disambiguation: 'compatible'`.
  */
 
-const SECOND_MS = 1_000;
-const MINUTE_MS = 60_000;
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
 const MIN_PERIOD_MS = MINUTE_MS;
 
 /** The parsed interval: calendar part (applied to local dates) and exact time part. */
@@ -59,7 +56,7 @@ export interface UsagePeriodInputLike {
 
 /** Parses and validates a usage period; errors name `field` and the bad value. */
 export function parseUsagePeriod(input: UsagePeriodInputLike, field = 'usagePeriod'): UsagePeriod {
-  const timeZone = normalizeZone(input.timeZone ?? 'UTC', `${field}.timeZone`);
+  const timeZone = normalizeTimeZone(input.timeZone ?? 'UTC', `${field}.timeZone`);
   const { canonical, parts } = parseInterval(input.interval, `${field}.interval`);
   const anchorLocal = parseAnchor(input.anchor ?? DEFAULT_ANCHOR, timeZone, `${field}.anchor`);
   const anchor = formatLocal(anchorLocal);
@@ -156,48 +153,6 @@ function daysInMonth(y: number, mo: number): number {
   const d = new Date(0);
   d.setUTCFullYear(y, mo, 0);
   return d.getUTCDate();
-}
-
-function normalizeZone(zone: string, field: string): string {
-  if (typeof zone !== 'string' || zone === '') throw new TallyConfigError(field, `expected an IANA time zone name, got ${JSON.stringify(zone)}`);
-  try {
-    const resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
-    return resolved === 'UTC' ? 'UTC' : zone;
-  } catch (err) {
-    throw new TallyConfigError(field, `unknown IANA time zone ${JSON.stringify(zone)}`, { cause: err });
-  }
-}
-
-const formats = new Map<string, Intl.DateTimeFormat>();
-
-/** UTC offset (local - UTC, ms) of `zone` at instant t. */
-export function offsetAt(zone: string, t: number): number {
-  if (zone === 'UTC') return 0;
-  let dtf = formats.get(zone);
-  if (dtf === undefined) {
-    dtf = new Intl.DateTimeFormat('en-US', {
-      timeZone: zone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formats.set(zone, dtf);
-  }
-  const whole = Math.floor(t / SECOND_MS) * SECOND_MS;
-  const l: LocalTime = { y: 0, mo: 1, d: 1, h: 0, mi: 0, s: 0, ms: 0 };
-  for (const part of dtf.formatToParts(whole)) {
-    if (part.type === 'year') l.y = Number(part.value);
-    else if (part.type === 'month') l.mo = Number(part.value);
-    else if (part.type === 'day') l.d = Number(part.value);
-    else if (part.type === 'hour') l.h = Number(part.value);
-    else if (part.type === 'minute') l.mi = Number(part.value);
-    else if (part.type === 'second') l.s = Number(part.value);
-  }
-  return localMs(l) - whole;
 }
 
 /**

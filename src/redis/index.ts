@@ -2,3 +2,6 @@ export { TallyKeys, RELAY_GROUP } from './keys.js';
 export { Scripts, registerScripts, runScript, type RedisClient, type ScriptName } from './scripts.js';
 export { connect, duplicate, type RedisTarget } from './connection.js';
 export { OutageLog } from './outages.js';
+export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type CloseWindowsReply, type WindowParams } from './metering-scripts.js';
+export { StreamGroup } from './stream-group.js';
+export { FailureLog } from './failure-log.js';

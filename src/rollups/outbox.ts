@@ -1,7 +1,7 @@
 import type { JobsOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import type { RedisClient } from '../redis/index.js';
+import { StreamGroup, type RedisClient } from '../redis/index.js';
 
 /** An outbox stream entry; fields are null for an entry deleted while pending. */
 export type OutboxEntry = [id: string, fields: string[] | null];
@@ -33,11 +33,7 @@ export class OutboxReader {
   ) {}
 
   async ensureGroup(partition: number): Promise<void> {
-    try {
-      await this.client.xgroup('CREATE', this.options.key(partition), this.options.group, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err as Error).message.includes('BUSYGROUP')) throw err;
-    }
+    await StreamGroup.ensure(this.client, this.options.key(partition), this.options.group);
   }
 
   /**
@@ -63,7 +59,7 @@ export class OutboxReader {
           | null;
         entries = reply?.[0]?.[1] ?? [];
       } catch (err) {
-        if (!(err as Error).message.includes('NOGROUP')) throw err;
+        if (!StreamGroup.isMissing(err)) throw err;
         logger.error({ partition, outbox }, 'outbox consumer group is missing (Redis lost its data?); recreating it');
         await this.ensureGroup(partition);
         continue;

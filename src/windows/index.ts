@@ -1,3 +1,2 @@
 export type { WindowBounds, WindowSpec } from './window.js';
 export { formatIsoUtc, parseWindowSize, windowOf, windowStartOf, windowsBetween } from './window.js';
-export { closeDueWindows, type CloseResult } from './closer.js';

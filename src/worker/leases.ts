@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { runScript, type RedisClient, type TallyKeys } from '../redis/index.js';
+import type { MeteringScripts, RedisClient, TallyKeys } from '../redis/index.js';
 
 export interface LeaseChanges {
   readonly acquired: number[];
@@ -22,6 +22,7 @@ export class PartitionLeases {
 
   constructor(
     private readonly client: RedisClient,
+    private readonly scripts: MeteringScripts,
     private readonly keys: TallyKeys,
     private readonly consumer: string,
     private readonly partitions: number,
@@ -45,7 +46,7 @@ export class PartitionLeases {
 
     const lost: number[] = [];
     for (const p of [...this.owned]) {
-      if ((await runScript(this.client, 'renewLease', [this.keys.lease(p)], [this.consumer, this.ttlMs])) !== 1) {
+      if (!(await this.scripts.renewLease(p, this.consumer, this.ttlMs))) {
         this.owned.delete(p);
         lost.push(p);
       }
@@ -79,7 +80,7 @@ export class PartitionLeases {
   /** Gives a lease back (only if still held by this replica). */
   async release(partition: number): Promise<void> {
     this.owned.delete(partition);
-    await runScript(this.client, 'renewLease', [this.keys.lease(partition)], [this.consumer, 0]);
+    await this.scripts.renewLease(partition, this.consumer, 0);
   }
 
   /** Leaves the registry and gives back every lease; for a clean shutdown. */

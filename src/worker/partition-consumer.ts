@@ -1,28 +1,11 @@
 import type { Logger } from 'pino';
-import type { TallyConfig } from '../config/index.js';
-import { EVENT_FIELD } from '../events/index.js';
-import type { MeterIndex } from '../meters/index.js';
-import { runScript, type RedisClient, type TallyKeys } from '../redis/index.js';
-import { instruments, withSpan } from '../telemetry/index.js';
+import { StreamGroup, type RedisClient } from '../redis/index.js';
+import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { isTransientRedisError } from './errors.js';
-import type { WorkerStats } from './options.js';
-import { packRecords } from './records.js';
 import { sleep } from './timing.js';
 
-/** What a partition consumer needs from the replica that runs it. */
-export interface ConsumerContext {
-  readonly client: RedisClient;
-  readonly config: TallyConfig;
-  readonly keys: TallyKeys;
-  readonly meters: MeterIndex;
-  readonly consumer: string;
-  readonly logger: Logger;
-  readonly stats: WorkerStats;
-  /** Logs a failing operation once, until `recovered` is called for it. */
-  report(op: string, partition: number, err: unknown): void;
-  recovered(op: string, partition: number): void;
-}
+export type { ConsumerContext } from './apply.js';
 
 interface Batch {
   readonly entries: StreamEntry[];
@@ -120,7 +103,7 @@ export class PartitionConsumer {
       ][];
       const poison = pending.filter((p) => p[3] >= maxDeliveries);
       if (poison.length > 0) {
-        const moved = await this.deadLetterPoison(poison.map(([id, , , deliveries]) => [id, deliveries] as const));
+        const moved = await deadLetterPoison(this.ctx, this.partition, poison.map(([id, , , deliveries]) => [id, deliveries] as const));
         this.log.warn({ moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
       }
       const retry = pending.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
@@ -158,7 +141,7 @@ export class PartitionConsumer {
     try {
       this.readDropped = false;
       const entries = await this.read('>', this.ctx.config.worker.blockMs);
-      this.ctx.recovered('read', this.partition);
+      this.ctx.failures.succeeded('read', this.partition);
       if (this.readDropped) return READ_FAILED; // these and any lost entries are read again, in order
       if (entries.length === 0) return undefined;
       let prepared: PreparedBatch | undefined;
@@ -169,8 +152,8 @@ export class PartitionConsumer {
       }
       return { entries, prepared };
     } catch (err) {
-      if ((err as Error).message.includes('NOGROUP')) throw err; // the replica recreates the group
-      this.ctx.report('read', this.partition, err);
+      if (StreamGroup.isMissing(err)) throw err; // the replica recreates the group
+      this.ctx.failures.failed('read', this.partition, err);
       await sleep(1000, this.signal);
       return READ_FAILED;
     }
@@ -219,15 +202,15 @@ export class PartitionConsumer {
       }
       if (prepared) {
         try {
-          await this.applyPrepared(entries.length, prepared);
-          this.ctx.recovered('apply', this.partition);
+          await applyPrepared(this.ctx, this.partition, entries.length, prepared);
+          this.ctx.failures.succeeded('apply', this.partition);
           return;
         } catch (err) {
           error = err;
           transient = isTransientRedisError(err);
         }
       }
-      this.ctx.report('apply', this.partition, error);
+      this.ctx.failures.failed('apply', this.partition, error);
       if (!transient) failures++;
       if (!transient && entries.length > 1 && failures >= 2) {
         const mid = entries.length >> 1;
@@ -238,8 +221,8 @@ export class PartitionConsumer {
       }
       if (!transient && failures >= maxDeliveries) {
         const [id] = entries[0] as StreamEntry;
-        await this.recordError(id, error);
-        const moved = await this.retrying('dead-letter', () => this.deadLetterPoison([[id, failures]]));
+        await recordError(this.ctx, this.partition, id, error);
+        const moved = await this.retrying('dead-letter', () => deadLetterPoison(this.ctx, this.partition, [[id, failures]]));
         this.log.warn({ moved, entry: id, attempts: failures, err: error }, 'poison entries moved to the dead-letter stream');
         return;
       }
@@ -249,105 +232,17 @@ export class PartitionConsumer {
     }
   }
 
-  /** Applies a prepared batch atomically (one or more applyBatch calls of whole entries). Throws on failure. */
-  private async applyPrepared(entries: number, prepared: PreparedBatch): Promise<void> {
-    const { client, keys, stats, config, consumer } = this.ctx;
-    const partition = this.partition;
-    const started = performance.now();
-    await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': entries }, async () => {
-      // Forwarded copies must be in their home stream before this entry is acked (a crash in
-      // between re-forwards them, and the home partition drops the copy as a duplicate).
-      await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event))));
-      const applyKeys = [
-        keys.events(partition),
-        keys.deadLetter(partition),
-        keys.state(partition),
-        keys.windowIndex(partition),
-        keys.corrections(partition),
-        keys.dedupEpochs(partition),
-        keys.partitionBase(partition),
-      ];
-      const fixed = [
-        config.consumerGroup,
-        config.windows.graceMs,
-        config.windows.latePolicy,
-        config.windows.retentionMs,
-        config.dedup.generations,
-        config.dedup.bucketBits,
-        consumer,
-      ];
-      let applied = 0;
-      let duplicates = 0;
-      let deadLettered = 0;
-      let corrected = 0;
-      for (const { records, fingerprints } of prepared.calls) {
-        const [a = 0, d = 0, dl = 0, c = 0] = (await runScript(client, 'applyBatch', applyKeys, [
-          ...fixed,
-          packRecords(records),
-          fingerprints,
-        ])) as number[];
-        applied += a;
-        duplicates += d;
-        deadLettered += dl;
-        corrected += c;
-      }
-      stats.batches++;
-      stats.entries += entries;
-      stats.events += prepared.events;
-      stats.applied += applied;
-      stats.duplicates += duplicates;
-      stats.deadLettered += deadLettered;
-      stats.corrected += corrected;
-      stats.unmetered += prepared.unmetered;
-      stats.forwarded += prepared.forwards.length;
-      const attrs = { 'tally.partition': partition };
-      instruments.eventsApplied.add(applied, attrs);
-      instruments.eventsDuplicate.add(duplicates, attrs);
-      instruments.eventsDeadLettered.add(deadLettered, attrs);
-      instruments.eventsCorrected.add(corrected, attrs);
-      instruments.eventsUnmetered.add(prepared.unmetered, attrs);
-      instruments.eventsForwarded.add(prepared.forwards.length, attrs);
-      instruments.batchDuration.record(performance.now() - started, attrs);
-    });
-  }
-
-  /** Keeps the last error of an entry, for the dead letter if it turns out to be poison. */
-  private async recordError(id: string, err: unknown): Promise<void> {
-    const errors = this.ctx.keys.errors(this.partition);
-    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    await this.ctx.client
-      .pipeline()
-      .hset(errors, id, message.slice(0, 500))
-      .pexpire(errors, 7 * 86_400_000)
-      .exec()
-      .catch(() => undefined);
-  }
-
-  /** Moves entries still pending to the dead-letter stream as poison (deadLetterEntries.lua). */
-  private async deadLetterPoison(entries: readonly (readonly [string, number])[]): Promise<number> {
-    const { client, keys, config, stats } = this.ctx;
-    const moved = (await runScript(
-      client,
-      'deadLetterEntries',
-      [this.stream, keys.deadLetter(this.partition), keys.errors(this.partition)],
-      [config.consumerGroup, ...entries.flatMap(([id, deliveries]) => [id, deliveries])],
-    )) as number;
-    stats.poison += moved;
-    stats.deadLettered += moved;
-    return moved;
-  }
-
   /** Runs a Redis operation until it succeeds or the consumer stops (undefined then). */
   private async retrying<T>(op: string, run: () => Promise<T>): Promise<T | undefined> {
     let delay = FIRST_RETRY_MS;
     while (!this.signal.aborted) {
       try {
         const result = await run();
-        this.ctx.recovered(op, this.partition);
+        this.ctx.failures.succeeded(op, this.partition);
         return result;
       } catch (err) {
-        if ((err as Error).message.includes('NOGROUP')) throw err;
-        this.ctx.report(op, this.partition, err);
+        if (StreamGroup.isMissing(err)) throw err;
+        this.ctx.failures.failed(op, this.partition, err);
         await sleep(delay, this.signal);
         delay = Math.min(delay * 2, MAX_RETRY_MS);
       }

@@ -2,17 +2,26 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import { sweepDedup } from '../dedup/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { connect, duplicate, OutageLog, RELAY_GROUP, runScript, TallyKeys, type RedisClient } from '../redis/index.js';
+import {
+  connect,
+  duplicate,
+  FailureLog,
+  MeteringScripts,
+  OutageLog,
+  RELAY_GROUP,
+  StreamGroup,
+  TallyKeys,
+  type RedisClient,
+} from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
-import { instruments } from '../telemetry/index.js';
-import { closeDueWindows } from '../windows/index.js';
-import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
+import type { ConsumerContext } from './apply.js';
+import { runHousekeeping } from './housekeeping.js';
 import { PartitionLeases } from './leases.js';
-import { runHousekeeping, type HousekeepingStep } from './housekeeping.js';
-import { PartitionConsumer, type ConsumerContext } from './partition-consumer.js';
+import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
+import { PartitionConsumer } from './partition-consumer.js';
+import { forgetConsumers, partitionHousekeeping } from './partition-housekeeping.js';
 import { sleep } from './timing.js';
 
 interface PartitionRunner {
@@ -21,10 +30,6 @@ interface PartitionRunner {
   readonly done: Promise<void>;
 }
 
-const SWEEP_EVERY_MS = 60_000;
-const TRIM_EVERY_MS = 1_000;
-/** Consumers idle this long with nothing pending belonged to replicas that are gone. */
-const STALE_CONSUMER_MS = 3_600_000;
 const GROUP_LOST =
   'consumer group is missing: Redis lost its data (restart without persistence?) or the stream was deleted; recreating the group';
 
@@ -49,8 +54,9 @@ export class TallyWorker {
   private readonly stop = new AbortController();
   private supervisor: Promise<void> | undefined;
   private readonly stats: WorkerStats = emptyStats();
-  private readonly failing = new Set<string>();
+  private readonly failures: FailureLog;
   private readonly outages: OutageLog;
+  private readonly ctx: ConsumerContext;
   /** Partitions whose consumer group this worker created or found (see ensureGroup). */
   private readonly groupsSeen = new Set<number>();
   private started: Promise<void> | undefined;
@@ -68,8 +74,12 @@ export class TallyWorker {
     // Every connection of the worker is watched, so an outage is logged once, not per connection and retry.
     this.outages = new OutageLog(this.logger);
     this.outages.watch(this.client);
+    this.failures = new FailureLog(this.logger);
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
+    const scripts = new MeteringScripts(this.client, this.keys);
+    const { client, config, keys, meters, consumer, logger, stats, failures } = this;
+    this.ctx = { client, scripts, config, keys, meters, consumer, logger, stats, failures };
     for (const p of options.partitions ?? []) {
       if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
         throw new TallyConfigError('partitions', `${p} is not a partition of 0..${this.config.partitions - 1}`);
@@ -78,7 +88,7 @@ export class TallyWorker {
     const leased = options.partitions === undefined && this.config.worker.leases;
     this.staticPartitions = leased ? undefined : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
     this.leases = leased
-      ? new PartitionLeases(this.client, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger)
+      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger)
       : undefined;
     this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
   }
@@ -124,25 +134,11 @@ export class TallyWorker {
     const conn = duplicate(this.client);
     this.outages.watch(conn);
     const signal = AbortSignal.any([abort.signal, this.stop.signal]);
-    const consumer = new PartitionConsumer(this.consumerContext, partition, conn, signal);
+    const consumer = new PartitionConsumer(this.ctx, partition, conn, signal);
     const done = Promise.allSettled([this.consumeLoop(consumer, takeover, signal), this.maintenanceLoop(consumer, signal)]).then(() =>
       conn.disconnect(),
     );
     this.runners.set(partition, { abort, consumer, done });
-  }
-
-  private get consumerContext(): ConsumerContext {
-    return {
-      client: this.client,
-      config: this.config,
-      keys: this.keys,
-      meters: this.meters,
-      consumer: this.consumer,
-      logger: this.logger,
-      stats: this.stats,
-      report: (op, partition, err) => this.report(op, partition, err),
-      recovered: (op, partition) => this.recovered(op, partition),
-    };
   }
 
   /** Stops a partition's loops after the batch in hand. */
@@ -171,9 +167,9 @@ export class TallyWorker {
       if (this.stop.signal.aborted) break;
       try {
         await this.rebalance();
-        this.recovered('leases', -1);
+        this.failures.succeeded('leases');
       } catch (err) {
-        this.report('leases', -1, err);
+        this.failures.failed('leases', undefined, err);
       }
     }
   }
@@ -201,7 +197,7 @@ export class TallyWorker {
     // Leave the consumer groups (only where this consumer holds nothing pending), so they do not fill
     // up with the names of replicas that came and went.
     for (const p of this.groupsSeen) {
-      await this.forgetConsumers(p, '').catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
+      await forgetConsumers(this.ctx, p, null, RELAY_GROUP).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
     }
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
     if (this.ownsClient) await this.client.quit().catch(() => undefined);
@@ -217,25 +213,9 @@ export class TallyWorker {
    */
   private async ensureGroup(partition: number, logRecreation = true): Promise<void> {
     const stream = this.keys.events(partition);
-    try {
-      await this.client.xgroup('CREATE', stream, this.config.consumerGroup, '0', 'MKSTREAM');
-      if (logRecreation && this.groupsSeen.has(partition)) this.logger.error({ partition, stream }, GROUP_LOST);
-    } catch (err) {
-      if (!(err as Error).message.includes('BUSYGROUP')) throw err;
-    }
+    const created = await StreamGroup.ensure(this.client, stream, this.config.consumerGroup);
+    if (created && logRecreation && this.groupsSeen.has(partition)) this.logger.error({ partition, stream }, GROUP_LOST);
     this.groupsSeen.add(partition);
-  }
-
-  /** Logs an error once until the same operation succeeds again (no log storm while Redis is down). */
-  private report(op: string, partition: number, err: unknown): void {
-    const key = `${op}:${partition}`;
-    if (this.failing.has(key)) return;
-    this.failing.add(key);
-    this.logger.error({ err, partition, op }, `${op} failed; retrying`);
-  }
-
-  private recovered(op: string, partition: number): void {
-    if (this.failing.delete(`${op}:${partition}`)) this.logger.info({ partition, op }, `${op} recovered`);
   }
 
   /**
@@ -249,11 +229,11 @@ export class TallyWorker {
         await consumer.run(takeover);
         return;
       } catch (err) {
-        if ((err as Error).message.includes('NOGROUP')) {
+        if (StreamGroup.isMissing(err)) {
           this.logger.error({ partition, stream: this.keys.events(partition) }, GROUP_LOST);
-          await this.ensureGroup(partition, false).catch((e: unknown) => this.report('create-group', partition, e));
+          await this.ensureGroup(partition, false).catch((e: unknown) => this.failures.failed('create-group', partition, e));
         } else {
-          this.report('consume', partition, err);
+          this.failures.failed('consume', partition, err);
           await sleep(1000, signal);
         }
         takeover = false;
@@ -264,85 +244,9 @@ export class TallyWorker {
   /** Closes due windows, relays rollups, reclaims stale entries, trims, sweeps old dedup epochs. */
   private maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
     const partition = consumer.partition;
-    return runHousekeeping(this.housekeeping(consumer), this.config.worker.closeIntervalMs, signal, {
-      failed: (step, err) => this.report(step, partition, err),
-      succeeded: (step) => this.recovered(step, partition),
+    return runHousekeeping(partitionHousekeeping(this.ctx, consumer, this.relay, RELAY_GROUP), this.config.worker.closeIntervalMs, signal, {
+      failed: (step, err) => this.failures.failed(step, partition, err),
+      succeeded: (step) => this.failures.succeeded(step, partition),
     });
-  }
-
-  /** The housekeeping table of one partition: what runs, how often. */
-  private housekeeping(consumer: PartitionConsumer): HousekeepingStep[] {
-    const { partition } = consumer;
-    const { config, client, keys, logger, stats } = this;
-    const { claimIdleMs } = config.worker;
-    return [
-      {
-        step: 'close-windows',
-        every: 0,
-        run: async () => {
-          const closed = await closeDueWindows(client, config, partition);
-          stats.windowsClosed += closed.windowsClosed;
-          instruments.windowsClosed.add(closed.windowsClosed, { 'tally.partition': partition });
-          if (closed.windowsClosed > 0 || closed.corrections > 0) logger.debug({ partition, ...closed }, 'windows closed');
-        },
-      },
-      {
-        step: 'relay',
-        every: 0,
-        run: async () => {
-          stats.rollupsRelayed += await this.relay.relay(partition);
-        },
-      },
-      {
-        // Entries idle for claimIdle: a dead replica's without leases, a stalled one's, or (a safety net)
-        // this consumer's own that it lost track of. Applying an entry twice at once is harmless: only
-        // one applyBatch finds it still pending for its consumer.
-        step: 'reclaim',
-        every: Math.max(250, Math.floor(claimIdleMs / 2)),
-        run: async () => {
-          const claimed = await consumer.claimPending(claimIdleMs);
-          if (claimed > 0) logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
-        },
-      },
-      {
-        step: 'trim',
-        every: TRIM_EVERY_MS,
-        run: async () => {
-          const { retainAckedMs, maxLength } = config.trim;
-          await runScript(client, 'trimStream', [keys.events(partition)], [config.consumerGroup, retainAckedMs, maxLength]);
-        },
-      },
-      {
-        step: 'sweep-dedup',
-        every: SWEEP_EVERY_MS,
-        run: async (now) => {
-          const deleted = await sweepDedup(client, config, partition, now);
-          if (deleted > 0) logger.info({ partition, deleted }, 'forgot dedup buckets past the horizon');
-        },
-      },
-      {
-        step: 'forget-consumers',
-        every: SWEEP_EVERY_MS,
-        run: async () => {
-          const removed = await this.forgetConsumers(partition, String(STALE_CONSUMER_MS));
-          if (removed > 0) logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
-        },
-      },
-    ];
-  }
-
-  /**
-   * Removes consumers with nothing pending from the partition's consumer groups (events and outbox):
-   * this replica's own (minIdleMs '') or, with a minimum idle time, other replicas' long gone ones.
-   */
-  private async forgetConsumers(partition: number, minIdleMs: string): Promise<number> {
-    let removed = 0;
-    for (const [stream, group] of [
-      [this.keys.events(partition), this.config.consumerGroup],
-      [this.keys.outbox(partition), RELAY_GROUP],
-    ] as const) {
-      removed += (await runScript(this.client, 'forgetConsumers', [stream], [group, minIdleMs, this.consumer])) as number;
-    }
-    return removed;
   }
 }
