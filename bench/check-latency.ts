@@ -13,6 +13,7 @@
  * Redis you do not mind it writing to; it deletes its keys afterwards).
  */
 import { randomBytes } from 'node:crypto';
+import { random } from '../test/support/random.js';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -56,15 +57,6 @@ const MODELS = ['gpt-5', 'claude-4', 'llama-4'];
 const DIRECTIONS = ['input', 'output'];
 const HOUR = 3_600_000;
 
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;

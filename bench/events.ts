@@ -4,7 +4,7 @@
  * re-sends (duplicates). The model shares no code with src/: window starts, group keys and
  * micro-unit values are computed here from the documented formats, so a disagreement is a real bug.
  */
-import { random } from '../src/cli/synthetic.js';
+import { random } from '../test/support/random.js';
 import type { UsageEvent } from '../src/index.js';
 
 export const SOURCE = 'bench';

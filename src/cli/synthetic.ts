@@ -5,21 +5,8 @@ const MODELS = ['gpt-5', 'claude-4', 'llama-4'] as const;
 const ROUTES = ['/v1/chat', '/v1/embed', '/v1/images'] as const;
 const GPUS = ['h100', 'a100'] as const;
 
-/** Deterministic pseudo-random numbers (mulberry32), so demo and benchmark runs are reproducible. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface SyntheticOptions {
   subjects: number;
-  seed?: number;
   source?: string;
   /** Event time; defaults to now. */
   time?: () => number;
@@ -29,7 +16,7 @@ export interface SyntheticOptions {
 
 /** An endless supply of realistic usage events for the meters of config/tally.yaml and demo.yaml. */
 export function syntheticEvents(options: SyntheticOptions): () => UsageEvent {
-  const rnd = random(options.seed ?? 1);
+  const rnd = Math.random;
   const source = options.source ?? 'tally-demo';
   const time = options.time ?? Date.now;
   const idPrefix = options.idPrefix ?? randomBytes(4).toString('hex');
@@ -64,13 +51,12 @@ export interface SyntheticLoopOptions {
   duplicateRate?: number;
   /** Share of events with a non-numeric value (dead-lettered by the worker). @defaultValue 0.005 */
   invalidRate?: number;
-  seed?: number;
 }
 
 /** Produces synthetic events at a steady rate in 100 ms ticks until `signal` aborts; returns the count sent. */
 export async function produceSynthetic(options: SyntheticLoopOptions): Promise<{ sent: number }> {
-  const next = syntheticEvents({ subjects: options.subjects ?? 5, seed: options.seed ?? Date.now() % 100_000 });
-  const rnd = random((options.seed ?? 7) + 1);
+  const next = syntheticEvents({ subjects: options.subjects ?? 5 });
+  const rnd = Math.random;
   const dupRate = options.duplicateRate ?? 0.03;
   const invalidRate = options.invalidRate ?? 0.005;
   const recent: UsageEvent[] = [];

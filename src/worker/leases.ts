@@ -8,6 +8,19 @@ export interface LeaseChanges {
 }
 
 /**
+ * How many partitions the replica of rank `rank` (0-based, in name order) among `replicas` live ones
+ * should hold: the first `partitions mod replicas` get one more, so the shares add up to `partitions`.
+ */
+export function leaseShare(partitions: number, replicas: number, rank: number): number {
+  return Math.floor(partitions / replicas) + (rank < partitions % replicas ? 1 : 0);
+}
+
+/** Where a replica starts looking for free partitions, so replicas do not all race for partition 0. */
+export function searchOffset(partitions: number, replicas: number, rank: number): number {
+  return (rank * Math.ceil(partitions / replicas)) % partitions;
+}
+
+/**
  * Spreads partitions over the live replicas with leases in Redis, without any coordinator outside it.
  *
  * Each replica heartbeats into the replica registry (a sorted set scored by expiry) and computes its
@@ -42,7 +55,7 @@ export class PartitionLeases {
     const live = await this.client.zrange(registry, 0, -1);
     const rank = Math.max(0, live.sort().indexOf(this.consumer));
     const replicas = Math.max(1, live.length);
-    const share = Math.floor(this.partitions / replicas) + (rank < this.partitions % replicas ? 1 : 0);
+    const share = leaseShare(this.partitions, replicas, rank);
 
     const lost: number[] = [];
     for (const p of [...this.owned]) {
@@ -58,8 +71,7 @@ export class PartitionLeases {
       released.push(p);
     }
     const acquired: number[] = [];
-    // Start the search at an offset of our own, so replicas do not all race for partition 0.
-    const offset = (rank * Math.ceil(this.partitions / replicas)) % this.partitions;
+    const offset = searchOffset(this.partitions, replicas, rank);
     for (let i = 0; i < this.partitions && this.owned.size < share; i++) {
       const p = (offset + i) % this.partitions;
       if (this.owned.has(p) || released.includes(p)) continue;

@@ -4,7 +4,7 @@
  * soon and duplicates re-sent at the very end, and invalid events (non-numeric values) that the
  * workers must dead-letter.
  */
-import { random } from '../../src/cli/synthetic.js';
+import { random } from './random.js';
 import type { UsageEvent } from '../../src/index.js';
 import { fixtureEvent } from './fixtures.js';
 

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RollupJob, UsageEvent } from '../../../src/index.js';
 import { partitionOf } from '../../../src/index.js';
-import { random } from '../../../src/cli/synthetic.js';
+import { random } from '../../support/random.js';
 import { makeChaosMix, type ChaosMix } from '../../support/chaos-events.js';
 import { METERS, MODEL_METERS } from '../../support/fixtures.js';
 import { TotalsModel } from '../../support/model.js';

@@ -2,6 +2,7 @@
  * Notifications exactly once: rollup jobs redelivered to two evaluators racing on one queue, a relay
  * dying with notifications pending, and period resets processed by two replicas.
  */
+import { random } from '../../support/random.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { notificationJobId, type RollupJob } from '../../../src/index.js';
 import { NOTIFICATION_RELAY_GROUP } from '../../../src/entitlements/index.js';
@@ -11,16 +12,6 @@ import { EntHarness } from './helpers.js';
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
-/** Deterministic pseudo-random numbers. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('entitlement notifications', () => {
   let h: EntHarness | undefined;
@@ -40,7 +31,7 @@ describe('entitlement notifications', () => {
         concurrency: 8,
       },
     });
-    const random = rng(42);
+    const rnd = random(42);
     const base = Math.floor(Date.now() / MINUTE) * MINUTE - 40 * MINUTE;
     const finals = new Map<string, number>();
     const jobs: { id: string; data: RollupJob }[] = [];
@@ -49,13 +40,13 @@ describe('entitlement notifications', () => {
       let total = 0;
       for (let w = 0; w < 3; w++) {
         const start = base + (s % 7) * MINUTE + w * 5 * MINUTE;
-        const first = 1 + Math.floor(random() * 4);
+        const first = 1 + Math.floor(rnd() * 4);
         const r1 = await h.writeWindow({ meter: 'calls', subject, start, value: String(first) });
         jobs.push({ id: `${subject}.${w}.r1`, data: r1 });
         let value = first;
-        if (random() < 0.5) {
+        if (rnd() < 0.5) {
           // A correction: late events only ever add to a count.
-          value = first + 1 + Math.floor(random() * 3);
+          value = first + 1 + Math.floor(rnd() * 3);
           const r2 = await h.writeWindow({ meter: 'calls', subject, start, value: String(value), revision: 2 });
           jobs.push({ id: `${subject}.${w}.r2`, data: r2 });
         }
@@ -66,7 +57,7 @@ describe('entitlement notifications', () => {
     // Every job twice (a redelivery), shuffled: corrections may arrive before their first revision.
     const queued = [...jobs.map((j) => ({ ...j, id: `${j.id}.a` })), ...jobs.map((j) => ({ ...j, id: `${j.id}.b` }))];
     for (let i = queued.length - 1; i > 0; i--) {
-      const k = Math.floor(random() * (i + 1));
+      const k = Math.floor(rnd() * (i + 1));
       [queued[i], queued[k]] = [queued[k]!, queued[i]!];
     }
     const e1 = h.evaluator('ev-1');

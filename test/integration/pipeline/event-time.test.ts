@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Worker } from 'bullmq';
 import type { ChildProcess } from 'node:child_process';
-import { random } from '../../../src/cli/synthetic.js';
+import { random } from '../../support/random.js';
 import type { RollupJob, UsageEvent } from '../../../src/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
 import { fixtureEvent, METERS, MODEL_METERS } from '../../support/fixtures.js';

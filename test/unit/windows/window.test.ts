@@ -1,3 +1,4 @@
+import { random } from '../../support/random.js';
 import { describe, expect, it } from 'vitest';
 import { TallyConfigError } from '../../../src/errors/index.js';
 import {
@@ -349,16 +350,6 @@ describe('tiling invariant (property)', () => {
   const from = at('2026-01-01T00:00:00Z');
   const to = at('2028-01-01T00:00:00Z');
 
-  // Deterministic PRNG (mulberry32) so a failure reproduces.
-  function rng(seed: number): () => number {
-    let a = seed;
-    return () => {
-      a = (a + 0x6d2b79f5) | 0;
-      let t = Math.imul(a ^ (a >>> 15), 1 | a);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
 
   /** Every property a window must have; returns what failed (plain checks: this runs ~10^5 times). */
   function violations(spec: WindowSpec, t: number): string[] {
@@ -391,12 +382,12 @@ describe('tiling invariant (property)', () => {
   }
 
   it.each(zones)('holds for random timestamps and around every transition in %s', (zone) => {
-    const random = rng(zone.length * 7919);
+    const rnd = random(zone.length * 7919);
     const specs = sizes.map((s) => parseWindowSize(s, zone));
     const failures: string[] = [];
     let checked = 0;
     for (let i = 0; i < 1000; i++) {
-      const t = from + Math.floor(random() * (to - from));
+      const t = from + Math.floor(rnd() * (to - from));
       for (const spec of specs) failures.push(...violations(spec, t));
       checked++;
     }
