@@ -12,6 +12,7 @@ const meters = new MeterIndex(
     ...(aggregation === 'COUNT' ? {} : { valueProperty: '$.v' }),
     groupBy: { model: '$.model', region: '$.region' },
     windowSize: 'MINUTE',
+    timeZone: 'UTC',
   }))),
 );
 
