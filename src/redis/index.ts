@@ -5,3 +5,4 @@ export { OutageLog } from './outages.js';
 export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type CloseWindowsReply, type WindowParams } from './metering-scripts.js';
 export { StreamGroup } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
+export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';

@@ -1,4 +1,4 @@
-import { sleep } from './timing.js';
+import { sleep } from '../time/index.js';
 
 /** One periodic step of a partition's housekeeping loop. */
 export interface HousekeepingStep {

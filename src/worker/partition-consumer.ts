@@ -3,7 +3,7 @@ import { StreamGroup, type RedisClient } from '../redis/index.js';
 import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { isTransientRedisError } from './errors.js';
-import { sleep } from './timing.js';
+import { sleep } from '../time/index.js';
 
 export type { ConsumerContext } from './apply.js';
 

@@ -1,20 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import {
-  connect,
-  duplicate,
-  FailureLog,
-  MeteringScripts,
-  OutageLog,
-  RELAY_GROUP,
-  StreamGroup,
-  TallyKeys,
-  type RedisClient,
-} from '../redis/index.js';
+import { duplicate, MeteringScripts, processConsumerName, RedisComponent, RELAY_GROUP, StreamGroup, TallyKeys } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
@@ -22,7 +9,7 @@ import { PartitionLeases } from './leases.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import { forgetConsumers, partitionHousekeeping } from './partition-housekeeping.js';
-import { sleep } from './timing.js';
+import { sleep } from '../time/index.js';
 
 interface PartitionRunner {
   readonly abort: AbortController;
@@ -39,12 +26,9 @@ const GROUP_LOST =
  * dead consumers, dead-letters poison entries, closes due windows and relays their rollups to BullMQ.
  * Run as many replicas as needed: every step is atomic in Redis and safe to run concurrently.
  */
-export class TallyWorker {
+export class TallyWorker extends RedisComponent {
   readonly consumer: string;
   readonly config: TallyConfig;
-  private readonly client: RedisClient;
-  private readonly ownsClient: boolean;
-  private readonly logger: Logger;
   private readonly keys: TallyKeys;
   private readonly meters: MeterIndex;
   private readonly relay: RollupRelay;
@@ -54,27 +38,16 @@ export class TallyWorker {
   private readonly stop = new AbortController();
   private supervisor: Promise<void> | undefined;
   private readonly stats: WorkerStats = emptyStats();
-  private readonly failures: FailureLog;
-  private readonly outages: OutageLog;
   private readonly ctx: ConsumerContext;
   /** Partitions whose consumer group this worker created or found (see ensureGroup). */
   private readonly groupsSeen = new Set<number>();
   private started: Promise<void> | undefined;
-  private closing: Promise<void> | undefined;
 
   constructor(options: WorkerOptions) {
+    const name = options.consumerName ?? processConsumerName();
+    super(options.config.redis, options, { component: 'worker', consumer: name });
     this.config = options.config;
-    this.consumer = options.consumerName ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.ownsClient = options.connection === undefined;
-    this.client = options.connection ?? connect(this.config.redis);
-    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
-      component: 'worker',
-      consumer: this.consumer,
-    });
-    // Every connection of the worker is watched, so an outage is logged once, not per connection and retry.
-    this.outages = new OutageLog(this.logger);
-    this.outages.watch(this.client);
-    this.failures = new FailureLog(this.logger);
+    this.consumer = name;
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
     const scripts = new MeteringScripts(this.client, this.keys);
@@ -181,14 +154,9 @@ export class TallyWorker {
 
   /**
    * Stops reading, finishes the batch in hand (or leaves it pending for another replica), stops the
-   * loops and closes connections it opened. Idempotent; never throws.
+   * loops and closes connections it opened. Idempotent; never throws (see RedisComponent.close).
    */
-  close(): Promise<void> {
-    this.closing ??= this.doClose();
-    return this.closing;
-  }
-
-  private async doClose(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     this.stop.abort();
     await this.started?.catch(() => undefined);
     await this.supervisor;
@@ -200,7 +168,6 @@ export class TallyWorker {
       await forgetConsumers(this.ctx, p, null, RELAY_GROUP).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
     }
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
 
