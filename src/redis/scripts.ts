@@ -6,17 +6,26 @@ import { TallyScriptError } from '../errors/index.js';
 /**
  * Lua scripts, one per atomic step, loaded once from `lua/` and registered on each connection with
  * ioredis `defineCommand` under a versioned name: calls go by EVALSHA, and ioredis falls back to EVAL
- * on NOSCRIPT by itself (also inside pipelines). `--@include name` pulls in `lua/includes/name.lua`;
- * sources are fixed files, never built from input.
+ * on NOSCRIPT by itself (also inside pipelines). Sources are fixed files (see loadLua), never built
+ * from input.
  */
 export type RedisClient = Redis | Cluster;
 
 const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 const INCLUDE = /^--@include (\w+)$/gm;
 
-function loadLua(file: string): string {
+/**
+ * A script's source with its includes resolved: each `--@include name` line (scripts declare them at
+ * the top, after the header) becomes `lua/includes/name.lua`, whose own includes are resolved first.
+ * Each include appears once, at its first mention, so an include may name what it requires.
+ */
+export function loadLua(file: string, seen = new Set<string>()): string {
   const source = readFileSync(LUA_DIR + file, 'utf8');
-  return source.replace(INCLUDE, (_line, name: string) => readFileSync(`${LUA_DIR}includes/${name}.lua`, 'utf8'));
+  return source.replace(INCLUDE, (_line, name: string) => {
+    if (seen.has(name)) return `-- (${name} is included above)`;
+    seen.add(name);
+    return loadLua(`includes/${name}.lua`, seen).trimEnd();
+  });
 }
 
 export interface ScriptDefinition {

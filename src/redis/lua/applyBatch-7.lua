@@ -44,6 +44,10 @@
 
   Output: { applied, duplicates, deadLettered, corrected, acked, skippedEntries }
 ]]
+
+--@include compareInt
+--@include now
+
 local rcall = redis.call
 local eventsKey = KEYS[1]
 local deadLetterKey = KEYS[2]
@@ -61,9 +65,6 @@ local generations = tonumber(ARGV[5])
 local newBucketBits = tonumber(ARGV[6])
 local consumer = ARGV[7]
 
---@include compareInt
-
---@include now
 local nowMs = redisNowMs()
 local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
 local streamTime = tonumber(rcall('HGET', stateKey, 'streamTime') or '0')

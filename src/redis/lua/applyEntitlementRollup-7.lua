@@ -33,6 +33,10 @@
     status: 'applied' | 'duplicate' | 'stale' | 'before-start' (window precedes the tracking) |
             'expired' (window beyond retention)
 ]]
+
+--@include now
+--@include entitlementMath
+
 local rcall = redis.call
 local defKey = KEYS[1]
 local usageKey = KEYS[2]
@@ -53,9 +57,6 @@ local tail = ARGV[8]
 local currentEnd = ARGV[9]
 local contribExpireAt = ARGV[10]
 local usageExpireAt = ARGV[11]
-
---@include now
---@include entitlementMath
 
 if (rcall('HGET', defKey, 'ver') or '0') ~= version then
   return { 'stale', '0', '0', '0', '0', 0 }

@@ -33,12 +33,13 @@
   Output: { 'ok', usage, appliedUsage, liveUsage, balance, overage, remaining of each allowance... }
           | { 'ok' } in mode 'v' | { 'stale' }
 ]]
+
+--@include entitlementMath
+
 local rcall = redis.call
 local defKey = KEYS[1]
 local usageKey = KEYS[2]
 local base = KEYS[3]
-
---@include entitlementMath
 
 if (rcall('HGET', defKey, 'ver') or '0') ~= ARGV[1] then return { 'stale' } end
 if ARGV[2] ~= 'm' then return { 'ok' } end

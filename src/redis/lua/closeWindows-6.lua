@@ -31,6 +31,12 @@
   Output: { closedWindows, rollups, corrections, more (0|1), closedThrough, status }
     status: 'ok', or 'no-group' when the stream or its consumer group does not exist.
 ]]
+
+--@include streamIds
+--@include frontier
+--@include eventTime
+--@include now
+
 local rcall = redis.call
 local eventsKey = KEYS[1]
 local stateKey = KEYS[2]
@@ -46,11 +52,6 @@ local retentionMs = tonumber(ARGV[4])
 local maxWindows = tonumber(ARGV[5])
 local maxCorrections = tonumber(ARGV[6])
 
---@include streamIds
---@include frontier
---@include eventTime
-
---@include now
 local nowMs = redisNowMs()
 local state = rcall('HMGET', stateKey, 'closedThrough', 'streamTime', 'guardId', 'guardMs')
 local closedThrough = tonumber(state[1] or '0')

@@ -14,13 +14,15 @@
 
   Output: number of entries dead-lettered
 ]]
+
+--@include now
+
 local rcall = redis.call
 local eventsKey = KEYS[1]
 local deadLetterKey = KEYS[2]
 local errorsKey = KEYS[3]
 local group = ARGV[1]
 
---@include now
 local nowMs = string.format('%d', redisNowMs())
 local moved = 0
 for i = 2, #ARGV, 2 do

@@ -25,6 +25,9 @@
   Output: { 'ok', newVersion, detail } | { 'stale' } | { 'exists' } | { 'expired' } | { 'missing' }
     detail: since (restart), activeFrom (grant), else ''
 ]]
+
+--@include now
+
 local rcall = redis.call
 local defKey = KEYS[1]
 local usageKey = KEYS[2]
@@ -34,8 +37,6 @@ local version = ARGV[1]
 local op = ARGV[2]
 local feature = ARGV[3]
 local subject = ARGV[4]
-
---@include now
 
 if (rcall('HGET', defKey, 'ver') or '0') ~= version then return { 'stale' } end
 local nowMs = redisNowMs()

@@ -13,12 +13,13 @@
 
   Output: number of consumers removed
 ]]
+
+--@include streamIds
+
 local rcall = redis.call
 local stream = KEYS[1]
 local group = ARGV[1]
 local minIdle = tonumber(ARGV[2])
-
---@include streamIds
 
 if rcall('EXISTS', stream) == 0 then return 0 end
 local names = {}

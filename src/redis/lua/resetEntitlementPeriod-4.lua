@@ -19,6 +19,10 @@
 
   Output: { status, notificationsWritten }   status: 'reset' | 'dropped' | 'moved' | 'stale'
 ]]
+
+--@include now
+--@include entitlementMath
+
 local rcall = redis.call
 local defKey = KEYS[1]
 local usageKey = KEYS[2]
@@ -28,9 +32,6 @@ local outboxKey = KEYS[4]
 local feature = ARGV[3]
 local subject = ARGV[4]
 local member = feature .. '\n' .. subject
-
---@include now
---@include entitlementMath
 
 if (rcall('HGET', defKey, 'ver') or '0') ~= ARGV[1] then return { 'stale', 0 } end
 local score = rcall('ZSCORE', resetsKey, member)

@@ -16,16 +16,17 @@
 
   Output: number of entries deleted
 ]]
+
+--@include streamIds
+--@include frontier
+--@include now
+
 local rcall = redis.call
 local eventsKey = KEYS[1]
 local group = ARGV[1]
 local retainMs = tonumber(ARGV[2])
 local maxLength = tonumber(ARGV[3])
 
---@include streamIds
---@include frontier
-
---@include now
 local nowMs = redisNowMs()
 local frontier = appliedFrontier(eventsKey, group, nowMs)
 if not frontier then return 0 end

@@ -1,5 +1,6 @@
+--@include streamIds
 -- Event times of stream entries, read inside Redis (for the close step's pending guard).
--- Requires streamIds.lua.
+--
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
 local function daysFromCivil(y, m, d)

@@ -1,6 +1,7 @@
+--@include streamIds
 -- The applied frontier of a consumer group on a stream: every entry whose id time is below the
 -- returned frontier (ms) has been applied, i.e. delivered and acknowledged. It is the smallest pending
--- id, or the last delivered id while undelivered entries remain, else now. Requires streamIds.lua.
+-- id, or the last delivered id while undelivered entries remain, else now.
 -- Returns frontier, caughtUp (nothing pending or undelivered), lastIdMs, and the smallest pending id
 -- (nil when nothing is pending); or nil when the stream or the group does not exist.
 local function appliedFrontier(eventsKey, group, nowMs)
