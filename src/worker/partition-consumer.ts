@@ -40,6 +40,8 @@ export class PartitionConsumer {
   private readonly log: Logger;
   /** Set when the read connection closes: a read in flight then may have delivered entries whose reply was lost. */
   private readDropped = false;
+  /** Recent events per entry (moving average): reads are sized in events, not entries (see readCount). */
+  private eventsPerEntry = 1;
 
   constructor(
     private readonly ctx: ConsumerContext,
@@ -166,7 +168,7 @@ export class PartitionConsumer {
    */
   private async read(id: string, blockMs: number): Promise<StreamEntry[]> {
     const { config, consumer } = this.ctx;
-    const args: (string | number)[] = ['GROUP', config.consumerGroup, consumer, 'COUNT', config.worker.batchSize];
+    const args: (string | number)[] = ['GROUP', config.consumerGroup, consumer, 'COUNT', this.readCount()];
     if (blockMs > 0) args.push('BLOCK', blockMs);
     const reply = (await this.conn.xreadgroup(...(args as ['GROUP', string, string]), 'STREAMS', this.stream, id)) as
       | [string, (StreamEntry | [string, null])[]][]
@@ -179,7 +181,22 @@ export class PartitionConsumer {
 
   private prepare(entries: readonly StreamEntry[]): PreparedBatch {
     const { config, meters } = this.ctx;
-    return prepareBatch(entries, { config, meters, partition: this.partition });
+    const prepared = prepareBatch(entries, { config, meters, partition: this.partition });
+    if (entries.length > 0) {
+      const perEntry = Math.max(1, (prepared.events + prepared.rejected) / entries.length);
+      this.eventsPerEntry = 0.7 * this.eventsPerEntry + 0.3 * perEntry;
+    }
+    return prepared;
+  }
+
+  /**
+   * Entries to read at once: `batchSize` events' worth. Batch entries of 100 events read 1000 at a time
+   * would be 100,000 events (about 20 MB) in one reply and one prepared batch, stalling Redis on the
+   * read and the worker on the decode, with nothing left to overlap.
+   */
+  private readCount(): number {
+    const { batchSize } = this.ctx.config.worker;
+    return Math.max(1, Math.min(batchSize, Math.round(batchSize / this.eventsPerEntry)));
   }
 
   /**
