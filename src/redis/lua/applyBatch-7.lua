@@ -108,21 +108,37 @@ local function bitsFor(e)
   return bits
 end
 
-local function bucketKey(e, bits, fp)
-  local top = string.byte(fp, 1) * 65536 + string.byte(fp, 2) * 256 + string.byte(fp, 3)
-  return base .. 'd:' .. string.format('%d', e) .. ':' .. string.format('%d', math.floor(top / 2 ^ (24 - bits)))
+-- Bucket keys are built once per (epoch, bucket) and batch: no string is built per event here.
+local bucketKeys = {}
+local function bucketKey(e, bits, top)
+  local bucket = math.floor(top / 2 ^ (24 - bits))
+  local keys = bucketKeys[e]
+  if not keys then
+    keys = { prefix = base .. 'd:' .. string.format('%d', e) .. ':' }
+    bucketKeys[e] = keys
+  end
+  local key = keys[bucket]
+  if not key then
+    key = keys.prefix .. string.format('%d', bucket)
+    keys[bucket] = key
+  end
+  return key
 end
 
 -- Returns true if the fingerprint was already remembered; otherwise remembers it in epoch e and
 -- returns false plus the key it was written to (so a dead-lettered event can be forgotten again).
-local function seenBefore(e, fp)
-  local field = string.sub(fp, 4, 15)
-  local key = bucketKey(e, bitsFor(e), fp)
+-- The fingerprint is the 16 bytes of ARGV[9] from offset `at`: its top 24 bits pick the bucket and the
+-- next 12 bytes are the field (the last byte is not stored).
+local function seenBefore(e, fingerprints, at)
+  local b1, b2, b3 = string.byte(fingerprints, at, at + 2)
+  local top = b1 * 65536 + b2 * 256 + b3
+  local field = string.sub(fingerprints, at + 3, at + 14)
+  local key = bucketKey(e, bitsFor(e), top)
   if rcall('HSETNX', key, field, '') == 0 then
     return true
   end
   for _, other in ipairs(othersOf(e)) do
-    if rcall('HEXISTS', bucketKey(other, epochBits[other], fp), field) == 1 then
+    if rcall('HEXISTS', bucketKey(other, epochBits[other], top), field) == 1 then
       return true
     end
   end
@@ -135,15 +151,31 @@ local skipped = 0
 local acks = {}
 local applied, duplicates, deadLettered, corrected = 0, 0, 0, 0
 
+-- A window's index member and hash key, built once per (meter, window start) and batch.
+local windowNames = {}
+local function windowOf(meter, agg, ws, we)
+  local byStart = windowNames[meter]
+  if not byStart then
+    byStart = {}
+    windowNames[meter] = byStart
+  end
+  local w = byStart[ws]
+  if not w then
+    w = { meter .. '|' .. agg .. '|' .. ws .. '|' .. we, base .. 'w:' .. meter .. ':' .. ws, tonumber(we) }
+    byStart[ws] = w
+  end
+  return w
+end
+
 -- Where a window stands, once per batch: 'open' (in the index), 'emitted' (closed: out of the index,
 -- its hash kept until retention), or 'new' (never seen, or expired).
 local windowStates = {}
-local function windowState(member, meter, ws)
+local function windowState(member, wkey)
   local st = windowStates[member]
   if not st then
     if rcall('ZSCORE', indexKey, member) then
       st = 'open'
-    elseif rcall('EXISTS', base .. 'w:' .. meter .. ':' .. ws) == 1 then
+    elseif rcall('EXISTS', wkey) == 1 then
       st = 'emitted'
     else
       st = 'new'
@@ -176,35 +208,37 @@ end
 -- Counts and sums are added up in Lua first and written once per (window, field) at the end of the
 -- batch: a Lua table update costs a fraction of a redis.call. Lua numbers are exact integers below
 -- 2^53, so a value or running total that could leave that range is written through at once instead.
+-- Per window hash and group: { count, value increment }. Field names ('c:' .. group) are built at write-out,
+-- once per (window, group), not per event.
 local increments = {}
 local EXACT = 2 ^ 52
-local function increment(wkey, field, delta)
+local function cellOf(wkey, grp)
   local h = increments[wkey]
   if not h then
     h = {}
     increments[wkey] = h
   end
-  h[field] = (h[field] or 0) + delta
-end
-
-local function addValue(wkey, field, value)
-  local d = tonumber(value)
-  local h = increments[wkey]
-  local cur = h and h[field] or 0
-  if math.abs(d) < EXACT and math.abs(cur + d) < EXACT then
-    increment(wkey, field, d)
-    return true
+  local cell = h[grp]
+  if not cell then
+    cell = { 0, 0 }
+    h[grp] = cell
   end
-  local res = redis.pcall('HINCRBY', wkey, field, value)
-  return type(res) ~= 'table' or res.err == nil
+  return cell
 end
 
 local function applyUpdate(wkey, agg, grp, value, sortKey)
-  increment(wkey, 'c:' .. grp, 1)
+  local cell = cellOf(wkey, grp)
+  cell[1] = cell[1] + 1
   if agg == 'C' then
     return true
   elseif agg == 'S' or agg == 'A' then
-    return addValue(wkey, 'v:' .. grp, value)
+    local d = tonumber(value)
+    if math.abs(d) < EXACT and math.abs(cell[2] + d) < EXACT then
+      cell[2] = cell[2] + d
+      return true
+    end
+    local res = redis.pcall('HINCRBY', wkey, 'v:' .. grp, value)
+    return type(res) ~= 'table' or res.err == nil
   elseif agg == 'm' or agg == 'M' then
     local cur = rcall('HGET', wkey, 'v:' .. grp)
     local c = cur and compareInt(value, cur) or 0
@@ -213,7 +247,7 @@ local function applyUpdate(wkey, agg, grp, value, sortKey)
     end
   elseif agg == 'U' then
     if rcall('HSETNX', wkey .. ':u', grp .. '\n' .. value, '') == 1 then
-      increment(wkey, 'v:' .. grp, 1)
+      cell[2] = cell[2] + 1
     end
   elseif agg == 'L' then
     local cur = rcall('HGET', wkey, 't:' .. grp)
@@ -276,23 +310,23 @@ while i <= n do
   else -- 'V'
     local index = R[i + 1]
     local k = R[i + 2]
-    local fp = string.sub(fingerprints, k * 16 + 1, k * 16 + 16)
     local timeMs = tonumber(R[i + 3])
     local count = tonumber(R[i + 4])
     local first = i + 5
     i = first + count * 7
-    local dup, dedupKey, dedupField = seenBefore(entryEpoch, fp)
+    local dup, dedupKey, dedupField = seenBefore(entryEpoch, fingerprints, k * 16 + 1)
     if dup then
       duplicates = duplicates + 1
     else
       local late, expired = false, false
       for u = first, i - 1, 7 do
-        local we = tonumber(R[u + 3])
+        local w = windowOf(R[u], R[u + 1], R[u + 2], R[u + 3])
+        local we = w[3]
         if we + retentionMs <= nowMs then
           expired = true
         elseif we + graceMs <= closedThrough then
           late = true
-        elseif windowState(R[u] .. '|' .. R[u + 1] .. '|' .. R[u + 2] .. '|' .. R[u + 3], R[u], R[u + 2]) == 'emitted' then
+        elseif windowState(w[1], w[2]) == 'emitted' then
           late = true
         end
       end
@@ -311,19 +345,19 @@ while i <= n do
       else
         local touchedEmitted = false
         for u = first, i - 1, 7 do
-          local meter, agg, ws, we, grp = R[u], R[u + 1], R[u + 2], R[u + 3], R[u + 4]
-          local member = meter .. '|' .. agg .. '|' .. ws .. '|' .. we
-          local wkey = base .. 'w:' .. meter .. ':' .. ws
-          local st = windowState(member, meter, ws) -- before the update creates the hash
+          local agg, grp = R[u + 1], R[u + 4]
+          local w = windowOf(R[u], agg, R[u + 2], R[u + 3])
+          local member, wkey, we = w[1], w[2], w[3]
+          local st = windowState(member, wkey) -- before the update creates the hash
           if not applyUpdate(wkey, agg, grp, R[u + 5], R[u + 6]) then
             local payload, field = originalPayload()
             deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
           end
           if st == 'new' then
-            if tonumber(we) + graceMs <= closedThrough then
+            if we + graceMs <= closedThrough then
               st = 'emitted' -- its first rollup goes out as a correction (revision 1)
             else
-              rcall('ZADD', indexKey, 'NX', string.format('%d', tonumber(we) + graceMs), member)
+              rcall('ZADD', indexKey, 'NX', string.format('%d', we + graceMs), member)
               st = 'open'
             end
             windowStates[member] = st
@@ -343,17 +377,20 @@ end
 
 -- Write the batch's counts and sums. An overflow here (a window total beyond int64 micro-units,
 -- about 9.2e12 units) cannot be pinned on one event: the total is dead-lettered for an operator.
-for wkey, fields in pairs(increments) do
-  for field, total in pairs(fields) do
-    if total ~= 0 then
-      local res = redis.pcall('HINCRBY', wkey, field, string.format('%d', total))
-      if type(res) == 'table' and res.err then
-        rcall('XADD', deadLetterKey, '*', 'reason', 'sum-overflow', 'detail', wkey .. ' ' .. field .. ' += ' ..
-          string.format('%d', total) .. ': ' .. res.err, 'entry', '', 'index', '-1', 'field', '', 'payload', '',
-          'at', string.format('%d', nowMs))
-        deadLettered = deadLettered + 1
-      end
-    end
+local function writeIncrement(wkey, field, total)
+  if total == 0 then return end
+  local res = redis.pcall('HINCRBY', wkey, field, string.format('%d', total))
+  if type(res) == 'table' and res.err then
+    rcall('XADD', deadLetterKey, '*', 'reason', 'sum-overflow', 'detail', wkey .. ' ' .. field .. ' += ' ..
+      string.format('%d', total) .. ': ' .. res.err, 'entry', '', 'index', '-1', 'field', '', 'payload', '',
+      'at', string.format('%d', nowMs))
+    deadLettered = deadLettered + 1
+  end
+end
+for wkey, groups in pairs(increments) do
+  for grp, cell in pairs(groups) do
+    writeIncrement(wkey, 'c:' .. grp, cell[1])
+    writeIncrement(wkey, 'v:' .. grp, cell[2])
   end
 end
 
