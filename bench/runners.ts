@@ -21,7 +21,7 @@ export interface DrainResult extends DrainTiming {
   readonly consumerCpuSeconds: number;
   /** INFO commandstats accumulated during the drain (reset before it). */
   readonly commands: Record<string, CommandStat>;
-  /** SLOWLOG entries over 10 ms during the drain: [duration µs, command]. */
+  /** SLOWLOG entries over 5 ms during the drain: [duration µs, command]. */
   readonly slow: { count: number; maxMicros: number; top: [number, string][] };
 }
 
@@ -41,7 +41,7 @@ async function measure<T>(
   commands: Record<string, CommandStat>;
   slow: DrainResult['slow'];
 }> {
-  await redis.config('SET', 'slowlog-log-slower-than', '10000');
+  await redis.config('SET', 'slowlog-log-slower-than', '5000');
   await redis.slowlog('RESET');
   await redis.config('RESETSTAT');
   const cpu0 = await redisCpuSeconds(redis);
