@@ -21,8 +21,10 @@ export function demoConfigData(input: unknown): Data {
     windows: { ...asRecord(data.windows), grace: '2s', idleTimeout: '3s' },
     rollups: { ...asRecord(data.rollups), queues: ['tally-demo-billing', 'tally-demo-entitlements'] },
     meters: (Array.isArray(data.meters) ? data.meters : []).map((m) => {
-      const { timeZone: _zone, ...meter } = asRecord(m);
-      return { ...meter, windowSize: '10s' };
+      // A 10 s window has no time zone to align to.
+      const meter = { ...asRecord(m), windowSize: '10s' };
+      delete meter.timeZone;
+      return meter;
     }),
     entitlements: {
       ...entitlements,

@@ -200,8 +200,8 @@ export function definitionsNote(catalog: DefinitionCatalog, config: TallyConfig,
     const where = `this Redis (prefix ${config.prefix})`;
     if (!own) return `no entitlement definitions in ${what} or in ${where}: no feature exists`;
     return (
-      `no entitlement definitions are published in ${where}, so no evaluator applies rollups to usage: ` +
-      `checking with ${what}'s, which counts only windows still read live (start \`tally worker\` with it)`
+      `no evaluator has published entitlement definitions to ${where}: checking with ${what}'s; ` +
+      `usage counts only windows still read live until \`tally worker\` runs with it`
     );
   }
   if (catalog.fingerprint === configFingerprint(config)) return undefined;

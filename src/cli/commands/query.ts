@@ -1,7 +1,7 @@
 /** Read-side commands: `tally usage` (stored usage) and `tally check` (real-time entitlement check). */
 import type { Command } from 'commander';
 import { renderTable } from '../../admin/index.js';
-import { EntitlementChecker } from '../../entitlements/index.js';
+import { definitionsNote, EntitlementChecker } from '../../entitlements/index.js';
 import { TallyConfigError } from '../../errors/index.js';
 import { UsageQuery, type UsageRow } from '../../usage/index.js';
 import { loadCommandConfig, repeatable, stderrLogger, withClient, withConfigOption } from '../options.js';
@@ -62,9 +62,13 @@ async function check(subject: string, feature: string, flags: { config: string; 
   const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
   if (!Number.isFinite(at)) throw new TallyConfigError('--at', `expected an ISO 8601 date-time, got ${JSON.stringify(flags.at)}`);
   const config = await loadCommandConfig(flags.config);
-  const result = await withClient(config, (connection) =>
-    new EntitlementChecker({ config, connection, logger: stderrLogger() }).check(subject, feature, at),
-  );
+  const result = await withClient(config, async (connection) => {
+    // The checker's own warning would repeat the note below as a JSON log line.
+    const checker = new EntitlementChecker({ config, connection, logger: stderrLogger(process.env.LOG_LEVEL ?? 'error') });
+    const note = definitionsNote(await checker.definitionsCatalog(), config, flags.config);
+    if (note) process.stderr.write(`tally: ${note}\n`);
+    return checker.check(subject, feature, at);
+  });
   console.log(JSON.stringify(result, null, 2));
   if (!result.hasAccess) process.exitCode = 3;
 }
