@@ -22,7 +22,7 @@ export function demoConfigData(input: unknown): Data {
     rollups: { ...asRecord(data.rollups), queues: ['tally-demo-billing', 'tally-demo-entitlements'] },
     meters: (Array.isArray(data.meters) ? data.meters : []).map((m) => {
       // A 10 s window has no time zone to align to.
-      const meter = { ...asRecord(m), windowSize: '10s' };
+      const meter: Data = { ...asRecord(m), windowSize: '10s' };
       delete meter.timeZone;
       return meter;
     }),
