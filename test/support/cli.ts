@@ -21,15 +21,23 @@ function assertBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
 }
 
-/** Runs a command to its end (default: `node dist/src/cli/main.js ...args`) in the repository root. */
-export function run(args: readonly string[], env: NodeJS.ProcessEnv = {}, command: readonly string[] = [process.execPath, CLI]): Promise<RunResult> {
+export interface RunOptions {
+  /** The command before `args`. @defaultValue `node dist/src/cli/main.js` */
+  command?: readonly string[];
+  /** Written to its stdin (then closed). @defaultValue nothing */
+  input?: string;
+}
+
+/** Runs a command to its end in the repository root (default: the tally CLI), at most 3 minutes. */
+export function run(args: readonly string[], env: NodeJS.ProcessEnv = {}, options: RunOptions = {}): Promise<RunResult> {
   assertBuilt();
-  const [file, ...pre] = command;
+  const [file, ...pre] = options.command ?? [process.execPath, CLI];
   return new Promise((done) => {
-    execFile(file as string, [...pre, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
+    const child = execFile(file as string, [...pre, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       done({ code, stdout, stderr });
     });
+    child.stdin?.end(options.input ?? '');
   });
 }
 
