@@ -9,7 +9,7 @@ import { toScaled, type Meter } from '../meters/index.js';
 import { connect, duplicate, runScript, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
-import { sleep } from '../worker/index.js';
+import { sleep } from '../time/index.js';
 import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
 import { DefinitionsFollower } from './follower.js';
 import { entitlementInstruments } from './instruments.js';

@@ -17,13 +17,14 @@
     { 'published', version, publishedAt, publishedBy, previousVersion, previousAt, previousBy }
       (previous* are '0', '', '' when nothing was published before)
 ]]
+
+--@include now
+
 local rcall = redis.call
 local definitionsKey = KEYS[1]
 local fingerprint = ARGV[1]
 local doc = ARGV[2]
 local publisher = ARGV[3]
-
---@include now
 
 local current = rcall('HMGET', definitionsKey, 'ver', 'fp', 'at', 'by')
 if current[2] == fingerprint then
