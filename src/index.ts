@@ -30,6 +30,9 @@ export {
   EntitlementEvaluator,
   createNotificationSubscriber,
   notificationJobId,
+  publishDefinitions,
+  readPublished,
+  definitionsNote,
   EntitlementsConfigSchema,
   EntitlementSpecSchema,
   FeatureSchema,
@@ -51,6 +54,8 @@ export {
   type NotificationType,
   type NotificationHandler,
   type Feature,
+  type DefinitionCatalog,
+  type PublishResult,
 } from './entitlements/index.js';
 export { UsageQuery, type UsageQueryOptions, type UsageQueryParams, type UsageRow } from './usage/index.js';
 export { status, listDeadLetters, replayDeadLetters, planReplay, formatStatus, type TallyStatus, type PartitionStatus, type ReplicaStatus, type DeadLetter, type ReplayPlan, type ReplayResult, type ListDeadLettersOptions, type ReplayDeadLettersOptions } from './admin/index.js';

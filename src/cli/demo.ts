@@ -1,14 +1,18 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
-import { loadConfigFile } from '../config/index.js';
+import { parse as parseYaml } from 'yaml';
+import { resolveConfig } from '../config/index.js';
 import { UsageProducer } from '../producer/index.js';
 import { createRollupSubscriber, type RollupJob } from '../rollups/index.js';
 import { EntitlementChecker, EntitlementEvaluator } from '../entitlements/index.js';
 import { TallyWorker } from '../worker/index.js';
+import { demoConfigData, DEMO_OVERRIDES } from './demo-config.js';
 import { resolveRedis } from './ephemeral-redis.js';
+import { maskUrl } from './options.js';
 import { produceSynthetic } from './synthetic.js';
 
 export interface DemoOptions {
@@ -25,7 +29,7 @@ function packageRoot(): string {
   return dir;
 }
 
-const DEMO_CONFIG = join(packageRoot(), 'config', 'demo.yaml');
+const CONFIG = join(packageRoot(), 'config', 'tally.yaml');
 
 function describe(r: RollupJob): string {
   const groups = Object.entries(r.groupBy)
@@ -43,14 +47,17 @@ function describe(r: RollupJob): string {
 export async function runDemo(options: DemoOptions = {}): Promise<void> {
   const rate = options.rate ?? 2000;
   const redis = await resolveRedis();
+  const url = maskUrl(redis.url);
   const where = {
-    env: `REDIS_URL (${redis.url})`,
-    local: `the local Redis at ${redis.url}`,
-    ephemeral: `an ephemeral redis-server started for this demo at ${redis.url} (no REDIS_URL set and nothing on 127.0.0.1:6379)`,
-    container: `a Redis container started with testcontainers at ${redis.url}`,
+    env: `REDIS_URL (${url})`,
+    local: `the local Redis at ${url}`,
+    ephemeral: `an ephemeral redis-server started for this demo at ${url} (no REDIS_URL set and nothing on 127.0.0.1:6379)`,
+    container: `a Redis container started with testcontainers at ${url}`,
   }[redis.origin];
   console.log(`Tally demo on ${where}`);
-  const config = await loadConfigFile(DEMO_CONFIG, { ...process.env, REDIS_URL: redis.url });
+  process.stderr.write(`tally: Redis ${url} (${redis.origin === 'env' ? 'from REDIS_URL' : redis.origin})\n`);
+  const config = resolveConfig(demoConfigData(parseYaml(await readFile(CONFIG, 'utf8'))), { ...process.env, REDIS_URL: redis.url });
+  console.log(`Config: ${CONFIG} with ${DEMO_OVERRIDES}`);
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
   const worker = new TallyWorker({ config, logger });
   await worker.start();
@@ -72,7 +79,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   );
   console.log(
     `Worker ${worker.consumer} consuming ${config.partitions} partitions; producing ~${rate} events/s ` +
-      `(3% duplicates, 0.5% invalid) for ${config.meters.length} meters in 10 s windows. Ctrl-C stops.`,
+      `(3% duplicates, 0.5% invalid) for ${config.meters.length} meters. Ctrl-C stops.`,
   );
 
   const stop = new AbortController();
@@ -90,7 +97,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     void checker.check('customer-0', 'gpt5_tokens').then(
       (c) =>
         console.log(
-          `  check customer-0 gpt5_tokens: hasAccess=${c.hasAccess} usage=${c.usage} of ${c.limit} (hard), ` +
+          `  check customer-0 gpt5_tokens: hasAccess=${c.hasAccess} usage=${c.usage} of ${c.limit} (${c.limitType}), ` +
             `balance=${c.balance} this minute`,
         ),
       () => undefined,

@@ -6,7 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { loadConfigFile, parseDuration, type TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError } from '../errors/index.js';
-import { connect, type RedisClient } from '../redis/index.js';
+import { connect, maskUrl, type RedisClient } from '../redis/index.js';
 
 /** Adds the `--config FILE` option every command but `demo` takes. */
 export function withConfigOption(command: Command): Command {
@@ -20,16 +20,7 @@ export async function loadCommandConfig(file: string): Promise<TallyConfig> {
   return config;
 }
 
-/** `redis://user:secret@host` → `redis://user:***@host`. */
-export function maskUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//***@');
-  }
-}
+export { maskUrl };
 
 /** A commander argument parser for an integer within bounds. */
 export function integer(min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): (value: string) => number {

@@ -8,8 +8,9 @@ import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import { entitlementInstruments } from './instruments.js';
 import { burnPlan, groupProbe, planArgs, type Allowance, type MeteredEntitlement } from './model.js';
-import { checkCacheSize, defaultCheckerOptions, type CheckerOptions } from './options.js';
+import { checkCacheSize, checkRefreshMs, defaultCheckerOptions, type CheckerOptions } from './options.js';
 import { periodAt } from './period.js';
+import { definitionsNote, type DefinitionCatalog } from './published.js';
 import type { EntitlementType } from './schema.js';
 
 const MAX_ATTEMPTS = 5;
@@ -77,13 +78,18 @@ export class EntitlementChecker {
   private readonly cache = new Map<string, SubjectDefinition>();
   private readonly cacheSize: number;
   private readonly config: TallyConfig;
+  private readonly refreshMs: number;
+  private catalogReadAt = Number.NEGATIVE_INFINITY;
+  private notedCatalog: string | undefined;
   private closed = false;
 
   constructor(options: CheckerOptions) {
     const opts = { ...defaultCheckerOptions, ...options };
     checkCacheSize(opts.cacheSize);
+    checkRefreshMs(opts.definitionsRefreshMs);
     this.config = opts.config;
     this.cacheSize = opts.cacheSize;
+    this.refreshMs = opts.definitionsRefreshMs;
     this.ownsClient = opts.connection === undefined;
     this.client = opts.connection ?? connect(this.config.redis);
     this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'entitlement-checker' });
@@ -94,6 +100,7 @@ export class EntitlementChecker {
   async check(subject: string, feature: string, at: number = Date.now()): Promise<EntitlementCheck> {
     if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
     const started = performance.now();
+    if (started - this.catalogReadAt >= this.refreshMs) await this.readCatalog();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const def = await this.definition(subject, attempt > 0);
       const result = await this.checkWith(def, feature, at);
@@ -105,6 +112,28 @@ export class EntitlementChecker {
       this.cache.delete(subject);
     }
     throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(subject)} kept changing during the check; try again`);
+  }
+
+  /**
+   * The entitlement definitions checks use: the published ones (read now), else the config's. A
+   * disagreement with this process's config is logged once per version (`definitionsNote`).
+   */
+  async definitionsCatalog(): Promise<DefinitionCatalog> {
+    if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
+    return this.readCatalog();
+  }
+
+  private async readCatalog(): Promise<DefinitionCatalog> {
+    const { catalog } = await this.definitions.refreshCatalog();
+    this.catalogReadAt = performance.now();
+    const id = `${catalog.source}:${catalog.version}`;
+    if (this.notedCatalog !== id) {
+      this.notedCatalog = id;
+      const note = definitionsNote(catalog, this.config);
+      if (note) this.logger.warn({ version: catalog.version, source: catalog.source }, note);
+      if (catalog.invalid.length > 0) this.logger.warn({ invalid: catalog.invalid }, 'published entitlement definitions that do not validate here are ignored');
+    }
+    return catalog;
   }
 
   private async definition(subject: string, fresh: boolean): Promise<SubjectDefinition> {

@@ -13,6 +13,7 @@ import {
   type MeteredEntitlement,
   type StoredEntitlement,
 } from './model.js';
+import { configCatalog, publishedVersion, readPublished, type DefinitionCatalog } from './published.js';
 
 /** A subject's entitlement definitions as stored in its definition hash, parsed. */
 export interface SubjectDefinition {
@@ -40,22 +41,46 @@ export interface MeteredTarget {
 
 /**
  * Reads and interprets subject definitions: the explicit entitlements and grants stored in Redis, and
- * the config defaults that apply where no explicit entitlement exists.
+ * the default entitlements that apply where no explicit entitlement exists. Features and defaults come
+ * from the catalog: the definitions published in Redis (see published.ts), else the config's.
  */
 export class Definitions {
   readonly keys: TallyKeys;
   readonly meters: MeterIndex;
+  /** Evaluator and check settings (lookback, live windows...): always this process's config. */
   readonly settings: EntitlementsConfig;
   private readonly partitions: number;
+  private current: DefinitionCatalog;
 
   constructor(
     private readonly client: RedisClient,
-    config: TallyConfig,
+    private readonly config: TallyConfig,
   ) {
     this.keys = new TallyKeys(config.prefix);
     this.meters = new MeterIndex(config.meters);
     this.settings = config.entitlements;
     this.partitions = config.partitions;
+    this.current = configCatalog(config);
+  }
+
+  /** The features and defaults in use: the last ones `refreshCatalog` read. */
+  get catalog(): DefinitionCatalog {
+    return this.current;
+  }
+
+  /**
+   * Reads the published definitions if their version differs from the catalog's (one HGET when it does
+   * not). Returns the catalog and whether it changed.
+   */
+  async refreshCatalog(): Promise<{ catalog: DefinitionCatalog; changed: boolean }> {
+    const version = await publishedVersion(this.client, this.config);
+    // Version 0 is the config's catalog (nothing published), published ones start at 1.
+    if (version === this.current.version) return { catalog: this.current, changed: false };
+    const published = await readPublished(this.client, this.config);
+    const next = published ?? configCatalog(this.config);
+    const changed = next.source !== this.current.source || next.version !== this.current.version;
+    this.current = next;
+    return { catalog: next, changed };
   }
 
   /** The subject's home partition: its windows and its entitlement state share its slot. */
@@ -103,13 +128,13 @@ export class Definitions {
   effective(def: SubjectDefinition, feature: string): EffectiveEntitlement | undefined {
     const own = def.explicit.get(feature);
     if (own) return { entitlement: own, source: 'explicit' };
-    const fallback = this.settings.defaults.get(feature);
+    const fallback = this.current.defaults.get(feature);
     return fallback ? { entitlement: fallback, source: 'default' } : undefined;
   }
 
   /** Feature keys the subject has an entitlement to (own or default). */
   featureKeys(def: SubjectDefinition): string[] {
-    return [...new Set([...def.explicit.keys(), ...this.settings.defaults.keys()])].sort();
+    return [...new Set([...def.explicit.keys(), ...this.current.defaults.keys()])].sort();
   }
 
   /** The metered entitlements a rollup of `meter` with these group values counts for. */

@@ -9,15 +9,17 @@ import { toScaled, type Meter } from '../meters/index.js';
 import { connect, duplicate, runScript, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
+import { sleep } from '../time/index.js';
 import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
+import { DefinitionsFollower } from './follower.js';
 import { entitlementInstruments } from './instruments.js';
 import { burnPlan, groupValues, planArgs } from './model.js';
 import { NotificationRelay } from './notifications.js';
 import { emptyEvaluatorStats, type EvaluatorOptions, type EvaluatorStats } from './options.js';
 import { periodAt } from './period.js';
+import { processResets } from './resets.js';
 
 const MAX_ATTEMPTS = 8;
-const RESETS_PER_TICK = 200;
 
 /** What applying one rollup did to one feature's usage. */
 export interface ApplyOutcome {
@@ -43,6 +45,7 @@ export class EntitlementEvaluator {
   private readonly ownsClient: boolean;
   private readonly logger: Logger;
   private readonly relay: NotificationRelay;
+  private readonly follower: DefinitionsFollower;
   private readonly queue: string;
   private readonly concurrency: number;
   private readonly stats = emptyEvaluatorStats();
@@ -74,22 +77,43 @@ export class EntitlementEvaluator {
     });
     this.definitions = new Definitions(this.client, this.config);
     this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
+    this.follower = new DefinitionsFollower(this.client, this.config, this.definitions, this.logger, this.consumer);
   }
 
-  /** Creates the outbox consumer groups, starts the rollup worker and the relay/reset loop. */
+  /**
+   * Publishes the config's entitlement definitions (a new version if they differ from the published
+   * ones), creates the outbox consumer groups, starts the relay/reset loop and the rollup worker. Without
+   * any feature (none in the config, none published, none created through the API) it does not consume
+   * the rollup queue, so rollups wait there instead of being dropped, and it says so; it starts consuming
+   * once features exist.
+   */
   start(): Promise<void> {
     this.started ??= this.doStart();
     return this.started;
   }
 
-  /** Resolves once the rollup worker is connected and consuming. */
+  /** Resolves once started and, if it consumes rollups (see `consuming`), once its worker is connected. */
   async waitUntilReady(): Promise<void> {
     await this.start();
     await this.worker?.waitUntilReady();
   }
 
+  /** True once it consumes the rollup queue: false while no feature exists (see `start`). */
+  get consuming(): boolean {
+    return this.worker !== undefined;
+  }
+
   private async doStart(): Promise<void> {
+    await this.follower.start();
     for (let p = 0; p < this.config.partitions; p++) await this.relay.ensureGroup(p);
+    if (await this.follower.anyFeature()) this.consume();
+    else this.follower.warnWaiting(this.queue);
+    this.loop = this.maintenanceLoop();
+  }
+
+  /** Starts the BullMQ worker on the rollup queue. */
+  private consume(): void {
+    if (this.worker || this.stop.signal.aborted) return;
     this.workerConnection = duplicate(this.client);
     this.worker = new Worker<RollupJob>(this.queue, (job) => this.handle(job.name, job.data, job.id), {
       connection: this.workerConnection,
@@ -102,10 +126,9 @@ export class EntitlementEvaluator {
     });
     this.worker.on('completed', () => this.recovered('job'));
     this.worker.on('error', (err) => this.report('worker', err));
-    this.loop = this.maintenanceLoop();
     this.logger.info(
       { queue: this.queue, notifications: this.config.entitlements.notificationsQueue, concurrency: this.concurrency },
-      'entitlement evaluator started',
+      `entitlement evaluator consuming ${this.queue}`,
     );
   }
 
@@ -231,54 +254,15 @@ export class EntitlementEvaluator {
 
   /** One pass of the relay and reset work over all partitions; exposed for tests. */
   async tick(): Promise<void> {
+    await this.follower.refresh();
+    if (!this.worker && (await this.follower.anyFeature())) this.consume();
     for (let p = 0; p < this.config.partitions; p++) {
-      const resets = await this.processResets(p);
+      const resets = await processResets(this.client, this.config, this.definitions, p);
       this.stats.resets += resets;
       const relayed = await this.relay.relay(p);
       this.stats.notificationsRelayed += relayed;
       if (relayed > 0) entitlementInstruments.notificationsRelayed.add(relayed, { 'tally.partition': p });
     }
-  }
-
-  /** Emits the reset notification of every (feature, subject) whose period ended. Returns how many. */
-  private async processResets(partition: number): Promise<number> {
-    const keys = this.definitions.keys;
-    const now = Date.now();
-    const due = await this.client.zrangebyscore(keys.entitlementResets(partition), '-inf', now, 'WITHSCORES', 'LIMIT', 0, RESETS_PER_TICK);
-    let written = 0;
-    for (let i = 0; i + 1 < due.length; i += 2) {
-      const member = due[i] as string;
-      const score = due[i + 1] as string;
-      const nl = member.indexOf('\n');
-      const feature = member.slice(0, nl);
-      const subject = member.slice(nl + 1);
-      const def = await this.definitions.load(subject);
-      const eff = this.definitions.effective(def, feature);
-      const usageKey = keys.entitlementUsage(partition, feature, subject);
-      const scriptKeys = [keys.entitlementDefinition(partition, subject), usageKey, keys.entitlementResets(partition), keys.entitlementOutbox(partition)];
-      if (eff?.entitlement.type !== 'metered') {
-        await runScript(this.client, 'resetEntitlementPeriod', scriptKeys, [def.version, 'drop', feature, subject, score, 0, 0, 0, 0, 0]);
-        continue;
-      }
-      const ent = eff.entitlement;
-      const period = periodAt(ent.usagePeriod, now);
-      const previous = periodAt(ent.usagePeriod, period.start - 1);
-      const plan = burnPlan(ent, this.definitions.grantsOf(def, feature), period);
-      const [status, n] = (await runScript(this.client, 'resetEntitlementPeriod', scriptKeys, [
-        def.version,
-        'reset',
-        feature,
-        subject,
-        score,
-        period.start,
-        period.end,
-        plan.total.toString(),
-        previous.start,
-        period.end + this.config.windows.retentionMs,
-      ])) as [string, number];
-      if (status === 'reset') written += n;
-    }
-    return written;
   }
 
   private report(op: string, err: unknown, extra: Record<string, unknown> = {}): void {
@@ -310,17 +294,4 @@ export class EntitlementEvaluator {
     if (this.ownsClient) await this.client.quit().catch(() => undefined);
     this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

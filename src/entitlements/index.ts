@@ -21,6 +21,17 @@ export { EntitlementStore, type EntitlementView, type GrantView } from './store.
 export { EntitlementChecker, type EntitlementCheck, type AllowanceState } from './checker.js';
 export { EntitlementEvaluator, type ApplyOutcome } from './evaluator.js';
 export {
+  publishDefinitions,
+  readPublished,
+  publishedVersion,
+  configCatalog,
+  definitionsNote,
+  describeVersion,
+  hasDefinitions,
+  type DefinitionCatalog,
+  type PublishResult,
+} from './published.js';
+export {
   NotificationRelay,
   NOTIFICATION_RELAY_GROUP,
   createNotificationSubscriber,

@@ -63,6 +63,9 @@ export class NotificationRelay {
   constructor(client: RedisClient, config: TallyConfig, consumer: string, logger: Logger) {
     const keys = new TallyKeys(config.prefix);
     this.queue = new Queue(config.entitlements.notificationsQueue, { connection: client, prefix: config.rollups.queuePrefix });
+    // As in RollupRelay: without a listener BullMQ prints every error of the shared connection to stderr;
+    // its outages are logged once by the connection's owner.
+    this.queue.on('error', (err) => logger.debug({ err, queue: config.entitlements.notificationsQueue }, 'notification queue connection error'));
     this.jobOptions = outboxJobOptions(config);
     this.outbox = new OutboxReader(client, {
       key: (p) => keys.entitlementOutbox(p),

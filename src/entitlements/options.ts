@@ -23,9 +23,15 @@ export interface CheckerOptions extends EntitlementsOptions {
    * @defaultValue 10000
    */
   cacheSize?: number;
+  /**
+   * How often (ms) a check looks for a new version of the published entitlement definitions (features
+   * and defaults): one HGET at most this often. They change when an evaluator starts with other ones.
+   * @defaultValue 1000
+   */
+  definitionsRefreshMs?: number;
 }
 
-export const defaultCheckerOptions = { cacheSize: 10_000 } satisfies Partial<CheckerOptions>;
+export const defaultCheckerOptions = { cacheSize: 10_000, definitionsRefreshMs: 1000 } satisfies Partial<CheckerOptions>;
 
 export interface EvaluatorOptions extends EntitlementsOptions {
   /**
@@ -42,6 +48,10 @@ export interface EvaluatorOptions extends EntitlementsOptions {
 
 export function checkCacheSize(value: number): void {
   if (!Number.isInteger(value) || value < 1) throw new TallyConfigError('cacheSize', `expected an integer ≥ 1, got ${value}`);
+}
+
+export function checkRefreshMs(value: number): void {
+  if (!Number.isFinite(value) || value < 0) throw new TallyConfigError('definitionsRefreshMs', `expected a number of ms ≥ 0, got ${value}`);
 }
 
 /** Counters of one evaluator since it started. */

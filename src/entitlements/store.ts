@@ -102,8 +102,10 @@ export class EntitlementStore {
     this.definitions = new Definitions(this.client, this.config);
   }
 
-  private assertOpen(): void {
+  /** Throws once closed; else brings the features and defaults up to the published version. */
+  private async ready(): Promise<void> {
     if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementStore is closed');
+    await this.definitions.refreshCatalog();
   }
 
   /**
@@ -111,10 +113,10 @@ export class EntitlementStore {
    * (usage recorded under it would become meaningless): create a new feature instead.
    */
   async upsertFeature(input: FeatureInput): Promise<Feature> {
-    this.assertOpen();
+    await this.ready();
     const valid = validate<FeatureInput>(featureChecker, input, 'feature');
     const feature = asValidation('invalid-feature', () => normalizeFeature(valid, (slug) => this.definitions.meter(slug)));
-    const configured = this.config.entitlements.features.get(feature.key);
+    const configured = this.definitions.catalog.features.get(feature.key);
     if (configured) {
       if (!sameMeasure(configured, feature)) throw immutable(feature.key);
       return configured;
@@ -129,20 +131,20 @@ export class EntitlementStore {
     return feature;
   }
 
-  /** A feature by key: from the config, else from Redis. */
+  /** A feature by key: from the published definitions (or the config's), else from the API-created ones. */
   async getFeature(key: string): Promise<Feature | undefined> {
-    this.assertOpen();
-    const configured = this.config.entitlements.features.get(key);
+    await this.ready();
+    const configured = this.definitions.catalog.features.get(key);
     if (configured) return configured;
     const json = await this.client.hget(this.definitions.keys.entitlementFeatures(), key);
     return json === null ? undefined : (JSON.parse(json) as Feature);
   }
 
   async listFeatures(): Promise<Feature[]> {
-    this.assertOpen();
+    await this.ready();
     const stored = await this.client.hgetall(this.definitions.keys.entitlementFeatures());
     const all = new Map<string, Feature>(Object.entries(stored).map(([k, v]) => [k, JSON.parse(v) as Feature]));
-    for (const [k, f] of this.config.entitlements.features) all.set(k, f);
+    for (const [k, f] of this.definitions.catalog.features) all.set(k, f);
     return [...all.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
   }
 
@@ -152,7 +154,7 @@ export class EntitlementStore {
    * entitlement, or one with another usage period, starts counting at the current window.
    */
   async setEntitlement(subject: string, featureKey: string, spec: EntitlementSpecInput): Promise<EntitlementView> {
-    this.assertOpen();
+    await this.ready();
     const valid = validate<EntitlementSpecInput>(specChecker, spec, 'entitlement');
     const feature = await this.requireFeature(featureKey);
     const ent = asValidation('invalid-entitlement', () => normalizeEntitlement(valid, feature));
@@ -167,13 +169,13 @@ export class EntitlementStore {
 
   /** Removes the subject's own entitlement (and its grants); the config default applies again, if any. */
   async removeEntitlement(subject: string, featureKey: string): Promise<boolean> {
-    this.assertOpen();
+    await this.ready();
     let removed = false;
     await this.change(subject, featureKey, (d) => {
       const before = d.explicit.get(featureKey);
       removed = before !== undefined;
       if (!before) return undefined;
-      const after = this.config.entitlements.defaults.get(featureKey);
+      const after = this.definitions.catalog.defaults.get(featureKey);
       const mode = restartsUsage(before, after) ? 'restart' : after?.type !== 'metered' && before.type === 'metered' ? 'drop' : 'keep';
       return ['set', '', ...this.usageArgs(after, mode)];
     });
@@ -182,7 +184,7 @@ export class EntitlementStore {
 
   /** Adds a grant to the subject's metered entitlement to the feature (own or default). */
   async addGrant(subject: string, featureKey: string, input: GrantInput): Promise<GrantView> {
-    this.assertOpen();
+    await this.ready();
     const valid = validate<GrantInput>(grantChecker, input, 'grant');
     const request = normalizeGrant(valid, randomUUID(), Date.now());
     let activeFrom = 0;
@@ -206,7 +208,7 @@ export class EntitlementStore {
   }
 
   async removeGrant(subject: string, featureKey: string, grantId: string): Promise<boolean> {
-    this.assertOpen();
+    await this.ready();
     let removed = true;
     await this.change(
       subject,
@@ -221,7 +223,7 @@ export class EntitlementStore {
 
   /** The subject's entitlements: its own and the config defaults it has, with grants. */
   async list(subject: string): Promise<EntitlementView[]> {
-    this.assertOpen();
+    await this.ready();
     const def = await this.definitions.load(subject);
     if (def.invalid.length > 0) this.logger.warn({ subject, invalid: def.invalid }, 'stored entitlements that no longer validate are ignored');
     return this.definitions.featureKeys(def).flatMap((key) => this.view(def, key) ?? []);

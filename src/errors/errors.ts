@@ -9,6 +9,8 @@ export const ErrorCode = {
   RedisScript: 'ERR_TALLY_REDIS_SCRIPT',
   Closed: 'ERR_TALLY_CLOSED',
   State: 'ERR_TALLY_STATE',
+  /** Redis did not answer in time (unreachable, or still reconnecting). */
+  Unavailable: 'ERR_TALLY_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -37,6 +37,14 @@ export interface ProducerOptions {
    * @defaultValue 100
    */
   eventsPerEntry?: number;
+  /**
+   * How long (ms) `send` and `sendBatch` wait for Redis before they reject with a TallyError of code
+   * `ERR_TALLY_UNAVAILABLE` naming the Redis and its last connection error (a wrong URL, Redis down or
+   * still reconnecting). The write may still happen once Redis is back; sending again is safe (workers
+   * drop duplicates). 0 waits as long as it takes.
+   * @defaultValue 10000
+   */
+  sendTimeout?: number;
 }
 
 export const defaultProducerOptions = {
@@ -45,4 +53,5 @@ export const defaultProducerOptions = {
   partitions: 1,
   maxEntryBytes: 1_048_576,
   eventsPerEntry: 100,
+  sendTimeout: 10_000,
 } satisfies Partial<ProducerOptions>;

@@ -1,6 +1,6 @@
 import { TallyConfigError, TallyError, ErrorCode, TallyValidationError } from '../errors/index.js';
 import { EVENT_FIELD, EVENTS_FIELD, explainInvalidEvent, type UsageEvent } from '../events/index.js';
-import { connect, OutageLog, TallyKeys, type RedisClient } from '../redis/index.js';
+import { connect, maskUrl, OutageLog, TallyKeys, type RedisClient } from '../redis/index.js';
 import { defaultProducerOptions, type ProducerOptions } from './options.js';
 import { partitionOf } from './partition.js';
 
@@ -16,6 +16,10 @@ export class UsageProducer {
   private readonly partitions: number;
   private readonly maxEntryBytes: number;
   private readonly eventsPerEntry: number;
+  private readonly sendTimeout: number;
+  /** Where it writes, for error messages (password masked). */
+  private readonly target: string;
+  private lastError: Error | undefined;
   private closed = false;
 
   constructor(options: ProducerOptions) {
@@ -26,11 +30,17 @@ export class UsageProducer {
     if (!Number.isInteger(opts.eventsPerEntry) || opts.eventsPerEntry < 1) {
       throw new TallyConfigError('eventsPerEntry', `expected an integer ≥ 1, got ${opts.eventsPerEntry}`);
     }
+    if (!Number.isFinite(opts.sendTimeout) || opts.sendTimeout < 0) {
+      throw new TallyConfigError('sendTimeout', `expected a number of ms ≥ 0, got ${opts.sendTimeout}`);
+    }
+    this.sendTimeout = opts.sendTimeout;
     const redis = opts.redis;
     const isClient = typeof redis === 'object' && 'pipeline' in redis;
     this.ownsClient = !isClient;
     this.client = isClient ? redis : connect(typeof redis === 'string' ? { url: redis, cluster: opts.cluster } : redis);
+    this.target = isClient ? 'Redis' : `Redis at ${maskUrl(typeof redis === 'string' ? redis : redis.url)}`;
     if (this.ownsClient) {
+      this.client.on('error', (err: Error) => (this.lastError = err));
       // Commands wait through a reconnect; an outage is logged once (or not at all), never per attempt.
       if (opts.logger) new OutageLog(opts.logger.child({ component: 'producer' })).watch(this.client);
       else this.client.on('error', () => undefined);
@@ -45,7 +55,7 @@ export class UsageProducer {
   async send(event: UsageEvent): Promise<string> {
     this.assertOpen();
     const json = this.serialize(event);
-    const id = await this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json);
+    const id = await this.bounded(this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json));
     return id as string;
   }
 
@@ -87,7 +97,7 @@ export class UsageProducer {
       return pipeline.exec();
     });
     const ids: string[] = [];
-    for (const results of await Promise.all(pipelines)) {
+    for (const results of await this.bounded(Promise.all(pipelines))) {
       for (const [err, id] of results ?? []) {
         if (err) throw err;
         ids.push(id as string);
@@ -96,11 +106,35 @@ export class UsageProducer {
     return ids;
   }
 
-  /** Closes the connection if the producer opened it. Idempotent. */
+  /**
+   * Closes the connection if the producer opened it: waits for writes in flight while Redis answers,
+   * drops them when it does not (never connected, or reconnecting). Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+    if (!this.ownsClient) return;
+    if (this.client.status !== 'ready') return this.client.disconnect();
+    await this.bounded(this.client.quit()).catch(() => this.client.disconnect());
+  }
+
+  /** Rejects after `sendTimeout` ms with an error that says which Redis did not answer and why. */
+  private bounded<T>(promise: Promise<T>): Promise<T> {
+    if (this.sendTimeout === 0) return promise;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const why = this.lastError ? `: ${this.lastError.message}` : this.client.status !== 'ready' ? ` (connection ${this.client.status})` : '';
+        reject(
+          new TallyError(
+            ErrorCode.Unavailable,
+            `${this.target} did not answer within ${this.sendTimeout} ms${why}. The write may still happen once it is back; sending again is safe (workers drop duplicates)`,
+            ...(this.lastError ? [{ cause: this.lastError }] : []),
+          ),
+        );
+      }, this.sendTimeout);
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
   private serialize(event: UsageEvent): string {
@@ -117,3 +151,4 @@ export class UsageProducer {
     if (this.closed) throw new TallyError(ErrorCode.Closed, 'the producer is closed');
   }
 }
+

@@ -48,3 +48,14 @@ export function duplicate(client: RedisClient): RedisClient {
   registerScripts(copy);
   return copy;
 }
+
+/** `redis://user:secret@host` → `redis://user:***@host`: a Redis URL fit for logs and messages. */
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}

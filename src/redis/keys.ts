@@ -132,6 +132,15 @@ export class TallyKeys {
   entitlementFeatures(): string {
     return `${this.prefix}:ent:features`;
   }
+
+  /**
+   * Hash of the entitlement definitions (config features and defaults) the evaluators apply:
+   * `ver`, `fp` (fingerprint), `doc` (JSON), `at` (published, ms), `by` (publisher). Written at evaluator
+   * start (publishEntitlementDefinitions.lua), read by checkers. Not per partition: single-key commands only.
+   */
+  entitlementDefinitions(): string {
+    return `${this.prefix}:ent:definitions`;
+  }
 }
 
 /** The consumer group the relay uses on each partition's outbox stream. */

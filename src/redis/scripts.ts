@@ -53,6 +53,7 @@ export const Scripts = {
   checkEntitlement: script('checkEntitlement-3.lua', 1),
   defineEntitlement: script('defineEntitlement-3.lua', 1),
   resetEntitlementPeriod: script('resetEntitlementPeriod-4.lua', 1),
+  publishEntitlementDefinitions: script('publishEntitlementDefinitions-1.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

@@ -68,6 +68,8 @@ export class Harness {
     this.keys = new TallyKeys(prefix);
     this.redis = options.cluster ? connect({ url, cluster: true }) : createTestRedis({ url });
     this.queue = new Queue(`${prefix}-billing`, { connection: this.redis, prefix: this.config.rollups.queuePrefix });
+    // Tests that stop Redis expect connection errors: without a listener BullMQ prints each to stderr.
+    this.queue.on('error', () => undefined);
   }
 
   get prefix(): string {

@@ -1,16 +1,17 @@
 /** Read-side commands: `tally usage` (stored usage) and `tally check` (real-time entitlement check). */
 import type { Command } from 'commander';
 import { renderTable } from '../../admin/index.js';
-import { EntitlementChecker } from '../../entitlements/index.js';
+import { definitionsNote, EntitlementChecker } from '../../entitlements/index.js';
 import { TallyConfigError } from '../../errors/index.js';
 import { UsageQuery, type UsageRow } from '../../usage/index.js';
 import { loadCommandConfig, repeatable, stderrLogger, withClient, withConfigOption } from '../options.js';
+import { instant } from '../time.js';
 
 interface UsageFlags {
   config: string;
   meter: string;
   from: string;
-  to: string;
+  to?: string;
   subject?: string[];
   windowSize?: string;
   timeZone?: string;
@@ -46,7 +47,8 @@ async function usage(flags: UsageFlags): Promise<void> {
     new UsageQuery({ config, connection, logger: stderrLogger() }).query({
       meter: flags.meter,
       from: flags.from,
-      to: flags.to,
+      // Exclusive: one ms past now, so the window that starts this very ms counts too.
+      to: flags.to ?? new Date(Date.now() + 1).toISOString(),
       ...(flags.subject ? { subject: flags.subject } : {}),
       ...(flags.windowSize ? { windowSize: flags.windowSize } : {}),
       ...(flags.timeZone ? { timeZone: flags.timeZone } : {}),
@@ -60,11 +62,14 @@ async function usage(flags: UsageFlags): Promise<void> {
 
 async function check(subject: string, feature: string, flags: { config: string; at?: string }): Promise<void> {
   const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
-  if (!Number.isFinite(at)) throw new TallyConfigError('--at', `expected an ISO 8601 date-time, got ${JSON.stringify(flags.at)}`);
   const config = await loadCommandConfig(flags.config);
-  const result = await withClient(config, (connection) =>
-    new EntitlementChecker({ config, connection, logger: stderrLogger() }).check(subject, feature, at),
-  );
+  const result = await withClient(config, async (connection) => {
+    // The checker's own warning would repeat the note below as a JSON log line.
+    const checker = new EntitlementChecker({ config, connection, logger: stderrLogger(process.env.LOG_LEVEL ?? 'error') });
+    const note = definitionsNote(await checker.definitionsCatalog(), config, flags.config);
+    if (note) process.stderr.write(`tally: ${note}\n`);
+    return checker.check(subject, feature, at);
+  });
   console.log(JSON.stringify(result, null, 2));
   if (!result.hasAccess) process.exitCode = 3;
 }
@@ -72,8 +77,8 @@ async function check(subject: string, feature: string, flags: { config: string; 
 export function registerQueries(program: Command): void {
   withConfigOption(program.command('usage').description('query stored usage, as a table or NDJSON'))
     .requiredOption('--meter <slug>', 'the meter')
-    .requiredOption('--from <iso>', 'start of the range (inclusive), ISO 8601')
-    .requiredOption('--to <iso>', 'end of the range (exclusive), ISO 8601')
+    .requiredOption('--from <time>', 'start of the range (inclusive): ISO 8601, or relative such as now-24h, now-7d', instant('--from'))
+    .option('--to <time>', 'end of the range (exclusive): ISO 8601, now, now-1h... (default: now)', instant('--to'))
     .option('--subject <subject>', 'only this subject (repeatable)', repeatable)
     .option('--window-size <size>', 'rows per MINUTE, HOUR, DAY or a duration (default: one row over the range)')
     .option('--time-zone <zone>', "align rows in this IANA zone (default: the meter's)")
@@ -88,6 +93,6 @@ export function registerQueries(program: Command): void {
       .argument('<subject>', 'the customer (event subject)')
       .argument('<feature>', 'the feature key'),
   )
-    .option('--at <iso>', 'check as of this time (default: now)')
+    .option('--at <time>', 'check as of this time: ISO 8601, or relative such as now-1h (default: now)', instant('--at'))
     .action(check);
 }

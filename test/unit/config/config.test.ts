@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfigFile, resolveConfig, TallyConfigError } from '../../../src/index.js';
+import { demoConfigData } from '../../../src/cli/demo-config.js';
 
 const meter = { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens' };
 
@@ -66,8 +67,14 @@ describe('config', () => {
     const c = await loadConfigFile('config/tally.yaml', {});
     expect(c.meters.map((m) => m.slug)).toEqual(['llm_tokens', 'api_calls', 'gpu_seconds', 'active_users']);
     expect(c.meters[2]?.window).toMatchObject({ kind: 'day', timeZone: 'America/New_York' });
-    const demo = await loadConfigFile('config/demo.yaml', {});
+    expect([...c.entitlements.features.keys()]).toEqual(['gpt5_tokens', 'all_tokens', 'api', 'sso', 'models']);
+    expect(c.entitlements.queue).toBe('tally-entitlements');
+    // The demo runs on the same file, with short windows and periods.
+    const demo = resolveConfig(demoConfigData(parse(readFileSync('config/tally.yaml', 'utf8'))), {});
     expect(demo.prefix).toBe('tally-demo');
+    expect(demo.meters.map((m) => [m.slug, m.window.sizeMs])).toEqual(c.meters.map((m) => [m.slug, 10_000]));
+    expect([...demo.entitlements.defaults.keys()]).toEqual([...c.entitlements.defaults.keys()]);
+    expect(demo.entitlements.defaults.get('gpt5_tokens')).toMatchObject({ limit: 1_000_000_000_000n, usagePeriod: { interval: 'PT1M' } });
     expect(parse(readFileSync('config/tally.yaml', 'utf8'))).toHaveProperty('meters');
   });
 
