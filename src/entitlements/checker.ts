@@ -3,7 +3,7 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { formatScaled, type Meter } from '../meters/index.js';
-import { connect, runScript, type RedisClient } from '../redis/index.js';
+import { connect, type RedisClient } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import { entitlementInstruments } from './instruments.js';
@@ -60,7 +60,7 @@ export interface EntitlementCheck {
 
 /** The arguments of one metered check, computed in Node (periods and windows need time zones). */
 export interface MeteredCheckCall {
-  readonly keys: string[];
+  /** ARGV[3..] of checkEntitlement.lua (see its header). */
   readonly args: (string | number)[];
   readonly plan: ReturnType<typeof burnPlan>;
 }
@@ -153,11 +153,9 @@ export class EntitlementChecker {
   private async checkWith(def: SubjectDefinition, feature: string, at: number): Promise<EntitlementCheck | 'stale'> {
     const { subject } = def;
     const eff = this.definitions.effective(def, feature);
-    const keys = this.definitions.keys;
     const p = def.partition;
     if (eff?.entitlement.type !== 'metered') {
-      const reply = (await runScript(this.client, 'checkEntitlement', [keys.entitlementDefinition(p, subject), keys.entitlementUsage(p, feature, subject), keys.partitionBase(p)], [def.version, 'v'])) as string[];
-      if (reply[0] === 'stale') return 'stale';
+      if (!(await this.definitions.scripts.definitionCurrent({ partition: p, subject, feature, version: def.version }))) return 'stale';
       if (!eff) return { subject, feature, type: 'none', source: 'none', hasAccess: false };
       const ent = eff.entitlement;
       return {
@@ -171,8 +169,8 @@ export class EntitlementChecker {
     }
     const ent = eff.entitlement;
     const call = this.meteredCall(def, ent, at);
-    const reply = (await runScript(this.client, 'checkEntitlement', call.keys, call.args)) as string[];
-    if (reply[0] === 'stale') return 'stale';
+    const reply = await this.definitions.scripts.checkMetered({ partition: p, subject, feature: ent.feature.key, version: def.version }, call.args);
+    if (reply === 'stale') return 'stale';
     const [, usage = '0', applied = '0', live = '0', balance = '0', overage = '0', ...remaining] = reply;
     const { plan } = call;
     const balanceScaled = BigInt(balance);
@@ -215,8 +213,7 @@ export class EntitlementChecker {
    * at most maxLiveWindows, newest first.
    */
   meteredCall(def: SubjectDefinition, ent: MeteredEntitlement, at: number): MeteredCheckCall {
-    const { subject, partition: p } = def;
-    const keys = this.definitions.keys;
+    const { subject } = def;
     const meter = this.definitions.meter(ent.feature.meter) as Meter;
     const period = periodAt(ent.usagePeriod, at);
     const plan = burnPlan(ent, this.definitions.grantsOf(def, ent.feature.key), period);
@@ -228,10 +225,7 @@ export class EntitlementChecker {
     const probe = groupProbe(meter, ent.feature);
     return {
       plan,
-      keys: [keys.entitlementDefinition(p, subject), keys.entitlementUsage(p, ent.feature.key, subject), keys.partitionBase(p)],
       args: [
-        def.version,
-        'm',
         at,
         meter.slug,
         meter.code,

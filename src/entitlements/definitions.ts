@@ -1,7 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import { MeterIndex, type Meter } from '../meters/index.js';
 import { partitionOf } from '../producer/index.js';
-import { TallyKeys, type RedisClient } from '../redis/index.js';
+import { EntitlementScripts, TallyKeys, type RedisClient } from '../redis/index.js';
 import type { EntitlementsConfig } from './config.js';
 import {
   matchesFilter,
@@ -46,6 +46,8 @@ export interface MeteredTarget {
  */
 export class Definitions {
   readonly keys: TallyKeys;
+  /** The entitlement scripts, on this catalog's connection. */
+  readonly scripts: EntitlementScripts;
   readonly meters: MeterIndex;
   /** Evaluator and check settings (lookback, live windows...): always this process's config. */
   readonly settings: EntitlementsConfig;
@@ -57,6 +59,7 @@ export class Definitions {
     private readonly config: TallyConfig,
   ) {
     this.keys = new TallyKeys(config.prefix);
+    this.scripts = new EntitlementScripts(client, this.keys);
     this.meters = new MeterIndex(config.meters);
     this.settings = config.entitlements;
     this.partitions = config.partitions;

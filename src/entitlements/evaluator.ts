@@ -6,7 +6,7 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { connect, duplicate, runScript, type RedisClient } from '../redis/index.js';
+import { connect, duplicate, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -188,7 +188,6 @@ export class EntitlementEvaluator {
     const ent = target.entitlement;
     const { subject, partition: p } = def;
     const feature = ent.feature.key;
-    const keys = this.definitions.keys;
     const ws = Date.parse(rollup.windowStart);
     const now = Date.now();
     // Attribution by window start: a window straddling a period boundary counts in the period it starts in.
@@ -197,22 +196,11 @@ export class EntitlementEvaluator {
     const tail = JSON.stringify(groupValues(meter, rollup.groupBy));
     const day = Math.floor(ws / DAY_MS) * DAY_MS;
     const retentionMs = this.config.windows.retentionMs;
-    const reply = (await runScript(
-      this.client,
-      'applyEntitlementRollup',
+    const [status, delta, periodUsage, notifications] = await this.definitions.scripts.applyRollup(
+      { partition: p, subject, feature, version: def.version },
+      meter.slug,
+      day,
       [
-        keys.entitlementDefinition(p, subject),
-        keys.entitlementUsage(p, feature, subject),
-        keys.entitlementContributions(p, feature, day, subject),
-        keys.entitlementOutbox(p),
-        keys.entitlementResets(p),
-        keys.entitlementGroups(p, meter.slug),
-        keys.entitlementSubjectGroups(p, meter.slug, subject),
-      ],
-      [
-        def.version,
-        subject,
-        feature,
         `${ws}|${tail}`,
         rollup.revision,
         value.toString(),
@@ -225,8 +213,7 @@ export class EntitlementEvaluator {
         ...plan.thresholds.flatMap((t) => [t.id, t.level.toString()]),
         ...planArgs(plan),
       ],
-    )) as [string, string, string, string, string, number];
-    const [status, delta, periodUsage, , , notifications] = reply;
+    );
     if (status === 'stale') return 'stale';
     if (status === 'applied') this.stats.applied++;
     else if (status === 'duplicate') this.stats.duplicates++;

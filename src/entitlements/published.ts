@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { TallyConfig } from '../config/index.js';
 import { formatScaled, MeterIndex } from '../meters/index.js';
-import { runScript, TallyKeys, type RedisClient } from '../redis/index.js';
+import { EntitlementScripts, TallyKeys, type RedisClient } from '../redis/index.js';
 import { formatIsoUtc } from '../windows/index.js';
 import type { EntitlementsConfig } from './config.js';
 import { normalizeEntitlement, normalizeFeature, type Entitlement, type Feature } from './model.js';
@@ -121,11 +121,7 @@ export function defaultPublisher(): string {
  */
 export async function publishDefinitions(client: RedisClient, config: TallyConfig, publisher = defaultPublisher()): Promise<PublishResult> {
   const { json, fingerprint } = documentOf(config.entitlements);
-  const reply = (await runScript(client, 'publishEntitlementDefinitions', [new TallyKeys(config.prefix).entitlementDefinitions()], [
-    fingerprint,
-    json,
-    publisher,
-  ])) as string[];
+  const reply = await new EntitlementScripts(client, new TallyKeys(config.prefix)).publishDefinitions(fingerprint, json, publisher);
   const [status, version, at, by, prevVersion = '0', prevAt = '', prevBy = ''] = reply;
   return {
     status: status === 'published' ? 'published' : 'unchanged',

@@ -1,5 +1,5 @@
 import type { TallyConfig } from '../config/index.js';
-import { runScript, type RedisClient } from '../redis/index.js';
+import type { RedisClient } from '../redis/index.js';
 import type { Definitions } from './definitions.js';
 import { burnPlan } from './model.js';
 import { periodAt } from './period.js';
@@ -23,29 +23,23 @@ export async function processResets(client: RedisClient, config: TallyConfig, de
     const subject = member.slice(nl + 1);
     const def = await definitions.load(subject);
     const eff = definitions.effective(def, feature);
-    const usageKey = keys.entitlementUsage(partition, feature, subject);
-    const scriptKeys = [keys.entitlementDefinition(partition, subject), usageKey, keys.entitlementResets(partition), keys.entitlementOutbox(partition)];
+    const target = { partition, subject, feature, version: def.version };
     if (eff?.entitlement.type !== 'metered') {
-      await runScript(client, 'resetEntitlementPeriod', scriptKeys, [def.version, 'drop', feature, subject, score, 0, 0, 0, 0, 0]);
+      await definitions.scripts.resetPeriod(target, 'drop', score, undefined);
       continue;
     }
     const ent = eff.entitlement;
     const period = periodAt(ent.usagePeriod, now);
     const previous = periodAt(ent.usagePeriod, period.start - 1);
     const plan = burnPlan(ent, definitions.grantsOf(def, feature), period);
-    const [status, n] = (await runScript(client, 'resetEntitlementPeriod', scriptKeys, [
-      def.version,
-      'reset',
-      feature,
-      subject,
-      score,
-      period.start,
-      period.end,
-      plan.total.toString(),
-      previous.start,
-      period.end + config.windows.retentionMs,
-    ])) as [string, number];
-    if (status === 'reset') written += n;
+    const { status, notifications } = await definitions.scripts.resetPeriod(target, 'reset', score, {
+      start: period.start,
+      end: period.end,
+      allowance: plan.total.toString(),
+      keepFrom: previous.start,
+      expireAt: period.end + config.windows.retentionMs,
+    });
+    if (status === 'reset') written += notifications;
   }
   return written;
 }

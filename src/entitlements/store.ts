@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError, TallyValidationError } from '../errors/index.js';
 import { formatScaled } from '../meters/index.js';
-import { connect, runScript, type RedisClient } from '../redis/index.js';
+import { connect, type RedisClient } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import {
@@ -276,20 +276,14 @@ export class EntitlementStore {
     build: (def: SubjectDefinition) => (string | number)[] | undefined,
     onReply?: (reply: string[]) => void,
   ): Promise<SubjectDefinition> {
-    const keys = this.definitions.keys;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const def = await this.definitions.load(subject);
       const op = build(def);
       if (!op) return def;
-      const p = def.partition;
       const [name, ...rest] = op;
-      const reply = (await runScript(
-        this.client,
-        'defineEntitlement',
-        [keys.entitlementDefinition(p, subject), keys.entitlementUsage(p, featureKey, subject), keys.entitlementResets(p)],
-        [def.version, name as string, featureKey, subject, ...rest],
-      )) as string[];
-      if (reply[0] === 'stale') continue;
+      const target = { partition: def.partition, subject, feature: featureKey, version: def.version };
+      const reply = await this.definitions.scripts.define(target, name as 'set' | 'remove' | 'grant' | 'ungrant', rest);
+      if (reply === 'stale') continue;
       onReply?.(reply);
       return this.definitions.load(subject);
     }

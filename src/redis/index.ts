@@ -6,3 +6,4 @@ export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type Clos
 export { StreamGroup } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';
+export { EntitlementScripts, type EntitlementTarget } from './entitlement-scripts.js';
