@@ -1,9 +1,8 @@
-import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { formatScaled, type Meter } from '../meters/index.js';
-import { connect, type RedisClient } from '../redis/index.js';
+import { RedisComponent } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import { entitlementInstruments } from './instruments.js';
@@ -70,35 +69,29 @@ export interface MeteredCheckCall {
  * subject's usage and the live windows of its partition. Subject definitions are cached; every step
  * verifies the cached version, so a changed definition is re-read, never served stale.
  */
-export class EntitlementChecker {
+export class EntitlementChecker extends RedisComponent {
   readonly definitions: Definitions;
-  private readonly client: RedisClient;
-  private readonly ownsClient: boolean;
-  private readonly logger: Logger;
   private readonly cache = new Map<string, SubjectDefinition>();
   private readonly cacheSize: number;
   private readonly config: TallyConfig;
   private readonly refreshMs: number;
   private catalogReadAt = Number.NEGATIVE_INFINITY;
   private notedCatalog: string | undefined;
-  private closed = false;
 
   constructor(options: CheckerOptions) {
     const opts = { ...defaultCheckerOptions, ...options };
     checkCacheSize(opts.cacheSize);
     checkRefreshMs(opts.definitionsRefreshMs);
+    super(opts.config.redis, opts, { component: 'entitlement-checker' });
     this.config = opts.config;
     this.cacheSize = opts.cacheSize;
     this.refreshMs = opts.definitionsRefreshMs;
-    this.ownsClient = opts.connection === undefined;
-    this.client = opts.connection ?? connect(this.config.redis);
-    this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'entitlement-checker' });
     this.definitions = new Definitions(this.client, this.config);
   }
 
   /** The subject's access to a feature now (or at `at`, epoch ms): usage includes windows still open. */
   async check(subject: string, feature: string, at: number = Date.now()): Promise<EntitlementCheck> {
-    if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
+    if (this.isClosing) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
     const started = performance.now();
     if (started - this.catalogReadAt >= this.refreshMs) await this.readCatalog();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -119,7 +112,7 @@ export class EntitlementChecker {
    * disagreement with this process's config is logged once per version (`definitionsNote`).
    */
   async definitionsCatalog(): Promise<DefinitionCatalog> {
-    if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
+    if (this.isClosing) throw new TallyError(ErrorCode.Closed, 'EntitlementChecker is closed');
     return this.readCatalog();
   }
 
@@ -243,11 +236,9 @@ export class EntitlementChecker {
     };
   }
 
-  /** Closes the connection if it opened it. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  /** Drops the cache; RedisComponent.close then closes the connection if it opened it. */
+  protected shutdown(): Promise<void> {
     this.cache.clear();
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+    return Promise.resolve();
   }
 }

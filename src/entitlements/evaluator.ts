@@ -1,12 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { UnrecoverableError, Worker } from 'bullmq';
-import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { connect, duplicate, type RedisClient } from '../redis/index.js';
+import { duplicate, processConsumerName, RedisComponent, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -37,27 +34,25 @@ export interface ApplyOutcome {
  * once in effect (applyEntitlementRollup.lua). It also relays notifications from the partitions'
  * outboxes to the notifications queue and processes due period resets. Run any number of replicas.
  */
-export class EntitlementEvaluator {
+export class EntitlementEvaluator extends RedisComponent {
   readonly consumer: string;
   readonly definitions: Definitions;
   private readonly config: TallyConfig;
-  private readonly client: RedisClient;
-  private readonly ownsClient: boolean;
-  private readonly logger: Logger;
   private readonly relay: NotificationRelay;
   private readonly follower: DefinitionsFollower;
   private readonly queue: string;
   private readonly concurrency: number;
   private readonly stats = emptyEvaluatorStats();
   private readonly stop = new AbortController();
-  private readonly failing = new Set<string>();
   private worker: Worker<RollupJob> | undefined;
   private workerConnection: RedisClient | undefined;
   private loop: Promise<void> | undefined;
   private started: Promise<void> | undefined;
-  private closing: Promise<void> | undefined;
 
   constructor(options: EvaluatorOptions) {
+    const consumer = options.consumerName ?? processConsumerName();
+    super(options.config.redis, options, { component: 'entitlement-evaluator', consumer });
+    this.consumer = consumer;
     this.config = options.config;
     const queue = this.config.entitlements.queue;
     if (queue === undefined) {
@@ -68,13 +63,6 @@ export class EntitlementEvaluator {
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
       throw new TallyConfigError('concurrency', `expected an integer ≥ 1, got ${this.concurrency}`);
     }
-    this.consumer = options.consumerName ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.ownsClient = options.connection === undefined;
-    this.client = options.connection ?? connect(this.config.redis);
-    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
-      component: 'entitlement-evaluator',
-      consumer: this.consumer,
-    });
     this.definitions = new Definitions(this.client, this.config);
     this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
     this.follower = new DefinitionsFollower(this.client, this.config, this.definitions, this.logger, this.consumer);
@@ -115,6 +103,7 @@ export class EntitlementEvaluator {
   private consume(): void {
     if (this.worker || this.stop.signal.aborted) return;
     this.workerConnection = duplicate(this.client);
+    this.outages.watch(this.workerConnection);
     this.worker = new Worker<RollupJob>(this.queue, (job) => this.handle(job.name, job.data, job.id), {
       connection: this.workerConnection,
       prefix: this.config.rollups.queuePrefix,
@@ -122,10 +111,10 @@ export class EntitlementEvaluator {
     });
     this.worker.on('failed', (job, err) => {
       this.stats.failedJobs++;
-      this.report('job', err, { jobId: job?.id, attemptsMade: job?.attemptsMade });
+      this.failures.failed('job', undefined, err, { jobId: job?.id, attemptsMade: job?.attemptsMade });
     });
-    this.worker.on('completed', () => this.recovered('job'));
-    this.worker.on('error', (err) => this.report('worker', err));
+    this.worker.on('completed', () => this.failures.succeeded('job'));
+    this.worker.on('error', (err) => this.failures.failed('worker', undefined, err));
     this.logger.info(
       { queue: this.queue, notifications: this.config.entitlements.notificationsQueue, concurrency: this.concurrency },
       `entitlement evaluator consuming ${this.queue}`,
@@ -232,9 +221,9 @@ export class EntitlementEvaluator {
       if (signal.aborted) break;
       try {
         await this.tick();
-        this.recovered('maintenance');
+        this.failures.succeeded('maintenance');
       } catch (err) {
-        this.report('maintenance', err);
+        this.failures.failed('maintenance', undefined, err);
       }
     }
   }
@@ -252,33 +241,17 @@ export class EntitlementEvaluator {
     }
   }
 
-  private report(op: string, err: unknown, extra: Record<string, unknown> = {}): void {
-    if (this.failing.has(op)) return;
-    this.failing.add(op);
-    this.logger.error({ err, op, ...extra }, `${op} failed; retrying`);
-  }
-
-  private recovered(op: string): void {
-    if (this.failing.delete(op)) this.logger.info({ op }, `${op} recovered`);
-  }
-
   /**
    * Stops taking jobs, lets the ones in hand finish (BullMQ), stops the loop and closes what it opened.
-   * Idempotent; never throws.
+   * Idempotent; never throws (see RedisComponent.close).
    */
-  close(): Promise<void> {
-    this.closing ??= this.doClose();
-    return this.closing;
-  }
-
-  private async doClose(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     this.stop.abort();
     await this.started?.catch(() => undefined);
     await this.worker?.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
     await this.loop;
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
     this.workerConnection?.disconnect();
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
     this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');
   }
 }

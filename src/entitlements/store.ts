@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError, TallyValidationError } from '../errors/index.js';
 import { formatScaled } from '../meters/index.js';
-import { connect, type RedisClient } from '../redis/index.js';
+import { RedisComponent } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import {
@@ -86,25 +85,19 @@ export function grantView(g: Grant): GrantView {
  * entitlements and grants, overriding the config defaults. Every change is one Lua step
  * (defineEntitlement.lua) guarded by the subject's definition version.
  */
-export class EntitlementStore {
+export class EntitlementStore extends RedisComponent {
   readonly definitions: Definitions;
   private readonly config: TallyConfig;
-  private readonly client: RedisClient;
-  private readonly ownsClient: boolean;
-  private readonly logger: Logger;
-  private closed = false;
 
   constructor(options: EntitlementsOptions) {
+    super(options.config.redis, options, { component: 'entitlement-store' });
     this.config = options.config;
-    this.ownsClient = options.connection === undefined;
-    this.client = options.connection ?? connect(this.config.redis);
-    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'entitlement-store' });
     this.definitions = new Definitions(this.client, this.config);
   }
 
   /** Throws once closed; else brings the features and defaults up to the published version. */
   private async ready(): Promise<void> {
-    if (this.closed) throw new TallyError(ErrorCode.Closed, 'EntitlementStore is closed');
+    if (this.isClosing) throw new TallyError(ErrorCode.Closed, 'EntitlementStore is closed');
     await this.definitions.refreshCatalog();
   }
 
@@ -290,11 +283,9 @@ export class EntitlementStore {
     throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(subject)} kept changing; try again`);
   }
 
-  /** Closes the connection if it opened it. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
+  /** Nothing of its own to stop; RedisComponent.close closes the connection if it opened it. */
+  protected shutdown(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
