@@ -15,7 +15,8 @@ export {
 } from './schema.js';
 export { resolveEntitlementsConfig, type EntitlementsConfig } from './config.js';
 export { parseUsagePeriod, periodAt, type UsagePeriod, type PeriodBounds } from './period.js';
-export { burnPlan, type Entitlement, type MeteredEntitlement, type Feature, type Grant, type BurnPlan } from './model.js';
+export { type Entitlement, type MeteredEntitlement, type Feature, type Grant } from './model.js';
+export { burnPlan, type BurnPlan } from './burn-plan.js';
 export { Definitions, type SubjectDefinition } from './definitions.js';
 export { EntitlementStore, type EntitlementView, type GrantView } from './store.js';
 export { EntitlementChecker, type EntitlementCheck, type AllowanceState } from './checker.js';

@@ -1,7 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import type { RedisClient } from '../redis/index.js';
 import type { Definitions } from './definitions.js';
-import { burnPlan } from './model.js';
+import { burnPlan } from './burn-plan.js';
 import { periodAt } from './period.js';
 
 const RESETS_PER_TICK = 200;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
-import { burnPlan, groupProbe, normalizeEntitlement, type Grant, type MeteredEntitlement } from '../../../src/entitlements/model.js';
+import { burnPlan } from '../../../src/entitlements/burn-plan.js';
+import { groupProbe, normalizeEntitlement, type Grant, type MeteredEntitlement } from '../../../src/entitlements/model.js';
 import { periodAt } from '../../../src/entitlements/period.js';
 import { TallyConfigError } from '../../../src/errors/index.js';
 
