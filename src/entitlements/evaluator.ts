@@ -3,7 +3,7 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { duplicate, processConsumerName, RedisComponent, type RedisClient } from '../redis/index.js';
+import { duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
 import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -18,6 +18,8 @@ import { periodAt } from './period.js';
 import { processResets } from './resets.js';
 
 const MAX_ATTEMPTS = 8;
+/** How often the relay consumers of gone evaluators are removed from the notification outboxes' groups. */
+const FORGET_EVERY_MS = 60_000;
 
 /** What applying one rollup did to one feature's usage. */
 export interface ApplyOutcome {
@@ -49,6 +51,7 @@ export class EntitlementEvaluator extends RedisComponent {
   private workerConnection: RedisClient | undefined;
   private loop: Promise<void> | undefined;
   private started: Promise<void> | undefined;
+  private lastForget = 0;
 
   constructor(options: EvaluatorOptions) {
     const consumer = options.consumerName ?? processConsumerName();
@@ -233,7 +236,10 @@ export class EntitlementEvaluator extends RedisComponent {
   async tick(): Promise<void> {
     await this.follower.refresh();
     if (!this.worker && (await this.follower.anyFeature())) this.consume();
+    const forget = Date.now() - this.lastForget >= FORGET_EVERY_MS;
+    if (forget) this.lastForget = Date.now();
     for (let p = 0; p < this.config.partitions; p++) {
+      if (forget) await this.relay.forgetConsumers(p, STALE_CONSUMER_MS);
       const resets = await processResets(this.client, this.config, this.definitions, p);
       this.stats.resets += resets;
       const relayed = await this.relay.relay(p);
@@ -251,6 +257,10 @@ export class EntitlementEvaluator extends RedisComponent {
     await this.started?.catch(() => undefined);
     await this.worker?.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
     await this.loop;
+    // Leave the notification outboxes' groups (where nothing is pending for this consumer).
+    for (let p = 0; p < this.config.partitions; p++) {
+      await this.relay.forgetConsumers(p, null).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving the notification relay group failed'));
+    }
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
     this.workerConnection?.disconnect();
     this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');

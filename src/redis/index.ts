@@ -3,7 +3,7 @@ export { Scripts, registerScripts, runScript, type RedisClient, type ScriptName 
 export { connect, duplicate, maskUrl, type RedisTarget } from './connection.js';
 export { OutageLog } from './outages.js';
 export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type CloseWindowsReply, type WindowParams } from './metering-scripts.js';
-export { StreamGroup } from './stream-group.js';
+export { StreamGroup, STALE_CONSUMER_MS } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';
 export { EntitlementScripts, type EntitlementTarget } from './entitlement-scripts.js';

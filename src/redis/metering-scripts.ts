@@ -118,14 +118,6 @@ export class MeteringScripts {
     await runScript(this.client, 'trimStream', [this.keys.events(partition)], [group, retainAckedMs, maxLength]);
   }
 
-  /**
-   * forgetConsumers.lua: removes consumers with nothing pending from a group: the named ones
-   * (`minIdleMs` null) or, with a minimum idle time, every other idle one but the named.
-   */
-  async forgetConsumers(stream: string, group: string, minIdleMs: number | null, names: readonly string[]): Promise<number> {
-    return num(await runScript(this.client, 'forgetConsumers', [stream], [group, minIdleMs === null ? '' : minIdleMs, ...names]));
-  }
-
   /** renewLease.lua: extends a partition lease this consumer holds (`ttlMs` 0 releases it). True if held. */
   async renewLease(partition: number, consumer: string, ttlMs: number): Promise<boolean> {
     return (await runScript(this.client, 'renewLease', [this.keys.lease(partition)], [consumer, ttlMs])) === 1;

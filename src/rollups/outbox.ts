@@ -32,6 +32,11 @@ export class OutboxReader {
     private readonly options: OutboxReaderOptions,
   ) {}
 
+  /** Forgets relay consumers with nothing pending: this one (`minIdleMs` null) or others idle that long. */
+  forget(partition: number, minIdleMs: number | null): Promise<number> {
+    return StreamGroup.forget(this.client, this.options.key(partition), this.options.group, minIdleMs, [this.options.consumer]);
+  }
+
   async ensureGroup(partition: number): Promise<void> {
     await StreamGroup.ensure(this.client, this.options.key(partition), this.options.group);
   }

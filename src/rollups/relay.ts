@@ -89,6 +89,11 @@ export class RollupRelay {
     });
   }
 
+  /** Forgets relay consumers with nothing pending: this one (`minIdleMs` null) or others idle that long. */
+  forgetConsumers(partition: number, minIdleMs: number | null): Promise<number> {
+    return this.outbox.forget(partition, minIdleMs);
+  }
+
   ensureGroup(partition: number): Promise<void> {
     return this.outbox.ensureGroup(partition);
   }

@@ -1,4 +1,5 @@
 import { epochOf } from '../dedup/index.js';
+import { STALE_CONSUMER_MS, StreamGroup } from '../redis/index.js';
 import type { RollupRelay } from '../rollups/index.js';
 import { instruments } from '../telemetry/index.js';
 import type { ConsumerContext } from './apply.js';
@@ -7,8 +8,6 @@ import type { PartitionConsumer } from './partition-consumer.js';
 
 const SWEEP_EVERY_MS = 60_000;
 const TRIM_EVERY_MS = 1_000;
-/** Consumers idle this long with nothing pending belonged to replicas that are gone. */
-export const STALE_CONSUMER_MS = 3_600_000;
 /** Budgets per script call, so no single call holds Redis for long. */
 const MAX_WINDOWS_PER_CALL = 200;
 const MAX_CORRECTIONS_PER_CALL = 1000;
@@ -18,11 +17,11 @@ const MAX_DEDUP_KEYS_PER_CALL = 2000;
  * Removes consumers with nothing pending from the partition's consumer groups (events and outbox):
  * this replica's own (`minIdleMs` null) or, with a minimum idle time, other replicas' long gone ones.
  */
-export async function forgetConsumers(ctx: ConsumerContext, partition: number, minIdleMs: number | null, relayGroup: string): Promise<number> {
-  const { scripts, keys, config, consumer } = ctx;
+export async function forgetConsumers(ctx: ConsumerContext, relay: RollupRelay, partition: number, minIdleMs: number | null): Promise<number> {
+  const { client, keys, config, consumer } = ctx;
   return (
-    (await scripts.forgetConsumers(keys.events(partition), config.consumerGroup, minIdleMs, [consumer])) +
-    (await scripts.forgetConsumers(keys.outbox(partition), relayGroup, minIdleMs, [consumer]))
+    (await StreamGroup.forget(client, keys.events(partition), config.consumerGroup, minIdleMs, [consumer])) +
+    (await relay.forgetConsumers(partition, minIdleMs))
   );
 }
 
@@ -30,7 +29,7 @@ export async function forgetConsumers(ctx: ConsumerContext, partition: number, m
  * The housekeeping table of one partition: what runs, how often. Every step is a bounded script call
  * that is safe to run from any number of replicas at once.
  */
-export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionConsumer, relay: RollupRelay, relayGroup: string): HousekeepingStep[] {
+export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionConsumer, relay: RollupRelay): HousekeepingStep[] {
   const { partition } = consumer;
   const { config, scripts, logger, stats } = ctx;
   const { claimIdleMs } = config.worker;
@@ -95,7 +94,7 @@ export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionC
       step: 'forget-consumers',
       every: SWEEP_EVERY_MS,
       run: async () => {
-        const removed = await forgetConsumers(ctx, partition, STALE_CONSUMER_MS, relayGroup);
+        const removed = await forgetConsumers(ctx, relay, partition, STALE_CONSUMER_MS);
         if (removed > 0) logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
       },
     },

@@ -1,7 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { duplicate, MeteringScripts, processConsumerName, RedisComponent, RELAY_GROUP, StreamGroup, TallyKeys } from '../redis/index.js';
+import { duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
@@ -165,7 +165,7 @@ export class TallyWorker extends RedisComponent {
     // Leave the consumer groups (only where this consumer holds nothing pending), so they do not fill
     // up with the names of replicas that came and went.
     for (const p of this.groupsSeen) {
-      await forgetConsumers(this.ctx, p, null, RELAY_GROUP).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
+      await forgetConsumers(this.ctx, this.relay, p, null).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
     }
     await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
     this.logger.info({ stats: this.stats }, 'worker closed');
@@ -211,7 +211,7 @@ export class TallyWorker extends RedisComponent {
   /** Closes due windows, relays rollups, reclaims stale entries, trims, sweeps old dedup epochs. */
   private maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
     const partition = consumer.partition;
-    return runHousekeeping(partitionHousekeeping(this.ctx, consumer, this.relay, RELAY_GROUP), this.config.worker.closeIntervalMs, signal, {
+    return runHousekeeping(partitionHousekeeping(this.ctx, consumer, this.relay), this.config.worker.closeIntervalMs, signal, {
       failed: (step, err) => this.failures.failed(step, partition, err),
       succeeded: (step) => this.failures.succeeded(step, partition),
     });

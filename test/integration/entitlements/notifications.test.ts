@@ -126,6 +126,12 @@ describe('entitlement notifications', () => {
     expect(jobs).toHaveLength(1);
     const ids = (await h.notificationsQueue.getJobs(['waiting', 'completed'], 0, -1)).map((j) => j.id);
     expect(ids).toEqual([notificationJobId(jobs[0]!)]);
+    // A closing evaluator leaves the relay group (it holds nothing pending), so names do not pile up.
+    const consumers = async () => ((await h!.redis.xinfo('CONSUMERS', outbox, NOTIFICATION_RELAY_GROUP)) as unknown[][]).map((c) => String(c[1]));
+    expect(await consumers()).toContain('survivor');
+    await ev.start();
+    await ev.close();
+    expect(await consumers()).not.toContain('survivor');
   });
 
   it('a period reset emits entitlement.reset once across replicas, and thresholds fire again in the new period', async () => {
