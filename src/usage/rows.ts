@@ -60,3 +60,18 @@ function monthRows(day: WindowSpec): RowWindows {
     },
   };
 }
+
+/**
+ * The default bounds of a query (OpenMeter's: from the beginning, to now): `from` is the start of the
+ * first row window (or stored window, without a size) wholly inside the retention horizon, `to` the
+ * end of the one containing `now`, so windows still open are included whole.
+ */
+export function defaultRange(
+  meter: Meter,
+  rows: RowWindows | undefined,
+  retentionMs: number,
+  now: number = Date.now(),
+): { from: number; to: number } {
+  const bounds = (t: number) => (rows ? rows.boundsOf(t) : windowOf(meter.window, t));
+  return { from: bounds(now - retentionMs).end, to: bounds(now).end };
+}
