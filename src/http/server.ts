@@ -50,11 +50,13 @@ export class TallyHttpServer {
   private readonly client: RedisClient;
   private readonly ctx: ApiContext;
   private readonly logger: Logger;
+  private readonly commandTimeoutMs: number;
   private closing: Promise<void> | undefined;
 
   constructor(options: HttpServerOptions) {
     const opts = { ...defaultHttpServerOptions, ...options };
     const { config } = opts;
+    this.commandTimeoutMs = opts.commandTimeoutMs;
     this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'http' });
     // No offline queue and no retries: while Redis is unreachable a request fails at once with 503
     // instead of waiting; the connection itself keeps reconnecting in the background.
@@ -112,7 +114,7 @@ export class TallyHttpServer {
         ...(http.apiKeys.length > 0 ? { security: [{ bearerAuth: [] }] } : {}),
       },
     });
-    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    app.get('/openapi.json', { schema: { hide: true } }, () => Promise.resolve(app.swagger()));
     registerObservability(app, {
       metrics: opts.metrics,
       readiness: async () => ({ redis: await redisCheck(this.client) }),
@@ -135,9 +137,23 @@ export class TallyHttpServer {
     });
   }
 
-  /** Starts listening; resolves to the address (e.g. http://127.0.0.1:8888). */
+  /**
+   * Starts listening, once connected to Redis or after `commandTimeoutMs` without it (then requests
+   * get 503 and /readyz says unready until Redis is reachable); resolves to the address.
+   */
   async listen(options: ListenOptions = {}): Promise<string> {
     const { host, port } = listenAddress(this.ctx.config.http, options);
+    if (this.client.status !== 'ready') {
+      let timer: NodeJS.Timeout | undefined;
+      const ready = await Promise.race([
+        new Promise<boolean>((resolve) => this.client.once('ready', () => resolve(true))),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), this.commandTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!ready) this.logger.warn('Redis not reachable yet: listening anyway, answering 503 until it is');
+    }
     const address = await this.app.listen({ host, port });
     this.logger.info({ address, auth: this.ctx.config.http.apiKeys.length > 0 ? 'bearer' : 'none' }, 'HTTP API listening');
     return address;

@@ -3,7 +3,7 @@ import { explainInvalidEvent, type UsageEvent } from '../../events/index.js';
 import { TallyValidationError } from '../../errors/index.js';
 import { instruments } from '../../telemetry/index.js';
 import type { ApiContext, App } from '../context.js';
-import { HttpProblem, unavailable } from '../problems.js';
+import { HttpProblem, isUnavailable, unavailable } from '../problems.js';
 import { IngestBodySchema, withProblems } from '../schemas.js';
 
 export const CLOUDEVENT = 'application/cloudevents+json';
@@ -89,8 +89,13 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
         throw err;
       }
       if (outcome.error) {
+        // Some entries may have landed: the problem lists the events Redis acknowledged. Retrying the
+        // whole request is safe (workers drop duplicates by source and id).
         instruments.httpEventsIngested.add(outcome.acknowledged.length);
-        throw unavailable(outcome.error, { acknowledged: outcome.acknowledged });
+        const { acknowledged } = outcome;
+        if (isUnavailable(outcome.error)) throw unavailable(outcome.error, { acknowledged });
+        request.log.error({ err: outcome.error }, 'writing events failed');
+        throw new HttpProblem(500, `writing events failed (${outcome.error.message}); ${acknowledged.length} of ${events.length} acknowledged`, { acknowledged });
       }
       instruments.httpEventsIngested.add(events.length);
       return reply.code(204).send(null);

@@ -64,17 +64,17 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
   const bySlug = new Map(ctx.config.data.meters.map((m) => [m.slug, m]));
   const Slug = Type.Object({ meterIdOrSlug: Type.String() });
 
-  app.get('/api/v1/meters', { schema: { operationId: 'listMeters', summary: 'List meters', tags: ['Meters'], response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }) } }, async () =>
-    ctx.config.data.meters.map(meterBody),
+  app.get('/api/v1/meters', { schema: { operationId: 'listMeters', summary: 'List meters', tags: ['Meters'], response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }) } }, () =>
+    Promise.resolve(ctx.config.data.meters.map(meterBody)),
   );
 
   app.get(
     '/api/v1/meters/:meterIdOrSlug',
     { schema: { operationId: 'getMeter', summary: 'Get meter', tags: ['Meters'], params: Slug, response: withProblems({ 200: Type.Ref(MeterSchema) }, 404) } },
-    async (request) => {
+    (request) => {
       const meter = bySlug.get(request.params.meterIdOrSlug);
-      if (!meter) throw new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`);
-      return meterBody(meter);
+      if (!meter) return Promise.reject(new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`));
+      return Promise.resolve(meterBody(meter));
     },
   );
 
