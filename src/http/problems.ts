@@ -39,7 +39,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, proble
     ...problem.extra,
   };
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
-  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  return reply.code(problem.status).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
 /**

@@ -100,6 +100,13 @@ export class TallyHttpServer {
       return sendProblem(reply, request, problem);
     });
     app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new HttpProblem(404, `no route ${request.method} ${request.url.split('?')[0]}`)));
+    // Problems go out as exactly `application/problem+json` (fastify appends a charset to JSON types):
+    // OpenMeter's clients compare the header verbatim before they read a problem's detail.
+    app.addHook('onSend', async (_request, reply, payload) => {
+      const type = reply.getHeader('content-type');
+      if (typeof type === 'string' && type !== PROBLEM_CONTENT_TYPE && type.startsWith(PROBLEM_CONTENT_TYPE)) reply.header('content-type', PROBLEM_CONTENT_TYPE);
+      return payload;
+    });
     app.addHook('onResponse', async (request, reply) => {
       const attrs = { 'tally.route': request.routeOptions.url ?? 'unmatched', 'tally.method': request.method, 'tally.status': reply.statusCode };
       instruments.httpRequests.add(1, attrs);
