@@ -130,10 +130,10 @@ describe('@openmeter/sdk against tally serve', () => {
   });
 
   it('lists and gets meters', async () => {
-    const meters = await om.meters.list();
+    const meters = (await om.meters.list()) ?? [];
     expect(meters).toHaveLength(1);
     expect(meters[0]).toMatchObject({ slug: 'tokens', aggregation: 'SUM', eventType: 'llm', valueProperty: '$.tokens', groupBy: { model: '$.model' } });
-    expect((await om.meters.get('tokens')).slug).toBe('tokens');
+    expect((await om.meters.get('tokens'))?.slug).toBe('tokens');
     await expect(om.meters.get('nope')).rejects.toSatisfy((err: unknown) => isHTTPError(err) && err.status === 404);
   });
 
@@ -194,7 +194,7 @@ describe('@openmeter/sdk against tally serve', () => {
       const value = await waitFor(
         async () => {
           const v = await om.entitlementsV1.value(subject, 'tokens_a');
-          return v.usage === usage ? v : undefined;
+          return v?.usage === usage ? v : undefined;
         },
         { timeoutMs: 20_000, message: `entitlement usage of ${subject} to reach ${usage}` },
       );
