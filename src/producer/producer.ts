@@ -88,13 +88,14 @@ export class UsageProducer {
    * lists the indices of the events whose entry Redis acknowledged, `unacknowledged` the others (each
    * may or may not have been written: the reply was lost), and `error` the first failure. Retrying the
    * unacknowledged ones, or the whole batch, is safe: workers drop duplicates by (source, id).
-   * Invalid events still throw TallyValidationError before anything is sent.
+   * Invalid events still throw TallyValidationError before anything is sent, unless `validated` says
+   * the caller already checked each one with `explainInvalidEvent` (sizes are checked regardless).
    */
-  async sendBatchSettled(events: readonly UsageEvent[]): Promise<BatchOutcome> {
+  async sendBatchSettled(events: readonly UsageEvent[], options: { validated?: boolean } = {}): Promise<BatchOutcome> {
     this.assertOpen();
     const byPartition = new Map<number, { jsons: string[]; indices: number[] }>();
     events.forEach((event, index) => {
-      const json = this.serialize(event);
+      const json = this.serialize(event, options.validated);
       const p = partitionOf(event.subject, this.partitions);
       const group = byPartition.get(p);
       if (group) {
@@ -182,8 +183,8 @@ export class UsageProducer {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
-  private serialize(event: UsageEvent): string {
-    const invalid = explainInvalidEvent(event);
+  private serialize(event: UsageEvent, validated = false): string {
+    const invalid = validated ? undefined : explainInvalidEvent(event);
     if (invalid) throw new TallyValidationError(invalid.reason, `invalid usage event: ${invalid.detail}`);
     const json = JSON.stringify(event.specversion === undefined ? { specversion: '1.0', ...event } : event);
     if (Buffer.byteLength(json) > this.maxEntryBytes) {

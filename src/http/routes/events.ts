@@ -83,7 +83,7 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
       }
       let outcome;
       try {
-        outcome = await ctx.producer.sendBatchSettled(events);
+        outcome = await ctx.producer.sendBatchSettled(events, { validated: true });
       } catch (err) {
         if (err instanceof TallyValidationError) throw new HttpProblem(400, `nothing was written: ${err.message}`);
         throw err;
