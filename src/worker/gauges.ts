@@ -23,7 +23,7 @@ function int(value: unknown): number | undefined {
 
 /**
  * Observes the worker's per-partition gauges (telemetry/instruments.ts) at each metrics collection:
- * one pipeline of read-only single-key commands per owned partition (one Cluster slot each), read when
+ * one MULTI of read-only single-key commands per owned partition (one Cluster slot each), read when
  * Prometheus scrapes, never on the hot path. Returns the removal of the callback.
  */
 export function observePartitionGauges(source: PartitionGaugeSource): () => void {
@@ -77,8 +77,10 @@ export function observePartitionGauges(source: PartitionGaugeSource): () => void
 
 function readPartition({ client, keys, group }: PartitionGaugeSource, p: number): Promise<Pipeline> {
   const events = keys.events(p);
+  // A transaction, not a plain pipeline: the figures are one snapshot (an entry read between XINFO
+  // and XPENDING would otherwise count as both lag and pending). All keys share the partition's slot.
   return client
-    .pipeline()
+    .multi()
     .xinfo('GROUPS', events)
     .xpending(events, group)
     .zcard(keys.windowIndex(p))

@@ -102,7 +102,7 @@ describe('worker metrics and health', () => {
       { timeoutMs: 90_000, intervalMs: 200, message: 'the backlog to drain' },
     );
     // Seen while draining: a large lag first, then smaller ones, then none.
-    expect(lags[0]).toBeGreaterThan(EVENTS / 4);
+    expect(lags[0]).toBeGreaterThan(10_000);
     expect(new Set(lags.filter((l) => l > 0)).size).toBeGreaterThanOrEqual(2);
     for (let i = 1; i < lags.length; i++) expect(lags[i]).toBeLessThanOrEqual((lags[i - 1] as number) + 0);
     const last = scrapes[scrapes.length - 1] as Map<string, Sample[]>;
