@@ -145,7 +145,20 @@ describe('POST /api/v1/events: content types and errors', () => {
       expect(res.json).toMatchObject({ status: 415, title: 'Unsupported Media Type' });
     }
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    expect((await fetch(`${base}/openapi.json`)).status).toBe(200);
+    const openapi = (await (await fetch(`${base}/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { schemas: Record<string, { required?: string[] }> };
+    };
+    expect(openapi.openapi).toBe('3.1.0');
+    expect(Object.keys(openapi.paths).sort()).toEqual([
+      '/api/v1/events',
+      '/api/v1/meters',
+      '/api/v1/meters/{meterIdOrSlug}',
+      '/api/v1/meters/{meterIdOrSlug}/query',
+      '/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value',
+    ]);
+    expect(openapi.components.schemas.Event?.required).toEqual(['id', 'source', 'type', 'subject']);
   });
 
   it('answers 413 for a body over http.bodyLimit and for more than http.maxEventsPerRequest events', async () => {

@@ -142,6 +142,18 @@ describe('@openmeter/sdk against tally serve', () => {
     const want = modelRows(sent, { rowStart: (t) => Math.floor(t / MINUTE) * MINUTE, rowEnd: (s) => s + MINUTE, bySubject: true, byModel: false, from: 0, to: Infinity });
     expect(result.windowSize).toBe('MINUTE');
     expect(normalize(result.data)).toEqual(want);
+
+    // The same query as CSV: one line per row, exact decimal values.
+    const csv = await fetch(`${server.url}/api/v1/meters/tokens/query?windowSize=MINUTE&groupBy=subject`, {
+      headers: { accept: 'text/csv', authorization: `Bearer ${KEY}` },
+    });
+    expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
+    const [header, ...lines] = (await csv.text()).trim().split('\r\n');
+    expect(header).toBe('windowStart,windowEnd,subject,value');
+    const rows = lines.map((l) => l.split(',')).map(([windowStart, windowEnd, subject, value]) => ({ windowStart, windowEnd, subject, value: Number(value) }));
+    expect(rows.sort((a, b) => (JSON.stringify([a.windowStart, a.subject]) < JSON.stringify([b.windowStart, b.subject]) ? -1 : 1))).toEqual(
+      want.map((w) => ({ windowStart: w.windowStart, windowEnd: w.windowEnd, subject: w.subject, value: w.value })),
+    );
   });
 
   it('queries by HOUR in Asia/Kolkata for two subjects, grouped by model, filtered to one model', async () => {
