@@ -9,7 +9,7 @@ import { resolveConfig, TallyKeys, type TallyConfig } from '../../../src/index.j
 import { TallyHttpServer } from '../../../src/http/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
-import { createTestRedis, testRedisUrl, uniquePrefix, waitFor } from '../../support/redis.js';
+import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
 
 const KEY = 'test-key-0123456789abcdef';
 const METERS = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: 'MINUTE' }];
@@ -61,12 +61,19 @@ describe('POST /api/v1/events: content types and errors', () => {
   let server: TallyHttpServer;
   let base: string;
 
+  let redis: RedisServerHandle;
+
   beforeAll(async () => {
-    config = makeConfig(testRedisUrl(), { bodyLimit: 64 * 1024, maxEventsPerRequest: 50 });
+    // Its own redis-server: other test files drop connections on the shared one (CLIENT KILL).
+    redis = await startRedisServer();
+    config = makeConfig(redis.url, { bodyLimit: 64 * 1024, maxEventsPerRequest: 50 });
     server = new TallyHttpServer({ config, logger: pino({ level: 'silent' }) });
     base = await server.listen({ port: 0, host: '127.0.0.1' });
   });
-  afterAll(() => server?.close());
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+  });
 
   it('accepts one event, a batch, and application/json of either, with parameters, nulls allowed', async () => {
     const cases: [string, unknown, string][] = [

@@ -8,7 +8,8 @@ import { OpenMeter, isHTTPError } from '@openmeter/sdk';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntitlementEvaluator, resolveConfig, TallyKeys, TallyWorker, type TallyConfig } from '../../../src/index.js';
-import { createTestRedis, testRedisUrl, uniquePrefix, waitFor } from '../../support/redis.js';
+import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
+import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
 import { toRecord } from '../../support/tally.js';
 import { startCli, type ChildServer } from './serve-process.js';
 
@@ -66,10 +67,14 @@ function normalize(data: { value: number; windowStart: Date; windowEnd: Date; su
     .sort((a, b) => (JSON.stringify([a.windowStart, a.subject, a.groupBy]) < JSON.stringify([b.windowStart, b.subject, b.groupBy]) ? -1 : 1));
 }
 
+// Its own redis-server: other test files drop connections on the shared one (CLIENT KILL), which
+// `tally serve` rightly answers with 503.
+const redis: RedisServerHandle = await startRedisServer();
+
 describe('@openmeter/sdk against tally serve', () => {
   const prefix = uniquePrefix('sdk');
   const raw = {
-    redis: { url: testRedisUrl() },
+    redis: { url: redis.url },
     streams: { prefix, partitions: 3 },
     windows: { grace: '100ms', idleTimeout: '300ms' },
     worker: { closeInterval: '50ms', blockMs: 200, leaseTtl: '1s' },
@@ -105,6 +110,7 @@ describe('@openmeter/sdk against tally serve', () => {
     await server?.stop();
     await evaluator?.close();
     await worker?.close();
+    await redis.stop();
   });
 
   const cloudEvent = (e: Sent) => ({ id: e.id, source: 'sdk-test', type: 'llm', subject: e.subject, time: new Date(e.time), data: { tokens: e.tokens, model: e.model } });
@@ -114,12 +120,12 @@ describe('@openmeter/sdk against tally serve', () => {
     for (let i = 20; i < sent.length; i += 500) await om.events.ingest(sent.slice(i, i + 500).map(cloudEvent));
     // A client retry: the same events again (same source and id).
     await om.events.ingest(sent.slice(100, 300).map(cloudEvent));
-    const redis = createTestRedis();
+    const client = createTestRedis({ url: redis.url });
     const keys = new TallyKeys(prefix);
     await waitFor(
       async () => {
         for (let p = 0; p < config.partitions; p++) {
-          const groups = (await redis.xinfo('GROUPS', keys.events(p))) as unknown[][];
+          const groups = (await client.xinfo('GROUPS', keys.events(p))) as unknown[][];
           const g = groups.map((x) => toRecord(x)).find((x) => x.name === config.consumerGroup);
           if (!g || Number(g.pending) > 0 || Number(g.lag) > 0) return false;
         }
