@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { TallyError, TallyValidationError } from '../errors/index.js';
+import { ErrorCode, TallyError, TallyValidationError } from '../errors/index.js';
 import type { Problem } from './schemas.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -50,7 +50,9 @@ const UNAVAILABLE = /enableOfflineQueue|Connection is closed|MaxRetriesPerReques
 
 /** Whether an error means Redis is unreachable (answer 503 and let the client retry). */
 export function isUnavailable(err: unknown): boolean {
-  return err instanceof Error && !(err instanceof TallyError) && UNAVAILABLE.test(`${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`);
+  // The producer's own deadline (sendTimeout) says so with its code.
+  if (err instanceof TallyError) return err.code === ErrorCode.Unavailable;
+  return err instanceof Error && UNAVAILABLE.test(`${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`);
 }
 
 export function unavailable(err: unknown, extra: Partial<Pick<Problem, 'acknowledged'>> = {}): HttpProblem {
