@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['drain', 'scaling', 'bullmq', 'live', 'memory', 'checks'] as const;
+export const SCENARIOS = ['drain', 'scaling', 'bullmq', 'live', 'memory', 'checks', 'http'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchParams {
@@ -42,6 +42,13 @@ export interface BenchParams {
   profile: boolean;
   /** Run the first live worker under `node --cpu-prof` (this slows it: its figures are then not comparable). */
   profileLive: boolean;
+  /** Events per run of the HTTP ingest scenario (batches of 500, direct and through `tally serve`). */
+  httpEvents: number;
+  /** Alternating direct/HTTP rounds (median of each). */
+  httpRounds: number;
+  /** Open-loop rate (events/s) of the HTTP latency measurement. */
+  httpLatencyRate: number;
+  httpLatencySeconds: number;
   seed: number;
   only: Scenario[];
   out: string;
@@ -68,6 +75,10 @@ const DEFAULTS: BenchParams = {
   sendEvents: 100_000,
   profile: false,
   profileLive: false,
+  httpEvents: 200_000,
+  httpRounds: 2,
+  httpLatencyRate: 20_000,
+  httpLatencySeconds: 15,
   seed: 42,
   only: [...SCENARIOS],
   out: 'bench/results/latest.json',
@@ -97,6 +108,10 @@ const OPTIONS = {
   'send-events': 'integer',
   profile: 'boolean',
   'profile-live': 'boolean',
+  'http-events': 'integer',
+  'http-rounds': 'integer',
+  'http-latency-rate': 'integer',
+  'http-latency-seconds': 'number',
   seed: 'integer',
   only: 'scenarios',
   out: 'string',

@@ -5,6 +5,7 @@
 import type { BullmqScenario } from './bullmq.js';
 import type { CheckLatencyResult } from './check-latency.js';
 import type { DrainScenario } from './drain.js';
+import type { HttpScenario } from './http.js';
 import type { LiveScenario } from './live.js';
 import type { MachineInfo } from './machine.js';
 import type { MemoryScenario } from './memory.js';
@@ -23,6 +24,7 @@ export interface Results {
     bullmq?: BullmqScenario;
     live?: LiveScenario;
     memory?: MemoryScenario;
+    http?: HttpScenario;
     checks?: CheckLatencyResult | { error: string };
   };
   summary: Record<string, unknown>;
@@ -279,6 +281,28 @@ export function renderReport(results: Results): { table: string; summary: Record
         ...(d.bytesPerEvent > 48 ? { missedBy: `${(d.bytesPerEvent - 48).toFixed(1)} B over` } : {}),
       });
     }
+  }
+  const { http } = results.scenarios;
+  if (http) {
+    rows.push([
+      `6 HTTP ingest, ${http.batch} ev/request, ${http.inFlight} in flight (tally serve, 1 process)`,
+      `${int(http.http)} ev/s (${runs(http.httpRuns)})`,
+      `sendBatch ${int(http.direct)} ev/s (${runs(http.directRuns)})`,
+      x(http.ratio),
+      '>= 0.50x',
+    ]);
+    const l = http.latency;
+    rows.push([`6 HTTP open loop ${int(l.rate)} ev/s, ${l.seconds.toFixed(0)} s`, `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(0)} ms`, `achieved ${int(l.achieved)} ev/s, ${l.failed} failed`, '', '']);
+    summary.httpIngestEventsPerSecond = http.http;
+    summary.httpIngestRatioToDirect = http.ratio;
+    summary.httpLatencyP99Ms = l.p99;
+    targets.push({
+      name: 'HTTP batch ingest vs direct sendBatch',
+      target: '>= 0.50x',
+      measured: x(http.ratio),
+      met: http.ratio >= 0.5,
+      ...(http.ratio < 0.5 ? { missedBy: `${x(0.5 / http.ratio)} short` } : {}),
+    });
   }
   const checks = results.scenarios.checks;
   if (checks && 'p99Ms' in checks) {

@@ -12,6 +12,7 @@ import { startRedisServer, type RedisTarget } from '../src/cli/ephemeral-redis.j
 import { runBullmqScenario, type BullmqScenario } from './bullmq.js';
 import { runCheckLatency, type CheckLatencyResult } from './check-latency.js';
 import { fmt, runDrainScenario, type BenchContext, type DrainScenario } from './drain.js';
+import { runHttpScenario, type HttpScenario } from './http.js';
 import { runLiveScenario, type LiveScenario } from './live.js';
 import { machineInfo, versions } from './machine.js';
 import { runMemoryScenario, type MemoryScenario } from './memory.js';
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
     if (want('scaling')) s.scaling = await stage<ScalingScenario>('scaling', () => runScalingScenario(ctx));
     if (want('bullmq')) s.bullmq = await stage<BullmqScenario>('bullmq', () => runBullmqScenario(ctx));
     if (want('live')) s.live = await stage<LiveScenario>('live', () => runLiveScenario(ctx));
+    if (want('http')) s.http = await stage<HttpScenario>('http', () => runHttpScenario(ctx));
     if (want('memory')) s.memory = await stage<MemoryScenario>('memory', () => runMemoryScenario(ctx));
     if (want('checks')) {
       // Entitlement check latency (issue 4, bench/check-latency.ts, owned by the entitlements work): a

@@ -59,3 +59,6 @@ export {
 } from './entitlements/index.js';
 export { UsageQuery, type UsageQueryOptions, type UsageQueryParams, type UsageRow } from './usage/index.js';
 export { status, listDeadLetters, replayDeadLetters, planReplay, formatStatus, type TallyStatus, type PartitionStatus, type ReplicaStatus, type DeadLetter, type ReplayPlan, type ReplayResult, type ListDeadLettersOptions, type ReplayDeadLettersOptions } from './admin/index.js';
+export { TallyHttpServer, startObservabilityServer, type HttpServerOptions, type ListenOptions, type Problem, type MeterQueryResult } from './http/index.js';
+export { installPrometheus, bindInstruments, type PrometheusMetrics } from './telemetry/index.js';
+export { type BatchOutcome } from './producer/index.js';

@@ -37,4 +37,4 @@ export {
   formatTime,
   renderTable,
 } from './format.js';
-export type { ConsumerInfo, GroupInfo } from './replies.js';
+export { parseGroupInfo, parsePendingSummary, parseTime, streamIdMs, type ConsumerInfo, type GroupInfo } from './replies.js';

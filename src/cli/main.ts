@@ -9,6 +9,7 @@ import { registerAdmin } from './commands/admin.js';
 import { registerDemo } from './commands/demo.js';
 import { registerProduce } from './commands/produce.js';
 import { registerQueries } from './commands/query.js';
+import { registerServe } from './commands/serve.js';
 import { registerWorker } from './commands/worker.js';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerWorker(program);
   registerProduce(program);
   registerQueries(program);
+  registerServe(program);
   registerAdmin(program);
   return program;
 }

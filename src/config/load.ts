@@ -55,6 +55,17 @@ export interface TallyConfig {
     readonly keepCompletedMs: number;
     readonly attempts: number;
   };
+  /** `tally serve`: listening address, API keys (config and TALLY_API_KEYS), limits. */
+  readonly http: {
+    readonly port: number;
+    readonly host: string | undefined;
+    readonly apiKeys: readonly string[];
+    readonly auth: 'bearer' | 'none';
+    readonly bodyLimit: number;
+    readonly maxEventsPerRequest: number;
+  };
+  /** `tally worker`'s metrics endpoint (undefined port: off). */
+  readonly metrics: { readonly port: number | undefined; readonly host: string };
   readonly meters: readonly Meter[];
   /** The optional `entitlements:` section (features, defaults, evaluator settings). */
   readonly entitlements: EntitlementsConfig;
@@ -114,6 +125,14 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     throw new TallyConfigError('windows.retention', `must be longer than windows.grace, got ${JSON.stringify(data.windows.retention)}`);
   }
   const meters = compileMeters(data.meters);
+  const envKeys = (env.TALLY_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  for (const key of envKeys) {
+    if (key.length < 16) throw new TallyConfigError('TALLY_API_KEYS', `API keys must be at least 16 characters, got one of ${key.length}`);
+  }
+  const apiKeys = [...new Set([...data.http.apiKeys, ...envKeys])];
+  if (data.http.auth === 'none' && apiKeys.length > 0) {
+    throw new TallyConfigError('http.auth', '"none" contradicts the API keys configured (http.apiKeys or TALLY_API_KEYS)');
+  }
   return {
     data,
     redisUrl: data.redis.url,
@@ -151,6 +170,8 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
       keepCompletedMs: parseDuration(data.rollups.keepCompleted, 'rollups.keepCompleted'),
       attempts: data.rollups.attempts,
     },
+    http: { ...data.http, host: data.http.host, apiKeys },
+    metrics: { port: data.metrics.port, host: data.metrics.host },
     meters,
     entitlements: resolveEntitlementsConfig(data.entitlements, { meters, queues: data.rollups.queues }),
   };

@@ -91,6 +91,30 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    http: Type.Object(
+      {
+        port: Type.Integer({ default: 8888, minimum: 0, maximum: 65535, description: '`tally serve` port; --port overrides' }),
+        host: Type.Optional(Type.String({ minLength: 1, description: '`tally serve` address (default 0.0.0.0, or 127.0.0.1 without API keys); --host overrides' })),
+        apiKeys: Type.Array(Type.String({ minLength: 16 }), {
+          default: [],
+          description: 'Bearer API keys (at least 16 characters); TALLY_API_KEYS (comma-separated) adds more',
+        }),
+        auth: Type.Union([Type.Literal('bearer'), Type.Literal('none')], {
+          default: 'bearer',
+          description: 'none: no authentication on any address (only behind something that authenticates)',
+        }),
+        bodyLimit: Type.Integer({ default: 5_242_880, minimum: 1024, description: 'Largest request body in bytes (413 beyond)' }),
+        maxEventsPerRequest: Type.Integer({ default: 10_000, minimum: 1, description: 'Most events in one POST /api/v1/events (413 beyond)' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    metrics: Type.Object(
+      {
+        port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: '`tally worker` /metrics, /healthz, /readyz port (off unless set); --metrics-port overrides' })),
+        host: Type.String({ default: '0.0.0.0', description: 'Address of the worker metrics endpoint' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     meters: Type.Array(MeterSchema, { default: [] }),
     entitlements: EntitlementsConfigSchema,
   },

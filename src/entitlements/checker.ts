@@ -5,7 +5,7 @@ import { formatScaled, type Meter } from '../meters/index.js';
 import { RedisComponent } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
-import { entitlementInstruments } from './instruments.js';
+import { instruments } from '../telemetry/index.js';
 import { burnPlan, planArgs, type Allowance } from './burn-plan.js';
 import { groupProbe, type MeteredEntitlement } from './model.js';
 import { checkCacheSize, checkRefreshMs, defaultCheckerOptions, type CheckerOptions } from './options.js';
@@ -99,8 +99,8 @@ export class EntitlementChecker extends RedisComponent {
       const def = await this.definition(subject, attempt > 0);
       const result = await this.checkWith(def, feature, at);
       if (result !== 'stale') {
-        entitlementInstruments.checks.add(1, { 'tally.entitlement_type': result.type });
-        entitlementInstruments.checkDuration.record(performance.now() - started);
+        instruments.entitlementChecks.add(1, { 'tally.entitlement_type': result.type });
+        instruments.entitlementCheckDuration.record(performance.now() - started);
         return result;
       }
       this.cache.delete(subject);

@@ -9,7 +9,7 @@ import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
 import { DefinitionsFollower } from './follower.js';
-import { entitlementInstruments } from './instruments.js';
+import { instruments } from '../telemetry/index.js';
 import { burnPlan, planArgs } from './burn-plan.js';
 import { groupValues } from './model.js';
 import { NotificationRelay } from './notifications.js';
@@ -212,7 +212,7 @@ export class EntitlementEvaluator extends RedisComponent {
     else if (status === 'duplicate') this.stats.duplicates++;
     else this.stats.skipped++;
     this.stats.notificationsWritten += notifications;
-    entitlementInstruments.rollupsApplied.add(1, { 'tally.status': status });
+    instruments.entitlementRollupsApplied.add(1, { 'tally.status': status });
     return { feature, status: status as ApplyOutcome['status'], delta, periodUsage, notifications };
   }
 
@@ -244,7 +244,7 @@ export class EntitlementEvaluator extends RedisComponent {
       this.stats.resets += resets;
       const relayed = await this.relay.relay(p);
       this.stats.notificationsRelayed += relayed;
-      if (relayed > 0) entitlementInstruments.notificationsRelayed.add(relayed, { 'tally.partition': p });
+      if (relayed > 0) instruments.entitlementNotificationsRelayed.add(relayed, { 'tally.partition': p });
     }
   }
 

@@ -1,3 +1,3 @@
-export { UsageProducer } from './producer.js';
+export { UsageProducer, type BatchOutcome } from './producer.js';
 export { partitionOf } from './partition.js';
 export { defaultProducerOptions, type ProducerOptions } from './options.js';

@@ -4,6 +4,18 @@ import { connect, maskUrl, OutageLog, TallyKeys, type RedisClient } from '../red
 import { defaultProducerOptions, type ProducerOptions } from './options.js';
 import { partitionOf } from './partition.js';
 
+/** What `sendBatchSettled` did with each event of a batch (indices into the events given). */
+export interface BatchOutcome {
+  /** Ids of the entries written. */
+  readonly ids: string[];
+  /** Events whose entry Redis acknowledged. */
+  readonly acknowledged: number[];
+  /** Events whose entry Redis did not acknowledge (written or not: unknown). */
+  readonly unacknowledged: number[];
+  /** The first failure, when `unacknowledged` is not empty. */
+  readonly error?: Error;
+}
+
 /**
  * Appends usage events to the partitioned Redis streams. Events are validated against the event schema
  * before they are sent (a bad event throws TallyValidationError and nothing is written).
@@ -62,48 +74,82 @@ export class UsageProducer {
   /**
    * Sends many events in batch entries (up to `eventsPerEntry` events and `maxEntryBytes` each), grouped
    * by partition, in one pipeline. All events are validated first: one bad event rejects the whole call.
-   * Resolves to the ids of the entries written.
+   * Resolves to the ids of the entries written; rejects with the first error if Redis did not
+   * acknowledge every entry (see `sendBatchSettled` to learn which events did land).
    */
   async sendBatch(events: readonly UsageEvent[]): Promise<string[]> {
+    const outcome = await this.sendBatchSettled(events);
+    if (outcome.error) throw outcome.error;
+    return outcome.ids;
+  }
+
+  /**
+   * Like `sendBatch`, but reports per event instead of throwing on a Redis failure: `acknowledged`
+   * lists the indices of the events whose entry Redis acknowledged, `unacknowledged` the others (each
+   * may or may not have been written: the reply was lost), and `error` the first failure. Retrying the
+   * unacknowledged ones, or the whole batch, is safe: workers drop duplicates by (source, id).
+   * Invalid events still throw TallyValidationError before anything is sent, unless `validated` says
+   * the caller already checked each one with `explainInvalidEvent` (sizes are checked regardless).
+   */
+  async sendBatchSettled(events: readonly UsageEvent[], options: { validated?: boolean } = {}): Promise<BatchOutcome> {
     this.assertOpen();
-    const byPartition = new Map<number, string[]>();
-    for (const event of events) {
-      const json = this.serialize(event);
+    const byPartition = new Map<number, { jsons: string[]; indices: number[] }>();
+    events.forEach((event, index) => {
+      const json = this.serialize(event, options.validated);
       const p = partitionOf(event.subject, this.partitions);
-      const list = byPartition.get(p);
-      if (list) list.push(json);
-      else byPartition.set(p, [json]);
-    }
+      const group = byPartition.get(p);
+      if (group) {
+        group.jsons.push(json);
+        group.indices.push(index);
+      } else byPartition.set(p, { jsons: [json], indices: [index] });
+    });
     // One pipeline per partition: on Redis Cluster a pipeline must stay within one slot.
-    const pipelines = [...byPartition].map(([p, jsons]) => {
+    const pipelines = [...byPartition].map(([p, { jsons, indices }]) => {
       const pipeline = this.client.pipeline();
       const key = this.keys.events(p);
+      const entries: number[][] = [];
       let chunk: string[] = [];
+      let members: number[] = [];
       let bytes = 2;
       const flush = () => {
         if (chunk.length === 0) return;
         if (chunk.length === 1) pipeline.xadd(key, '*', EVENT_FIELD, chunk[0] as string);
         else pipeline.xadd(key, '*', EVENTS_FIELD, `[${chunk.join(',')}]`);
+        entries.push(members);
         chunk = [];
+        members = [];
         bytes = 2;
       };
-      for (const json of jsons) {
+      jsons.forEach((json, k) => {
         const size = Buffer.byteLength(json) + 1;
         if (chunk.length >= this.eventsPerEntry || (chunk.length > 0 && bytes + size > this.maxEntryBytes)) flush();
         chunk.push(json);
+        members.push(indices[k] as number);
         bytes += size;
-      }
+      });
       flush();
-      return pipeline.exec();
+      return { entries, done: pipeline.exec().then((r) => r ?? [], (err: unknown) => err as Error) };
     });
     const ids: string[] = [];
-    for (const results of await this.bounded(Promise.all(pipelines))) {
-      for (const [err, id] of results ?? []) {
-        if (err) throw err;
-        ids.push(id as string);
-      }
-    }
-    return ids;
+    const acknowledged: number[] = [];
+    const unacknowledged: number[] = [];
+    let error: Error | undefined;
+    // One deadline for all the partitions' pipelines: past it, every entry not answered is unknown.
+    const settled = await this.bounded(Promise.all(pipelines.map((p) => p.done))).catch((err: unknown) => err as Error);
+    pipelines.forEach(({ entries }, i) => {
+      const results = settled instanceof Error ? settled : (settled[i] as [Error | null, unknown][] | Error);
+      entries.forEach((members, k) => {
+        const [err, id] = results instanceof Error ? [results, null] : (results[k] ?? [new Error('no reply'), null]);
+        if (err) {
+          error ??= err;
+          unacknowledged.push(...members);
+        } else {
+          ids.push(id as string);
+          acknowledged.push(...members);
+        }
+      });
+    });
+    return { ids, acknowledged: acknowledged.sort((a, b) => a - b), unacknowledged: unacknowledged.sort((a, b) => a - b), ...(error ? { error } : {}) };
   }
 
   /**
@@ -137,8 +183,8 @@ export class UsageProducer {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
-  private serialize(event: UsageEvent): string {
-    const invalid = explainInvalidEvent(event);
+  private serialize(event: UsageEvent, validated = false): string {
+    const invalid = validated ? undefined : explainInvalidEvent(event);
     if (invalid) throw new TallyValidationError(invalid.reason, `invalid usage event: ${invalid.detail}`);
     const json = JSON.stringify(event.specversion === undefined ? { specversion: '1.0', ...event } : event);
     if (Buffer.byteLength(json) > this.maxEntryBytes) {

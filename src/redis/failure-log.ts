@@ -17,6 +17,11 @@ export class FailureLog {
     this.logger.error({ err, op, ...(partition === undefined ? {} : { partition }), ...fields }, `${op} failed; retrying`);
   }
 
+  /** The operations failing now, as `<op>:<partition>` (`<op>:` without a partition). */
+  get current(): string[] {
+    return [...this.failing];
+  }
+
   succeeded(op: string, partition?: number): void {
     if (this.failing.delete(`${op}:${partition ?? ''}`)) {
       this.logger.info({ op, ...(partition === undefined ? {} : { partition }) }, `${op} recovered`);

@@ -62,6 +62,7 @@ export class RollupRelay {
   private readonly queues: Queue[];
   private readonly jobOptions: JobsOptions;
   private readonly outbox: OutboxReader;
+  private readonly graceMs: number;
 
   constructor(
     client: RedisClient,
@@ -79,6 +80,7 @@ export class RollupRelay {
       return queue;
     });
     this.jobOptions = outboxJobOptions(config);
+    this.graceMs = config.windows.graceMs;
     this.outbox = new OutboxReader(client, {
       key: (p) => keys.outbox(p),
       group: RELAY_GROUP,
@@ -108,6 +110,11 @@ export class RollupRelay {
       });
       await Promise.all(this.queues.map((queue) => queue.addBulk(jobs)));
       instruments.rollupsEmitted.add(entries.length, { 'tally.partition': partition });
+      // Latency of first emissions only: a correction is late by nature.
+      const now = Date.now();
+      for (const { data } of jobs) {
+        if (data.revision === 1) instruments.rollupLatency.record(Math.max(0, now - Date.parse(data.windowEnd) - this.graceMs), { 'tally.partition': partition });
+      }
     });
   }
 

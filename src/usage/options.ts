@@ -25,8 +25,8 @@ export interface UsageQueryParams {
   /** Exclusive end: windows starting before it. */
   to: string | number | Date;
   /**
-   * Row window size (MINUTE, HOUR, DAY or a duration dividing a day), at least the meter's; rows are
-   * aligned in `timeZone`.
+   * Row window size (MINUTE, HOUR, DAY, a duration dividing a day, or MONTH: calendar months), at
+   * least the meter's; rows are aligned in `timeZone`.
    * @defaultValue one row over [from, to)
    */
   windowSize?: string;
@@ -40,6 +40,11 @@ export interface UsageQueryParams {
    * @defaultValue none
    */
   groupBy?: readonly string[];
+  /**
+   * Split rows by subject; false aggregates all (selected) subjects into rows whose `subject` is null.
+   * @defaultValue true
+   */
+  bySubject?: boolean;
   /** Only usage whose group-by values are one of these, by key. */
   filter?: Readonly<Record<string, string | readonly string[]>>;
 }
@@ -48,7 +53,8 @@ export interface UsageRow {
   /** ISO 8601 UTC, clipped to [from, to). */
   readonly windowStart: string;
   readonly windowEnd: string;
-  readonly subject: string;
+  /** null when rows are not split by subject (`bySubject: false`). */
+  readonly subject: string | null;
   /** The requested group-by keys and their values. */
   readonly groupBy: Readonly<Record<string, string | null>>;
   readonly value: number;

@@ -1,11 +1,12 @@
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import { ErrorCode, TallyConfigError, TallyError, TallyValidationError } from '../errors/index.js';
+import { ErrorCode, TallyError, TallyValidationError } from '../errors/index.js';
 import { divideScaled, formatScaled, MeterIndex, type Meter } from '../meters/index.js';
+import { rowWindows, type RowWindows } from './rows.js';
 import { partitionOf } from '../producer/index.js';
 import { connect, TallyKeys, type RedisClient } from '../redis/index.js';
 import { withSpan } from '../telemetry/index.js';
-import { formatIsoUtc, parseWindowSize, windowOf, windowsBetween, type WindowSpec } from '../windows/index.js';
+import { formatIsoUtc, windowOf, windowsBetween } from '../windows/index.js';
 import type { UsageQueryOptions, UsageQueryParams, UsageRow } from './options.js';
 
 /** Window hashes read per pipeline round trip. */
@@ -26,7 +27,7 @@ interface Cell {
 interface Row {
   readonly start: number;
   readonly end: number;
-  readonly subject: string;
+  readonly subject: string | null;
   readonly groupBy: Record<string, string | null>;
   readonly cell: Cell;
 }
@@ -79,7 +80,8 @@ export class UsageQuery {
         `from ${formatIsoUtc(from)} is before the retention horizon (${formatIsoUtc(horizon)}, windows.retention): those windows are gone`,
       );
     }
-    const rowSpec = this.rowSpec(meter, params);
+    const rows = rowWindows(meter, params.windowSize, params.timeZone);
+    const bySubject = params.bySubject ?? true;
     const groupKeys = [...new Set(params.groupBy ?? [])];
     for (const k of groupKeys) {
       if (!meter.groupKeys.includes(k)) throw new TallyValidationError('invalid-group-by', `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`);
@@ -96,12 +98,12 @@ export class UsageQuery {
       : Array.from({ length: this.config.partitions }, (_, i) => i);
     // One stored (window, group) per row is read from its aggregate; otherwise UNIQUE_COUNT needs the values.
     const needUniques =
-      meter.aggregation === 'UNIQUE_COUNT' && (rowSpec !== meter.window || groupKeys.length < meter.groupKeys.length);
+      meter.aggregation === 'UNIQUE_COUNT' && (!rows?.isMeterWindow || groupKeys.length < meter.groupKeys.length || !bySubject);
     const starts: number[] = [];
     for (const w of windowsBetween(meter.window, from, to)) if (w.start >= from) starts.push(w.start);
 
     return withSpan('usage.query', { 'tally.meter': meter.slug, 'tally.windows': starts.length * partitions.length }, async () => {
-      const rows = new Map<string, Row>();
+      const out = new Map<string, Row>();
       for (const p of partitions) {
         for (let i = 0; i < starts.length; i += CHUNK) {
           const chunk = starts.slice(i, i + CHUNK);
@@ -117,8 +119,9 @@ export class UsageQuery {
             if (err) throw err;
             const uniquesReply = needUniques ? replies[k * per + 1] : undefined;
             if (uniquesReply?.[0]) throw uniquesReply[0];
-            this.accumulate(rows, meter, ws, hash as Record<string, string>, uniquesReply?.[1] as Record<string, string> | undefined, {
-              rowSpec,
+            this.accumulate(out, meter, ws, hash as Record<string, string>, uniquesReply?.[1] as Record<string, string> | undefined, {
+              rows,
+              bySubject,
               from,
               to,
               groupKeys,
@@ -128,27 +131,8 @@ export class UsageQuery {
           });
         }
       }
-      return [...rows.values()].map((r) => toRow(meter, r)).sort(compareRows);
+      return [...out.values()].map((r) => toRow(meter, r)).sort(compareRows);
     });
-  }
-
-  /** The row windows: the requested size (aligned in its zone), or undefined for one row over [from, to). */
-  private rowSpec(meter: Meter, params: UsageQueryParams): WindowSpec | undefined {
-    if (params.windowSize === undefined) return undefined;
-    let spec: WindowSpec;
-    try {
-      spec = parseWindowSize(params.windowSize, params.timeZone ?? meter.window.timeZone, 'windowSize');
-    } catch (err) {
-      if (err instanceof TallyConfigError) throw new TallyValidationError('invalid-window-size', err.message, { cause: err });
-      throw err;
-    }
-    if (spec.sizeMs < meter.window.sizeMs) {
-      throw new TallyValidationError(
-        'invalid-window-size',
-        `windowSize ${spec.label} is finer than meter ${meter.slug}'s windows (${meter.window.label}): stored windows cannot be split`,
-      );
-    }
-    return spec.sizeMs === meter.window.sizeMs && spec.timeZone === meter.window.timeZone ? meter.window : spec;
   }
 
   private accumulate(
@@ -158,7 +142,8 @@ export class UsageQuery {
     hash: Record<string, string>,
     uniques: Record<string, string> | undefined,
     ctx: {
-      rowSpec: WindowSpec | undefined;
+      rows: RowWindows | undefined;
+      bySubject: boolean;
       from: number;
       to: number;
       groupKeys: readonly string[];
@@ -166,7 +151,7 @@ export class UsageQuery {
       subjects: ReadonlySet<string> | undefined;
     },
   ): void {
-    const bounds = ctx.rowSpec ? windowOf(ctx.rowSpec, ws) : { start: ctx.from, end: ctx.to };
+    const bounds = ctx.rows ? ctx.rows.boundsOf(ws) : { start: ctx.from, end: ctx.to };
     const start = Math.max(bounds.start, ctx.from);
     const end = Math.min(bounds.end, ctx.to);
     const cellOf = (group: string): Cell | undefined => {
@@ -178,10 +163,11 @@ export class UsageQuery {
       }
       const groupBy: Record<string, string | null> = {};
       for (const k of ctx.groupKeys) groupBy[k] = values[meter.groupKeys.indexOf(k)] ?? null;
-      const key = JSON.stringify([start, subject, ctx.groupKeys.map((k) => groupBy[k])]);
+      const rowSubject = ctx.bySubject ? subject : null;
+      const key = JSON.stringify([start, rowSubject, ctx.groupKeys.map((k) => groupBy[k])]);
       let row = rows.get(key);
       if (!row) {
-        row = { start, end, subject, groupBy, cell: emptyCell() };
+        row = { start, end, subject: rowSubject, groupBy, cell: emptyCell() };
         rows.set(key, row);
       }
       return row.cell;
@@ -286,7 +272,7 @@ function toRow(meter: Meter, r: Row): UsageRow {
 
 function compareRows(a: UsageRow, b: UsageRow): number {
   if (a.windowStart !== b.windowStart) return a.windowStart < b.windowStart ? -1 : 1;
-  if (a.subject !== b.subject) return a.subject < b.subject ? -1 : 1;
+  if (a.subject !== b.subject) return (a.subject ?? '') < (b.subject ?? '') ? -1 : 1;
   const ga = JSON.stringify(a.groupBy);
   const gb = JSON.stringify(b.groupBy);
   return ga < gb ? -1 : ga > gb ? 1 : 0;

@@ -5,6 +5,7 @@ import { duplicate, MeteringScripts, processConsumerName, RedisComponent, Stream
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
+import { observePartitionGauges } from './gauges.js';
 import { PartitionLeases } from './leases.js';
 import { emptyStats, type WorkerOptions, type WorkerStats } from './options.js';
 import { PartitionConsumer } from './partition-consumer.js';
@@ -42,6 +43,7 @@ export class TallyWorker extends RedisComponent {
   /** Partitions whose consumer group this worker created or found (see ensureGroup). */
   private readonly groupsSeen = new Set<number>();
   private started: Promise<void> | undefined;
+  private unobserve: (() => void) | undefined;
 
   constructor(options: WorkerOptions) {
     const name = options.consumerName ?? processConsumerName();
@@ -73,6 +75,7 @@ export class TallyWorker extends RedisComponent {
   }
 
   private async doStart(): Promise<void> {
+    this.unobserve = observePartitionGauges({ client: this.client, keys: this.keys, group: this.config.consumerGroup, partitions: () => this.activePartitions });
     if (this.staticPartitions) {
       for (const p of this.staticPartitions) await this.startPartition(p, false);
     } else {
@@ -147,6 +150,14 @@ export class TallyWorker extends RedisComponent {
     }
   }
 
+  /**
+   * For readiness probes: whether the worker is running (started, not closing), and the operations
+   * (`<op>:<partition>`) failing now, each logged once until it recovers.
+   */
+  get health(): { running: boolean; failing: string[] } {
+    return { running: this.started !== undefined && !this.stop.signal.aborted, failing: this.failures.current };
+  }
+
   /** Counters since start (a copy). */
   getStats(): WorkerStats {
     return { ...this.stats };
@@ -158,6 +169,7 @@ export class TallyWorker extends RedisComponent {
    */
   protected async shutdown(): Promise<void> {
     this.stop.abort();
+    this.unobserve?.();
     await this.started?.catch(() => undefined);
     await this.supervisor;
     await Promise.allSettled([...this.runners.keys()].map((p) => this.stopPartition(p)));

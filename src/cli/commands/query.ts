@@ -35,7 +35,7 @@ export function usageTable(rows: readonly UsageRow[]): string {
   const groupKeys = Object.keys(rows[0]?.groupBy ?? {});
   return renderTable(
     ['windowStart', 'windowEnd', 'subject', ...groupKeys, '>value', '>events'],
-    rows.map((r) => [r.windowStart, r.windowEnd, r.subject, ...groupKeys.map((k) => r.groupBy[k] ?? '(none)'), r.valueDecimal, String(r.eventCount)]),
+    rows.map((r) => [r.windowStart, r.windowEnd, r.subject ?? '(all)', ...groupKeys.map((k) => r.groupBy[k] ?? '(none)'), r.valueDecimal, String(r.eventCount)]),
     '',
   );
 }

@@ -4,12 +4,14 @@ import { pino } from 'pino';
 import { TallyConfigError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
-import { loadCommandConfig, partitionList, withConfigOption } from '../options.js';
+import { prepareWorkerMetrics, startWorkerMetrics, type Running } from '../serve.js';
+import { integer, loadCommandConfig, partitionList, withConfigOption } from '../options.js';
 
 interface WorkerFlags {
   config: string;
   partitions?: number[];
   roles?: string;
+  metricsPort?: number;
 }
 
 export function registerWorker(program: Command): void {
@@ -20,6 +22,7 @@ export function registerWorker(program: Command): void {
       ),
     )
     .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
+    .option('--metrics-port <n>', "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)", integer(0, 65535))
     .action(async (flags: WorkerFlags) => {
       const config = await loadCommandConfig(flags.config);
       const { roles, explicit } = parseRoles(flags.roles);
@@ -27,19 +30,24 @@ export function registerWorker(program: Command): void {
         if (p >= config.partitions) throw new TallyConfigError('--partitions', `partition ${p} does not exist (the config has ${config.partitions})`);
       }
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+      const metricsPort = flags.metricsPort ?? config.metrics.port;
+      // Before the worker exists, so its instruments record into the SDK.
+      if (metricsPort !== undefined) prepareWorkerMetrics();
       const worker = roles.has('metering')
         ? new TallyWorker({ config, logger, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
         : undefined;
       let evaluator: Awaited<ReturnType<typeof startEvaluatorRole>>;
+      let metrics: Running | undefined;
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down');
-        void Promise.all([worker?.close(), evaluator?.close()]).then(() => process.exit(0));
+        void Promise.all([metrics?.close(), worker?.close(), evaluator?.close()]).then(() => process.exit(0));
       };
       process.on('SIGINT', () => shutdown('SIGINT'));
       process.on('SIGTERM', () => shutdown('SIGTERM'));
+      if (metricsPort !== undefined) metrics = await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host });
       await worker?.start();
       if (roles.has('entitlements')) evaluator = await startEvaluatorRole(config, logger, explicit);
     });

@@ -1,0 +1,141 @@
+import { Type } from '@sinclair/typebox';
+import type { MeterInput } from '../../meters/index.js';
+import { defaultRange, rowWindows, type UsageRow } from '../../usage/index.js';
+import { formatIsoUtc } from '../../windows/index.js';
+import type { ApiContext, App } from '../context.js';
+import { HttpProblem } from '../problems.js';
+import {
+  MeterQueryBodySchema,
+  MeterQueryResultSchema,
+  MeterQueryStringSchema,
+  MeterSchema,
+  withProblems,
+  type MeterBody,
+  type MeterQueryResult,
+} from '../schemas.js';
+
+const FILTER_KEY = /^filterGroupBy\[(.+)\]$/;
+
+interface MeterQuery {
+  from?: string | undefined;
+  to?: string | undefined;
+  windowSize?: 'MINUTE' | 'HOUR' | 'DAY' | 'MONTH' | undefined;
+  windowTimeZone?: string | undefined;
+  subject?: string[] | undefined;
+  groupBy?: string[] | undefined;
+  filterGroupBy?: Record<string, string[]>;
+}
+
+function meterBody(m: MeterInput): MeterBody {
+  return {
+    id: m.slug,
+    slug: m.slug,
+    ...(m.description ? { description: m.description } : {}),
+    aggregation: m.aggregation,
+    eventType: m.eventType,
+    ...(m.valueProperty ? { valueProperty: m.valueProperty } : {}),
+    groupBy: m.groupBy ?? {},
+    windowSize: m.windowSize,
+    windowTimeZone: m.timeZone,
+  };
+}
+
+function instant(value: string | undefined, field: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms)) throw new HttpProblem(400, `${field}: expected an RFC 3339 date-time, got ${JSON.stringify(value)}`, { errors: [{ field, detail: 'not an RFC 3339 date-time' }] });
+  return ms;
+}
+
+function csvCell(value: string): string {
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
+  const lines = [['windowStart', 'windowEnd', 'subject', ...keys, 'value'].join(',')];
+  for (const r of rows) {
+    lines.push([r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? ''), r.valueDecimal].map(csvCell).join(','));
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+/** GET /api/v1/meters, GET /api/v1/meters/{slug}, GET and POST /api/v1/meters/{slug}/query. */
+export function registerMeterRoutes(app: App, ctx: ApiContext): void {
+  const bySlug = new Map(ctx.config.data.meters.map((m) => [m.slug, m]));
+  const Slug = Type.Object({ meterIdOrSlug: Type.String() });
+
+  app.get('/api/v1/meters', { schema: { operationId: 'listMeters', summary: 'List meters', tags: ['Meters'], response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }) } }, () =>
+    Promise.resolve(ctx.config.data.meters.map(meterBody)),
+  );
+
+  app.get(
+    '/api/v1/meters/:meterIdOrSlug',
+    { schema: { operationId: 'getMeter', summary: 'Get meter', tags: ['Meters'], params: Slug, response: withProblems({ 200: Type.Ref(MeterSchema) }, 404) } },
+    (request) => {
+      const meter = bySlug.get(request.params.meterIdOrSlug);
+      if (!meter) return Promise.reject(new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`));
+      return Promise.resolve(meterBody(meter));
+    },
+  );
+
+  const query = async (slug: string, q: MeterQuery, csv: boolean) => {
+    const meter = ctx.meters.bySlug(slug);
+    if (!meter) throw new HttpProblem(404, `no meter ${JSON.stringify(slug)}`);
+    const groupBy = q.groupBy ?? [];
+    const bySubject = groupBy.includes('subject') || (q.subject?.length ?? 0) > 0;
+    const keys = [...new Set(groupBy.filter((k) => k !== 'subject'))];
+    const rows = rowWindows(meter, q.windowSize, q.windowTimeZone);
+    const range = defaultRange(meter, rows, ctx.config.windows.retentionMs);
+    const from = instant(q.from, 'from') ?? range.from;
+    const to = instant(q.to, 'to') ?? range.to;
+    const data = await ctx.usage.query({
+      meter: slug,
+      from,
+      to,
+      bySubject,
+      groupBy: keys,
+      ...(q.subject?.length ? { subject: q.subject } : {}),
+      ...(q.windowSize ? { windowSize: q.windowSize } : {}),
+      ...(q.windowTimeZone ? { timeZone: q.windowTimeZone } : {}),
+      ...(q.filterGroupBy ? { filter: q.filterGroupBy } : {}),
+    });
+    if (csv) return toCsv(data, keys);
+    const result: MeterQueryResult = {
+      from: formatIsoUtc(from),
+      to: formatIsoUtc(to),
+      ...(q.windowSize ? { windowSize: q.windowSize } : {}),
+      data: data.map((r) => ({ value: r.value, windowStart: r.windowStart, windowEnd: r.windowEnd, subject: r.subject, groupBy: r.groupBy })),
+    };
+    return result;
+  };
+
+  const responses = withProblems({ 200: Type.Ref(MeterQueryResultSchema) }, 404);
+  const wantsCsv = (accept: string | undefined) => /\btext\/csv\b/i.test(accept ?? '') && !/application\/json/i.test(accept ?? '');
+
+  app.get(
+    '/api/v1/meters/:meterIdOrSlug/query',
+    { schema: { operationId: 'queryMeter', summary: 'Query meter (Accept: text/csv for CSV)', tags: ['Meters'], params: Slug, querystring: MeterQueryStringSchema, response: responses } },
+    async (request, reply) => {
+      const filter: Record<string, string[]> = {};
+      for (const [k, v] of Object.entries(request.query)) {
+        const m = FILTER_KEY.exec(k);
+        if (m?.[1] && v !== undefined) filter[m[1]] = (Array.isArray(v) ? v : [v]).map(String);
+      }
+      const q = request.query as MeterQuery;
+      const csv = wantsCsv(request.headers.accept);
+      const out = await query(request.params.meterIdOrSlug, { ...q, ...(Object.keys(filter).length ? { filterGroupBy: filter } : {}) }, csv);
+      if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);
+      return out;
+    },
+  );
+
+  app.post(
+    '/api/v1/meters/:meterIdOrSlug/query',
+    { schema: { operationId: 'queryMeterPost', summary: 'Query meter with a JSON body', tags: ['Meters'], params: Slug, body: MeterQueryBodySchema, response: responses } },
+    async (request, reply) => {
+      const out = await query(request.params.meterIdOrSlug, request.body, wantsCsv(request.headers.accept));
+      if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);
+      return out;
+    },
+  );
+}
