@@ -104,7 +104,8 @@ export class Harness {
     const file = join(this.dir, 'tally.yaml');
     writeFileSync(file, stringify(this.raw));
     const child = spawn(process.execPath, [CLI, 'worker', '--config', file], {
-      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' },
+      // The harness's Redis, also when REDIS_URL names another one (it would override the config).
+      env: { ...process.env, REDIS_URL: this.config.redisUrl, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     this.children.add(child);

@@ -15,6 +15,7 @@ import { rollupKey, TotalsModel } from '../../support/model.js';
 import { createTestRedis, waitFor } from '../../support/redis.js';
 import { Replicas } from '../../support/replicas.js';
 import { Harness } from '../../support/tally.js';
+import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 
 const MINUTE = 60_000;
 const PARTITIONS = 4;
@@ -79,7 +80,7 @@ class RollupCollector {
         return Promise.resolve();
       },
       {
-        connection: createTestRedis({ maxRetriesPerRequest: null, connectionName: 'bull-test-collector' }),
+        connection: createTestRedis({ url: harness.config.redisUrl, maxRetriesPerRequest: null, connectionName: 'bull-test-collector' }),
         prefix: harness.config.rollups.queuePrefix,
         concurrency: 50,
         // A job whose completion was lost with a dropped connection comes back soon.
@@ -144,17 +145,21 @@ describe('event time: workers first, backfills, failover', () => {
   let harness: Harness | undefined;
   let collector: RollupCollector | undefined;
   let replicas: Replicas | undefined;
+  let ownServer: RedisServerHandle | undefined;
   afterEach(async () => {
     await replicas?.stop();
     await collector?.close();
     await harness?.close();
+    await ownServer?.stop();
     harness = undefined;
     collector = undefined;
     replicas = undefined;
+    ownServer = undefined;
   });
 
-  function setUp(windows: Record<string, unknown> = {}, worker: Record<string, unknown> = {}): Harness {
+  function setUp(windows: Record<string, unknown> = {}, worker: Record<string, unknown> = {}, redisUrl?: string): Harness {
     harness = new Harness({
+      ...(redisUrl ? { redisUrl } : {}),
       meters: METERS,
       partitions: PARTITIONS,
       label: 'etime',
@@ -245,6 +250,7 @@ describe('event time: workers first, backfills, failover', () => {
   /**
    * Drops every connection of the Tally workers (their main client and blocking readers), leaving
    * BullMQ's (named `bull:...`: the test's rollup collector and the relays' queues) and the test's own.
+   * Only on a redis-server of this test's own: other test files share the default one.
    */
   async function killWorkerConnections(h: Harness): Promise<number> {
     const me = Number(await h.redis.client('ID'));
@@ -367,7 +373,8 @@ describe('event time: workers first, backfills, failover', () => {
   }, 120_000);
 
   it('Redis connections dropped during batches: zero corrections, nothing pending, exact', async () => {
-    const h = setUp({ latePolicy: 'dead-letter' });
+    ownServer = await startRedisServer();
+    const h = setUp({ latePolicy: 'dead-letter' }, {}, ownServer.url);
     await startIdleWorkers(h, 2);
     const backfill = makeBackfill(10_000, 4);
     const size = 500;
