@@ -1,10 +1,9 @@
-import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError, TallyValidationError } from '../errors/index.js';
 import { divideScaled, formatScaled, MeterIndex, type Meter } from '../meters/index.js';
 import { rowWindows, type RowWindows } from './rows.js';
 import { partitionOf } from '../producer/index.js';
-import { connect, TallyKeys, type RedisClient } from '../redis/index.js';
+import { RedisComponent, TallyKeys } from '../redis/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { formatIsoUtc, windowOf, windowsBetween } from '../windows/index.js';
 import type { UsageQueryOptions, UsageQueryParams, UsageRow } from './options.js';
@@ -48,26 +47,20 @@ function toMs(value: string | number | Date, field: string): number {
  * LATEST takes the newest event, and UNIQUE_COUNT unions the stored distinct values (window
  * `:u` hashes), since distinct counts themselves cannot be added.
  */
-export class UsageQuery {
+export class UsageQuery extends RedisComponent {
   private readonly config: TallyConfig;
-  private readonly client: RedisClient;
-  private readonly ownsClient: boolean;
   private readonly keys: TallyKeys;
   private readonly meters: MeterIndex;
-  private readonly logger: Logger;
-  private closed = false;
 
   constructor(options: UsageQueryOptions) {
+    super(options.config.redis, options, { component: 'usage-query' });
     this.config = options.config;
-    this.ownsClient = options.connection === undefined;
-    this.client = options.connection ?? connect(this.config.redis);
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
-    this.logger = (options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'usage-query' });
   }
 
   async query(params: UsageQueryParams): Promise<UsageRow[]> {
-    if (this.closed) throw new TallyError(ErrorCode.Closed, 'UsageQuery is closed');
+    if (this.isClosing) throw new TallyError(ErrorCode.Closed, 'UsageQuery is closed');
     const meter = this.meters.bySlug(params.meter);
     if (!meter) throw new TallyValidationError('unknown-meter', `unknown meter ${JSON.stringify(params.meter)}`);
     const from = toMs(params.from, 'from');
@@ -220,12 +213,9 @@ export class UsageQuery {
     }
   }
 
-  /** Closes the connection if it opened it. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.ownsClient) await this.client.quit().catch(() => undefined);
-    this.logger.debug('usage query closed');
+  /** Nothing of its own to stop; RedisComponent.close closes the connection if it opened it. */
+  protected shutdown(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
