@@ -1,3 +1,4 @@
+import { jsonArrayElements } from './json-text.js';
 import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.js';
 
 /** Stream entry field holding one event as JSON. */
@@ -17,9 +18,9 @@ export interface RejectedEvent {
   readonly reason: string;
   readonly detail: string;
   /**
-   * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event alone
-   * as JSON (re-serialized: same values, possibly other number spelling), so a dead letter does not
-   * carry the whole batch. `field` says which of the two it is; `index` is the event's place in the entry.
+   * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event's own
+   * text cut out of the array (byte for byte, see json-text.ts), so a dead letter does not carry the
+   * whole batch. `field` says which of the two it is; `index` is the event's place in the entry.
    */
   readonly payload: string;
   readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
@@ -37,6 +38,20 @@ export interface DecodedEntry {
   /** The entry's value exactly as stored, and the field it came from (for dead letters). */
   readonly raw: string;
   readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
+  /**
+   * The exact JSON text of one event of the entry: the raw value of a single-event entry, or the
+   * event's element of a batch entry's array (the array is scanned once, on first use).
+   */
+  eventText(index: number): string;
+}
+
+/** Unexpected failures while looking at one event (e.g. a RangeError on a deeply nested value). */
+export const UNPROCESSABLE = 'unprocessable';
+
+/** `RangeError: Maximum call stack size exceeded`, cut to a dead letter's detail length. */
+export function describeError(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
 /** Byte length, computed only when the character count alone cannot decide. */
@@ -46,6 +61,14 @@ function tooLarge(raw: string, maxBytes: number): boolean {
 }
 
 function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
+  try {
+    return check(value, ingestedMs, opts);
+  } catch (err) {
+    return { reason: UNPROCESSABLE, detail: describeError(err) };
+  }
+}
+
+function check(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
   const invalid = explainInvalidEvent(value);
   if (invalid) return invalid;
   const time = (value as UsageEvent).time;
@@ -61,7 +84,8 @@ function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { t
 
 /**
  * Decodes one stream entry (its flat field/value list as ioredis returns it) into valid events and
- * rejected ones. Never throws: anything malformed becomes a rejection with a reason.
+ * rejected ones. Never throws for a malformed event: that becomes a rejection with a reason
+ * (`unprocessable` when checking it failed unexpectedly).
  * `ingestedMs` is the millisecond part of the entry id, so the decision is the same on every redelivery.
  */
 export function decodeEntry(fields: readonly string[], ingestedMs: number, opts: DecodeOptions): DecodedEntry {
@@ -70,7 +94,13 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   let raw: string | undefined;
   let batch = false;
   const field = () => (batch ? EVENTS_FIELD : EVENT_FIELD);
-  const done = () => ({ events, rejected, raw: raw ?? '', field: field() }) as const;
+  let elements: string[] | undefined;
+  const eventText = (index: number): string => {
+    if (!batch) return raw ?? '';
+    elements ??= jsonArrayElements(raw ?? '') ?? [];
+    return elements[index] ?? raw ?? '';
+  };
+  const done = (): DecodedEntry => ({ events, rejected, raw: raw ?? '', field: field(), eventText });
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     if (name === EVENT_FIELD || name === EVENTS_FIELD) {
@@ -115,7 +145,7 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
     const value: unknown = parsed[index];
     const result = decodeOne(value, ingestedMs, opts);
     if ('timeMs' in result) events.push({ event: value as UsageEvent, timeMs: result.timeMs, index });
-    else rejected.push({ ...result, payload: JSON.stringify(value) ?? 'null', field: EVENT_FIELD, index });
+    else rejected.push({ ...result, payload: eventText(index), field: EVENT_FIELD, index });
   }
   return done();
 }

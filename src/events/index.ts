@@ -1,6 +1,8 @@
 export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, type UsageEvent } from './schema.js';
 export {
   decodeEntry,
+  describeError,
+  UNPROCESSABLE,
   EVENT_FIELD,
   EVENTS_FIELD,
   type DecodedEvent,
@@ -8,3 +10,4 @@ export {
   type RejectedEvent,
   type DecodeOptions,
 } from './entry.js';
+export { jsonArrayElements, withTime } from './json-text.js';

@@ -52,3 +52,19 @@ describe('decodeEntry', () => {
     expect(explainInvalidEvent(ok)).toBeUndefined();
   });
 });
+
+describe('decodeEntry with hostile values', () => {
+  const deepData = JSON.parse(`${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`) as Record<string, unknown>;
+
+  it('dead-letters an invalid deep event of a batch alone, with its own text, and keeps its valid neighbour', () => {
+    const invalid = { ...ok, id: undefined, data: deepData };
+    // Built by hand: JSON.stringify cannot serialize the deep value.
+    const invalidText = `{"source":"s","type":"t","subject":"c","data":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`;
+    expect(() => JSON.stringify(invalid)).toThrow(RangeError);
+    const raw = `[${JSON.stringify(ok)}, ${invalidText}]`;
+    const decoded = decodeEntry(['events', raw], ingested, { ...opts, maxEntryBytes: 1_000_000 });
+    expect(decoded.events.map((e) => e.index)).toEqual([0]);
+    expect(decoded.rejected).toEqual([{ index: 1, reason: 'missing-field', detail: 'id: required', payload: invalidText, field: 'event' }]);
+    expect(decoded.eventText(0)).toBe(JSON.stringify(ok));
+  });
+});
