@@ -54,6 +54,7 @@ export const Scripts = {
   defineEntitlement: script('defineEntitlement-3.lua', 1),
   resetEntitlementPeriod: script('resetEntitlementPeriod-4.lua', 1),
   publishEntitlementDefinitions: script('publishEntitlementDefinitions-1.lua', 1),
+  probe: script('probe-1.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

@@ -1,7 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
+import { checkRedisAccess, duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
@@ -75,6 +75,12 @@ export class TallyWorker extends RedisComponent {
   }
 
   private async doStart(): Promise<void> {
+    // A denied command fails here with one clear error, not later as a stuck partition.
+    await checkRedisAccess(this.client, {
+      prefix: this.config.prefix,
+      queuePrefix: this.config.rollups.queuePrefix,
+      queues: this.config.rollups.queues,
+    });
     this.unobserve = observePartitionGauges({ client: this.client, keys: this.keys, group: this.config.consumerGroup, partitions: () => this.activePartitions });
     if (this.staticPartitions) {
       for (const p of this.staticPartitions) await this.startPartition(p, false);

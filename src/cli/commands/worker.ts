@@ -5,7 +5,8 @@ import { TallyConfigError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics, type Running } from '../serve.js';
-import { integer, loadCommandConfig, partitionList, withConfigOption } from '../options.js';
+import { accessScope, integer, loadCommandConfig, partitionList, withClient, withConfigOption } from '../options.js';
+import { checkRedisAccess } from '../../redis/index.js';
 
 interface WorkerFlags {
   config: string;
@@ -29,6 +30,9 @@ export function registerWorker(program: Command): void {
       for (const p of flags.partitions ?? []) {
         if (p >= config.partitions) throw new TallyConfigError('--partitions', `partition ${p} does not exist (the config has ${config.partitions})`);
       }
+      // Before any long-lived connection exists: a denied command ends here in one line (and no
+      // connection's ready check prints its own warning about a denied INFO).
+      await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false });
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
       const metricsPort = flags.metricsPort ?? config.metrics.port;
       // Before the worker exists, so its instruments record into the SDK.
