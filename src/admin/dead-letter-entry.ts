@@ -49,6 +49,8 @@ export interface DeadLetter {
 /** Reasons for which the worker rejected a whole entry, not one event in it (see events/entry.ts). */
 const WHOLE_ENTRY_REASONS: ReadonlySet<string> = new Set([
   'poison',
+  'too-many-events',
+  'unprocessable',
   'oversized',
   'invalid-json',
   'invalid-batch',

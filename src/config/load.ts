@@ -31,6 +31,7 @@ export interface TallyConfig {
   readonly partitions: number;
   readonly consumerGroup: string;
   readonly maxEntryBytes: number;
+  readonly maxEventsPerEntry: number;
   readonly trim: { readonly retainAckedMs: number; readonly maxLength: number };
   readonly dedup: { readonly horizonMs: number; readonly epochMs: number; readonly generations: number; readonly bucketBits: number };
   readonly windows: {
@@ -141,6 +142,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,
     maxEntryBytes: data.streams.maxEntryBytes,
+    maxEventsPerEntry: data.streams.maxEventsPerEntry,
     trim: { retainAckedMs: parseDuration(data.streams.retainAcked, 'streams.retainAcked'), maxLength: data.streams.maxLength },
     dedup: {
       horizonMs,

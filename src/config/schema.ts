@@ -30,6 +30,12 @@ export const ConfigSchema = Type.Object(
         partitions: Type.Integer({ default: 1, minimum: 1, maximum: 1024 }),
         consumerGroup: Type.String({ default: 'tally', minLength: 1 }),
         maxEntryBytes: Type.Integer({ default: 1_048_576, minimum: 256 }),
+        maxEventsPerEntry: Type.Integer({
+          default: 10_000,
+          minimum: 1,
+          maximum: 1_000_000,
+          description: 'Events a batch entry may hold; a longer entry is dead-lettered whole (too-many-events)',
+        }),
         retainAcked: duration('1m', 'How long applied entries stay in the stream before trimming'),
         maxLength: Type.Integer({
           default: 0,

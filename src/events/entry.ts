@@ -1,4 +1,4 @@
-import { jsonArrayElements } from './json-text.js';
+import { jsonArrayRanges, utf8ByteRanges } from './json-text.js';
 import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.js';
 
 /** Stream entry field holding one event as JSON. */
@@ -30,6 +30,8 @@ export interface RejectedEvent {
 export interface DecodeOptions {
   readonly maxEntryBytes: number;
   readonly maxFutureSkewMs: number;
+  /** Events a batch entry may hold; a longer one is rejected whole (`too-many-events`). */
+  readonly maxEventsPerEntry: number;
 }
 
 export interface DecodedEntry {
@@ -43,7 +45,18 @@ export interface DecodedEntry {
    * event's element of a batch entry's array (the array is scanned once, on first use).
    */
   eventText(index: number): string;
+  /**
+   * Where the event's text lies in the entry's value, as 1-based inclusive UTF-8 byte offsets (what
+   * Lua's string.sub takes), so applyBatch.lua can dead-letter one event of a batch entry alone;
+   * [0, 0] for a single-event entry (the whole value).
+   */
+  eventBytes(index: number): readonly [from: number, to: number];
 }
+
+/** A batch entry with more events than `streams.maxEventsPerEntry`: dead-lettered whole, once. */
+export const TOO_MANY_EVENTS = 'too-many-events';
+
+const WHOLE: readonly [number, number] = [0, 0];
 
 /** Unexpected failures while looking at one event (e.g. a RangeError on a deeply nested value). */
 export const UNPROCESSABLE = 'unprocessable';
@@ -94,13 +107,20 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   let raw: string | undefined;
   let batch = false;
   const field = () => (batch ? EVENTS_FIELD : EVENT_FIELD);
-  let elements: string[] | undefined;
+  // A batch entry's array is scanned once, on first use (jsonArrayRanges never recurses).
+  let ranges: [number, number][] | undefined;
+  let bytes: [number, number][] | undefined;
+  const rangesOf = () => (ranges ??= jsonArrayRanges(raw ?? '') ?? []);
   const eventText = (index: number): string => {
-    if (!batch) return raw ?? '';
-    elements ??= jsonArrayElements(raw ?? '') ?? [];
-    return elements[index] ?? raw ?? '';
+    const range = batch ? rangesOf()[index] : undefined;
+    return range ? (raw ?? '').slice(range[0], range[1]) : (raw ?? '');
   };
-  const done = (): DecodedEntry => ({ events, rejected, raw: raw ?? '', field: field(), eventText });
+  const eventBytes = (index: number): readonly [number, number] => {
+    if (!batch) return WHOLE;
+    bytes ??= utf8ByteRanges(raw ?? '', rangesOf());
+    return bytes[index] ?? WHOLE;
+  };
+  const done = (): DecodedEntry => ({ events, rejected, raw: raw ?? '', field: field(), eventText, eventBytes });
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     if (name === EVENT_FIELD || name === EVENTS_FIELD) {
@@ -139,6 +159,18 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   }
   if (!Array.isArray(parsed)) {
     rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, field: field(), index: 0 });
+    return done();
+  }
+  if (parsed.length > opts.maxEventsPerEntry) {
+    // One dead letter for the entry, not one per event: a small entry of many tiny events must not
+    // turn into a dead-letter stream many times its size.
+    rejected.push({
+      reason: TOO_MANY_EVENTS,
+      detail: `entry holds ${parsed.length} events, more than streams.maxEventsPerEntry (${opts.maxEventsPerEntry})`,
+      payload: raw,
+      field: field(),
+      index: 0,
+    });
     return done();
   }
   for (let index = 0; index < parsed.length; index++) {

@@ -3,6 +3,7 @@ export {
   decodeEntry,
   describeError,
   UNPROCESSABLE,
+  TOO_MANY_EVENTS,
   EVENT_FIELD,
   EVENTS_FIELD,
   type DecodedEvent,
@@ -10,4 +11,4 @@ export {
   type RejectedEvent,
   type DecodeOptions,
 } from './entry.js';
-export { jsonArrayElements, withTime } from './json-text.js';
+export { jsonArrayElements, jsonArrayRanges, utf8ByteRanges, withTime } from './json-text.js';

@@ -34,13 +34,14 @@ function endOfString(text: string, open: number): number {
 }
 
 /**
- * The exact text of each element of the JSON array `text` (whitespace around elements dropped), or
- * undefined when `text` is not a well-formed JSON array. Meant for text that JSON.parse accepted.
+ * Where each element of the JSON array `text` is: `[start, end)` character offsets, whitespace
+ * around elements excluded; undefined when `text` is not a well-formed JSON array. Meant for text
+ * that JSON.parse accepted.
  */
-export function jsonArrayElements(text: string): string[] | undefined {
+export function jsonArrayRanges(text: string): [start: number, end: number][] | undefined {
   let i = skipSpace(text, 0);
   if (text.charCodeAt(i) !== OPEN_BRACKET) return undefined;
-  const out: string[] = [];
+  const out: [number, number][] = [];
   let depth = 0;
   let start = -1;
   let last = -1;
@@ -48,7 +49,7 @@ export function jsonArrayElements(text: string): string[] | undefined {
     const c = text.charCodeAt(i);
     if (isSpace(c)) continue;
     if (depth === 0 && (c === COMMA || c === CLOSE_BRACKET)) {
-      if (start >= 0) out.push(text.slice(start, last + 1));
+      if (start >= 0) out.push([start, last + 1]);
       else if (c === COMMA || out.length > 0) return undefined; // `[,` or `[1,]`
       start = -1;
       if (c === CLOSE_BRACKET) return skipSpace(text, i + 1) === text.length ? out : undefined;
@@ -66,6 +67,28 @@ export function jsonArrayElements(text: string): string[] | undefined {
     last = i;
   }
   return undefined;
+}
+
+/** The exact text of each element of the JSON array `text` (see jsonArrayRanges). */
+export function jsonArrayElements(text: string): string[] | undefined {
+  return jsonArrayRanges(text)?.map(([start, end]) => text.slice(start, end));
+}
+
+/**
+ * Character ranges of `text` as 1-based, inclusive UTF-8 byte ranges (what Lua's string.sub takes),
+ * in one pass over the text. Ranges must be in order and not overlap.
+ */
+export function utf8ByteRanges(text: string, ranges: readonly (readonly [number, number])[]): [from: number, to: number][] {
+  if (Buffer.byteLength(text) === text.length) return ranges.map(([start, end]) => [start + 1, end]);
+  let bytes = 0;
+  let at = 0;
+  return ranges.map(([start, end]) => {
+    bytes += Buffer.byteLength(text.slice(at, start));
+    const from = bytes + 1;
+    bytes += Buffer.byteLength(text.slice(start, end));
+    at = end;
+    return [from, bytes];
+  });
 }
 
 /**

@@ -26,13 +26,30 @@ export interface Forward {
   readonly json: string;
 }
 
-/** Events per applyBatch call, at most (whole entries are never split): keeps each script call short. */
-export const MAX_EVENTS_PER_CALL = 1000;
+/**
+ * What one applyBatch call may cost, in estimated microseconds of Redis time (see `cost` below):
+ * about 2 ms, so no call blocks Redis for long. A call ends before a record that would exceed it,
+ * in the middle of an entry if need be (an entry of 10,000 events takes many calls; see the 'P'
+ * record of applyBatch.lua).
+ */
+export const MAX_CALL_COST_US = 2_000;
+
+/**
+ * Estimated Redis time of applyBatch records, in µs, from SLOWLOG on Redis 7.0 here (p50 of calls):
+ * an update is dear when its group is new to the call (window state, then one HINCRBY per field at
+ * the end of the call), so it is priced as such.
+ */
+const cost = {
+  entry: 2, // XPENDING membership, XACK
+  deadLetter: 6, // one XADD of the payload
+  event: 8, // dedup HSETNX and lookups, bookkeeping
+  update: 7, // window state, count and value increments of a new group
+} as const;
 
 export interface PreparedBatch {
   /**
-   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script call: a call holds
-   * whole entries and about MAX_EVENTS_PER_CALL events, so Redis is never blocked long by one call.
+   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script
+   * call, each call at most about MAX_CALL_COST_US of Redis time.
    */
   readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
   readonly forwards: Forward[];
@@ -56,8 +73,8 @@ function decodeSafely(fields: readonly string[], ingestedMs: number, opts: Decod
     const at = fields.findIndex((f, i) => i % 2 === 0 && (f === EVENT_FIELD || f === EVENTS_FIELD));
     const raw = at >= 0 ? (fields[at + 1] ?? '') : '';
     const field = fields[at] === EVENTS_FIELD ? EVENTS_FIELD : EVENT_FIELD;
-    const rejected: RejectedEvent = { reason: UNPROCESSABLE, detail: describeError(err), payload: raw, field, index: -1 };
-    return { events: [], rejected: [rejected], raw, field, eventText: () => raw };
+    const rejected: RejectedEvent = { reason: UNPROCESSABLE, detail: describeError(err), payload: raw, field, index: 0 };
+    return { events: [], rejected: [rejected], raw, field, eventText: () => raw, eventBytes: () => [0, 0] };
   }
 }
 
@@ -83,20 +100,56 @@ function updatesOf(
  * its fingerprint and the update it makes to each of its meters. An event invalid for any of its meters
  * is rejected whole (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
  *
- * Never throws for what an entry holds: anything that fails while one event is prepared (e.g. a
- * RangeError from a value nested 10,000 levels deep) rejects that event alone as `unprocessable`, and
- * the other events of its entry still count. Only a bug outside any one event fails the whole entry,
- * which is then dead-lettered whole as `unprocessable`, never the batch.
+ * Nothing an event holds makes this throw: anything that fails while one event is prepared (e.g. a
+ * RangeError from a value nested 10,000 levels deep) rejects that event alone as `unprocessable`,
+ * and the other events of its entry still count.
+ *
+ * Records go into calls of at most MAX_CALL_COST_US (rejected events count too). An entry that does
+ * not fit in what is left of a call is continued in the next one: its header is 'P' (applied, not
+ * acknowledged) in all calls but its last, whose 'E' header acknowledges it.
  */
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
   const { config, meters, partition } = ctx;
-  const opts: DecodeOptions = { maxEntryBytes: config.maxEntryBytes, maxFutureSkewMs: config.windows.maxFutureSkewMs };
+  const opts: DecodeOptions = {
+    maxEntryBytes: config.maxEntryBytes,
+    maxFutureSkewMs: config.windows.maxFutureSkewMs,
+    maxEventsPerEntry: config.maxEventsPerEntry,
+  };
   const calls: PreparedBatch['calls'] = [];
   let records: (string | number)[] = [];
   let fingerprints: Buffer[] = [];
-  let eventsInCall = 0;
+  let callCost = 0;
+  /** Where the current entry's header is in `records`, and the header's values. */
+  let header = { at: -1, id: '', epoch: '' };
   const forwards: Forward[] = [];
   const n = { events: 0, unmetered: 0, rejected: 0 };
+
+  const flush = () => {
+    calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
+    records = [];
+    fingerprints = [];
+    callCost = 0;
+  };
+  const startEntry = (id: string, epoch: string) => {
+    if (callCost + cost.entry > MAX_CALL_COST_US && records.length > 0) flush();
+    header = { at: records.length, id, epoch };
+    records.push('E', id, epoch);
+    callCost += cost.entry;
+  };
+  /** Makes room for a record of the current entry, continuing the entry in a new call if needed. */
+  const reserve = (recordCost: number) => {
+    if (callCost + recordCost > MAX_CALL_COST_US && records.length > header.at + 3) {
+      records[header.at] = 'P';
+      flush();
+      startEntry(header.id, header.epoch);
+    }
+    callCost += recordCost;
+  };
+  const deadLetter = (index: number, reason: string, detail: string, payload: string, field: string) => {
+    reserve(cost.deadLetter);
+    records.push('D', index, reason, detail, payload, field);
+    n.rejected++;
+  };
 
   /** Prepares one valid event: a 'V' record, a forward, or nothing (unmetered). Throws on a bug or a hostile value. */
   const addEvent = (decoded: DecodedEntry, { event, timeMs, index }: DecodedEvent, id: string) => {
@@ -118,7 +171,10 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     const updates = updatesOf(matching, event, timeMs, id, index);
     if (!Array.isArray(updates)) return updates;
     const fp = fingerprint(event.source, event.id);
-    records.push('V', index, fingerprints.length, timeMs, updates.length);
+    const [from, to] = decoded.eventBytes(index);
+    // Everything that can throw is done: from here on the event's records are written whole.
+    reserve(cost.event + cost.update * updates.length);
+    records.push('V', index, fingerprints.length, timeMs, from, to, updates.length);
     fingerprints.push(fp);
     for (const u of updates) {
       records.push(u.meter.slug, u.meter.code, String(u.windowStart), String(u.windowEnd), u.group, u.value, u.sortKey);
@@ -126,14 +182,13 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     return undefined;
   };
 
-  const addEntry = (decoded: DecodedEntry, id: string) => {
-    for (const r of decoded.rejected) {
-      records.push('D', r.index, r.reason, r.detail, r.payload, r.field);
-      n.rejected++;
-    }
+  for (const [id, fields] of entries) {
+    const ingestedMs = Number.parseInt(id, 10);
+    const decoded = decodeSafely(fields, ingestedMs, opts);
+    startEntry(id, String(epochOf(ingestedMs, config.dedup.epochMs)));
+    for (const r of decoded.rejected) deadLetter(r.index, r.reason, r.detail, r.payload, r.field);
     for (const d of decoded.events) {
       n.events++;
-      const mark = { records: records.length, fingerprints: fingerprints.length, forwards: forwards.length, unmetered: n.unmetered };
       let rejection: { reason: string; detail: string } | undefined;
       try {
         rejection = addEvent(decoded, d, id);
@@ -141,42 +196,10 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         // E.g. a time before year 1 in a zoned window, or a group value nested too deep to serialize.
         rejection = { reason: UNPROCESSABLE, detail: describeError(err) };
       }
-      if (rejection) {
-        records.length = mark.records;
-        fingerprints.length = mark.fingerprints;
-        forwards.length = mark.forwards;
-        n.unmetered = mark.unmetered;
-        // One event of a batch entry is dead-lettered alone (its own text), not with the whole batch.
-        records.push('D', d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
-        n.rejected++;
-      }
-    }
-  };
-
-  for (const [id, fields] of entries) {
-    const ingestedMs = Number.parseInt(id, 10);
-    const decoded = decodeSafely(fields, ingestedMs, opts);
-    if (eventsInCall > 0 && eventsInCall + decoded.events.length > MAX_EVENTS_PER_CALL) {
-      calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
-      records = [];
-      fingerprints = [];
-      eventsInCall = 0;
-    }
-    eventsInCall += Math.max(1, decoded.events.length);
-    const mark = { records: records.length, fingerprints: fingerprints.length, forwards: forwards.length, ...n };
-    records.push('E', id, String(epochOf(ingestedMs, config.dedup.epochMs)));
-    try {
-      addEntry(decoded, id);
-    } catch (err) {
-      // Not reached by anything an event holds (addEntry catches that per event): a bug. The entry
-      // goes to the dead letters whole, with the error, instead of failing the batch on every delivery.
-      records.length = mark.records + 3;
-      fingerprints.length = mark.fingerprints;
-      forwards.length = mark.forwards;
-      Object.assign(n, { events: mark.events, unmetered: mark.unmetered, rejected: mark.rejected + 1 });
-      records.push('D', -1, UNPROCESSABLE, describeError(err), decoded.raw, decoded.field);
+      // One event of a batch entry is dead-lettered alone (its own text), not with the whole batch.
+      if (rejection) deadLetter(d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
     }
   }
-  if (records.length > 0) calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
+  if (records.length > 0) flush();
   return { calls, forwards, entries: entries.length, ...n };
 }

@@ -118,8 +118,9 @@ describe('dead letters: list and replay', () => {
         d.index,
       ]),
     ).toEqual([
-      ['late', 'late-1', 'events', 0],
-      ['late', 'late-2', 'events', 1],
+      // Each holds its event alone (cut out of the batch entry), not the whole entry.
+      ['late', 'late-1', 'event', 0],
+      ['late', 'late-2', 'event', 1],
     ]);
     expect((await harness.rollups()).map((r) => [r.revision, r.valueDecimal])).toEqual([[1, '10']]);
 

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { partitionOf, replayDeadLetters, TallyWorker } from '../../../src/index.js';
 import { Harness } from '../../support/tally.js';
 import { waitFor } from '../../support/redis.js';
+import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 
 const MINUTE = 60_000;
 const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: '1m' }];
@@ -23,11 +24,14 @@ const deepGroup = (id: string) =>
 describe('hostile input', () => {
   let harness: Harness | undefined;
   let worker: TallyWorker | undefined;
+  let server: RedisServerHandle | undefined;
   afterEach(async () => {
     await worker?.close();
     worker = undefined;
     await harness?.close();
     harness = undefined;
+    await server?.stop();
+    server = undefined;
   });
 
   async function total(h: Harness): Promise<string> {
@@ -97,4 +101,53 @@ describe('hostile input', () => {
     expect(dead.map((d) => [d.reason, d.entry, d.deliveries])).toEqual([['poison', ids[10], '3']]);
     expect(dead[0]?.detail).toMatch(/WRONGTYPE/);
   }, 40_000);
+
+  it('dead-letters an entry of 300,000 tiny events once, and keeps every script call short', { timeout: 90_000 }, async () => {
+    server = await startRedisServer({ extraArgs: ['--slowlog-log-slower-than', '0', '--slowlog-max-len', '100000'] });
+    harness = new Harness({ meters, label: 'calls', redisUrl: server.url, streams: { maxEntryBytes: 2_000_000 } });
+    const h = harness;
+    const stream = h.keys.events(0);
+    const huge = `[${Array.from({ length: 300_000 }, () => '1').join(',')}]`; // 600 KB of invalid events
+    const big = `[${Array.from({ length: 10_000 }, (_, i) => good(`big${i}`)).join(',')}]`; // at the limit
+    const invalid = (entry: number) => `[${Array.from({ length: 500 }, (_, i) => `{"id":"bad-${entry}-${i}"}`).join(',')}]`;
+    const multi = h.redis.multi();
+    multi.xadd(stream, '*', 'events', huge);
+    multi.xadd(stream, '*', 'events', big);
+    for (let e = 0; e < 20; e++) multi.xadd(stream, '*', 'events', invalid(e));
+    const results = ((await multi.exec()) ?? []) as [Error | null, string][];
+    const hugeId = results[0]?.[1];
+    await h.redis.slowlog('RESET');
+    worker = await h.startWorker();
+    await h.settle(60_000);
+    expect(await total(h)).toBe('tokens:10000/10000');
+    expect(await h.redis.xlen(h.keys.deadLetter(0))).toBe(1 + 20 * 500);
+    const [first] = await h.deadLetters();
+    expect(first).toMatchObject({ reason: 'too-many-events', entry: hugeId, field: 'events' });
+    expect(first?.payload).toBe(huge);
+
+    // Every applyBatch call of this partition, from Redis's own SLOWLOG (logging every command).
+    const log = (await h.redis.slowlog('GET', 100_000)) as [number, number, number, string[]][];
+    const calls = log.filter(([, , , args]) => /^evalsha$|^eval$/i.test(args[0] ?? '') && args[2] === '7' && args[3] === stream).map(([, , us]) => us);
+    calls.sort((a, b) => a - b);
+    const median = calls[Math.floor(calls.length / 2)] as number;
+    // 10,000 valid events at ~133 per call and 10,000 rejected ones at ~333 per call.
+    expect(calls.length).toBeGreaterThanOrEqual(75 + 30);
+    // About 2 ms each by design; the margin on the maximum is for a loaded machine (one call of the
+    // 300,000 rejections took 648 ms before, one call of a 10,000-event entry ~150 ms).
+    expect(median, `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(5_000);
+    expect(calls.at(-1), `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(100_000);
+  });
+
+  it('dead-letters an event of a batch entry that Redis finds beyond retention with its own text, not the whole entry', async () => {
+    harness = new Harness({ meters, label: 'retention' });
+    const h = harness;
+    const old = new Date(Date.now() - 40 * 86_400_000).toISOString();
+    const expired = `{"id":"old","source":"hostile","type":"llm","subject":"acme","time":"${old}","data":{"tokens":5,"model":"né"}}`;
+    const entry = `[${good('fresh')}, ${expired} ,${good('fresh-2')}]`;
+    const id = await h.redis.xadd(h.keys.events(0), '*', 'events', entry);
+    worker = await h.startWorker();
+    await h.settle();
+    expect(await total(h)).toBe('tokens:2/2');
+    expect(await h.deadLetters()).toMatchObject([{ reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired }]);
+  });
 });

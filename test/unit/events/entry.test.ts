@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeEntry, explainInvalidEvent } from '../../../src/events/index.js';
 
-const opts = { maxEntryBytes: 4096, maxFutureSkewMs: 60_000 };
+const opts = { maxEntryBytes: 4096, maxFutureSkewMs: 60_000, maxEventsPerEntry: 100 };
 const ingested = Date.parse('2026-11-26T10:00:00Z');
 const ok = { id: '1', source: 's', type: 't', subject: 'c', time: '2026-11-26T09:59:59.123456Z', data: { v: 1 } };
 

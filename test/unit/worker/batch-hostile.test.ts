@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
 import { MeterIndex } from '../../../src/meters/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
-import { prepareBatch, type StreamEntry } from '../../../src/worker/index.js';
+import { MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/index.js';
 
 const deep = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
 const config = resolveConfig(
@@ -21,11 +21,11 @@ function deadLetters(records: (string | number)[]): [number, string, string, str
   const out: [number, string, string, string][] = [];
   for (let i = 0; i < records.length; ) {
     const tag = records[i];
-    if (tag === 'E') i += 3;
+    if (tag === 'E' || tag === 'P') i += 3;
     else if (tag === 'D') {
       out.push([records[i + 1] as number, records[i + 2] as string, records[i + 4] as string, records[i + 5] as string]);
       i += 6;
-    } else i += 5 + (records[i + 4] as number) * 7;
+    } else i += 7 + (records[i + 6] as number) * 7;
   }
   return out;
 }
@@ -58,5 +58,86 @@ describe('prepareBatch with hostile values', () => {
     const prepared = prepareBatch([[`${now}-0`, ['events', `[${text}]`]]], { config: cfg, meters, partition: wrong });
     expect(prepared.forwards).toEqual([{ partition: partitionOf('acme', 4), json: `{"time":"${new Date(now).toISOString()}",${text.slice(1)}` }]);
     expect(prepared.rejected).toBe(0);
+  });
+});
+
+/** Headers ('E'/'P' with their entry ids), 'V' and 'D' counts of one call's records. */
+function summarize(records: (string | number)[]): { headers: string[]; valid: number; dead: number; updates: number } {
+  const out = { headers: [] as string[], valid: 0, dead: 0, updates: 0 };
+  for (let i = 0; i < records.length; ) {
+    const tag = records[i];
+    if (tag === 'E' || tag === 'P') {
+      out.headers.push(`${tag}${records[i + 1] as string}`);
+      i += 3;
+    } else if (tag === 'D') {
+      out.dead++;
+      i += 6;
+    } else {
+      out.valid++;
+      out.updates += records[i + 6] as number;
+      i += 7 + (records[i + 6] as number) * 7;
+    }
+  }
+  return out;
+}
+
+describe('prepareBatch: short script calls', () => {
+  const many = (count: number, valid: boolean) =>
+    `[${Array.from({ length: count }, (_, i) => (valid ? event(`e${i}`, `{"tokens":${i},"model":"m"}`) : `{"id":"x${i}"}`)).join(',')}]`;
+
+  it('spreads an entry of 10,000 events over calls of about 2 ms, acknowledging it in the last one', () => {
+    const entries: StreamEntry[] = [
+      [`${now}-0`, ['event', event('before', '{"tokens":1}')]],
+      [`${now}-1`, ['events', many(10_000, true)]],
+      [`${now}-2`, ['event', event('after', '{"tokens":1}')]],
+    ];
+    const { calls, events } = prepareBatch(entries, { config, meters, partition: 0 });
+    expect(events).toBe(10_002);
+    const summaries = calls.map((c) => summarize(c.records));
+    // 8 + 7 µs per event of one meter, 2 µs per entry header: at most 133 events per call.
+    expect(calls.length).toBeGreaterThanOrEqual(10_002 / 133);
+    for (const c of summaries) expect(2 * c.headers.length + 15 * c.valid).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    expect(summaries.reduce((sum, c) => sum + c.valid, 0)).toBe(10_002);
+    const headers = summaries.flatMap((c) => c.headers);
+    expect(headers[0]).toBe(`E${now}-0`);
+    expect(headers.filter((h) => h === `E${now}-1`)).toHaveLength(1);
+    expect(headers.filter((h) => h === `P${now}-1`)).toHaveLength(calls.length - 1);
+    expect(headers.at(-1)).toBe(`E${now}-2`);
+    expect(headers.at(-2)).toBe(`E${now}-1`);
+    // Fingerprint numbers restart with each call.
+    for (const c of calls) expect(c.fingerprints.length).toBe(16 * summarize(c.records).valid);
+  });
+
+  it('counts rejected events towards a call, and dead-letters an entry over maxEventsPerEntry whole, once', () => {
+    const entries: StreamEntry[] = [
+      [`${now}-0`, ['events', many(5_000, false)]],
+      [`${now}-1`, ['events', many(10_001, false)]],
+    ];
+    const { calls, rejected } = prepareBatch(entries, { config, meters, partition: 0 });
+    expect(rejected).toBe(5_001);
+    const summaries = calls.map((c) => summarize(c.records));
+    for (const c of summaries) expect(2 * c.headers.length + 6 * c.dead).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    expect(calls.length).toBeGreaterThanOrEqual(15);
+    const last = deadLetters(calls.at(-1)?.records ?? []).at(-1);
+    expect(last?.[1]).toBe('too-many-events');
+    expect(last?.[3]).toBe('events');
+  });
+
+  it('gives each event of a batch entry its UTF-8 byte range in the entry, for dead letters decided in Redis', () => {
+    const a = event('a', '{"tokens":1,"model":"né"}');
+    const b = event('b', '{"tokens":2,"model":"顧客"}');
+    const raw = `[ ${a} ,${b}]`;
+    const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, meters, partition: 0 });
+    const records = calls[0]?.records ?? [];
+    const ranges: [number, number][] = [];
+    for (let i = 0; i < records.length; ) {
+      if (records[i] === 'E') i += 3;
+      else {
+        ranges.push([records[i + 4] as number, records[i + 5] as number]);
+        i += 7 + (records[i + 6] as number) * 7;
+      }
+    }
+    const bytes = Buffer.from(raw);
+    expect(ranges.map(([from, to]) => bytes.subarray(from - 1, to).toString())).toEqual([a, b]);
   });
 });
