@@ -1,5 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { parseEventTime } from './time.js';
+
+export { parseEventTime };
 
 const NonEmpty = Type.String({ minLength: 1 });
 
@@ -25,15 +28,6 @@ export type UsageEvent = Static<typeof UsageEventSchema>;
 
 export const usageEventChecker = TypeCompiler.Compile(UsageEventSchema);
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
-
-/** Epoch milliseconds of an RFC 3339 timestamp, or undefined when it is not one. */
-export function parseEventTime(time: string): number | undefined {
-  if (!RFC3339.test(time)) return undefined;
-  const ms = Date.parse(time);
-  return Number.isFinite(ms) ? ms : undefined;
-}
-
 /**
  * Why an event is invalid, as a short machine-readable reason plus a detail naming the field, or
  * undefined when it is valid. Shared by the producer (which throws) and the worker (which dead-letters).
@@ -42,7 +36,7 @@ export function explainInvalidEvent(value: unknown): { reason: string; detail: s
   if (usageEventChecker.Check(value)) {
     const time = value.time;
     if (time !== undefined && parseEventTime(time) === undefined) {
-      return { reason: 'invalid-field', detail: `time: not an RFC 3339 timestamp: ${JSON.stringify(time)}` };
+      return { reason: 'invalid-field', detail: `time: not an RFC 3339 timestamp of a real instant: ${JSON.stringify(time.slice(0, 64))}` };
     }
     return undefined;
   }

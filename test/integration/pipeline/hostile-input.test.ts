@@ -150,4 +150,24 @@ describe('hostile input', () => {
     expect(await total(h)).toBe('tokens:2/2');
     expect(await h.deadLetters()).toMatchObject([{ reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired }]);
   });
+
+  it('refuses impossible times as invalid-field and counts a leap second in the minute it ends', async () => {
+    harness = new Harness({ meters, label: 'time' });
+    const h = harness;
+    const now = new Date();
+    // The last second of last month's last day, as a leap second (within retention, in the past).
+    const lastDay = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 0)).toISOString().slice(0, 10);
+    const at = (id: string, t: string) => JSON.stringify({ id, source: 'hostile', type: 'llm', subject: 'acme', time: t, data: { tokens: 1, model: 'm' } });
+    await h.redis.xadd(h.keys.events(0), '*', 'events', `[${at('nov31', '2026-11-31T00:00:00Z')},${at('h24', '2026-12-01T24:00:00Z')},${at('leap', `${lastDay}T23:59:60Z`)}]`);
+    worker = await h.startWorker();
+    await h.settle();
+    const dead = await h.deadLetters();
+    expect(dead.map((d) => [d.reason, d.index])).toEqual([
+      ['invalid-field', '0'],
+      ['invalid-field', '1'],
+    ]);
+    expect(dead[0]?.detail).toMatch(/^time: not an RFC 3339 timestamp of a real instant/);
+    const rollups = [...(await h.finalRollups()).latest.values()];
+    expect(rollups.map((r) => [r.windowStart, r.windowEnd, r.valueDecimal])).toEqual([[`${lastDay}T23:59:00.000Z`, new Date(Date.parse(`${lastDay}T23:59:00Z`) + 60_000).toISOString(), '1']]);
+  });
 });
