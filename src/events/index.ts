@@ -1,4 +1,4 @@
-export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, type UsageEvent } from './schema.js';
+export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, hasLoneSurrogate, type UsageEvent } from './schema.js';
 export {
   decodeEntry,
   describeError,

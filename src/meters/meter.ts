@@ -1,4 +1,4 @@
-import type { UsageEvent } from '../events/index.js';
+import { hasLoneSurrogate, type UsageEvent } from '../events/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { parseWindowSize, windowOf, type WindowSpec } from '../windows/index.js';
 import { toScaledString } from './decimal.js';
@@ -116,6 +116,11 @@ function latestSortKey(timeMs: number, entryId: string, index: number): string {
   return `${pad(timeMs, 15)}.${pad(entryId.slice(0, dash), 15)}.${pad(entryId.slice(dash + 1), 10)}.${pad(index, 6)}`;
 }
 
+/** A value with an unpaired surrogate: it would merge with others once UTF-8 encoded (see hasLoneSurrogate). */
+function notUnicode(meter: Meter, what: string): MeterRejection {
+  return { reason: 'invalid-value', detail: `${meter.slug}: ${what} contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
+}
+
 /** The update one event makes to one meter, or why the event is invalid for it. */
 export function meterUpdate(
   meter: Meter,
@@ -133,6 +138,7 @@ export function meterUpdate(
         return { reason: 'invalid-value', detail: `${meter.slug}: value is missing or not a scalar` };
       }
       value = scalarString(raw);
+      if (hasLoneSurrogate(value)) return notUnicode(meter, 'value');
     } else {
       const scaled = toScaledString(raw);
       if (scaled === undefined) {
@@ -142,7 +148,12 @@ export function meterUpdate(
     }
   }
   const values: (string | null)[] = [event.subject];
-  for (const accessor of meter.groupAccessors) values.push(groupValue(accessor(data)));
+  for (let g = 0; g < meter.groupAccessors.length; g++) {
+    const v = groupValue((meter.groupAccessors[g] as Accessor)(data));
+    // Objects are serialized with escapes; a raw string must be Unicode to stay itself in Redis.
+    if (v !== null && hasLoneSurrogate(v)) return notUnicode(meter, `groupBy ${meter.groupKeys[g] ?? g}`);
+    values.push(v);
+  }
   const { start, end } = windowOf(meter.window, timeMs);
   return {
     meter,

@@ -170,4 +170,36 @@ describe('hostile input', () => {
     const rollups = [...(await h.finalRollups()).latest.values()];
     expect(rollups.map((r) => [r.windowStart, r.windowEnd, r.valueDecimal])).toEqual([[`${lastDay}T23:59:00.000Z`, new Date(Date.parse(`${lastDay}T23:59:00Z`) + 60_000).toISOString(), '1']]);
   });
+
+  it('never merges ids, sources or group values that differ only in unpaired surrogates: it rejects them', async () => {
+    harness = new Harness({ meters, label: 'surrogate' });
+    const h = harness;
+    // JSON escapes, as any producer may write them; both decode to text that UTF-8 turns into U+FFFD.
+    const raw = (id: string, source: string, model: string) =>
+      `{"id":"${id}","source":"${source}","type":"llm","subject":"acme","time":"${time}","data":{"tokens":1,"model":"${model}"}}`;
+    const entries = [
+      raw('ls-\\ud800', 'hostile', 'm'),
+      raw('ls-\\udbff', 'hostile', 'm'),
+      raw('same-id', 'src-\\ud800', 'm'),
+      raw('same-id', 'src-\\udbff', 'm'),
+      raw('g1', 'hostile', 'x-\\ud800'),
+      raw('g2', 'hostile', 'x-\\udbff'),
+      raw('ls-\\ud83d\\ude00', 'hostile', 'm'), // a paired surrogate (😀): valid, counted
+    ];
+    for (const e of entries) await h.redis.xadd(h.keys.events(0), '*', 'event', e);
+    worker = await h.startWorker();
+    await h.settle();
+    expect(await total(h)).toBe('tokens:1/1');
+    const dead = await h.deadLetters();
+    expect(dead.map((d) => [d.reason, d.detail.replace(/:.*/, '')])).toEqual([
+      ['invalid-field', 'id'],
+      ['invalid-field', 'id'],
+      ['invalid-field', 'source'],
+      ['invalid-field', 'source'],
+      ['invalid-value', 'tokens'],
+      ['invalid-value', 'tokens'],
+    ]);
+    expect(dead.map((d) => d.payload)).toEqual(entries.slice(0, 6));
+    expect(worker.getStats().duplicates).toBe(0);
+  });
 });

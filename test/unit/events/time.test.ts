@@ -51,3 +51,21 @@ describe('parseEventTime (strict RFC 3339)', () => {
     });
   });
 });
+
+describe('unpaired surrogates', () => {
+  const ok = { id: 'ls-😀', source: 's', type: 't', subject: 'c' };
+
+  it('rejects ids, sources, subjects and types that are not valid Unicode, and accepts paired ones', () => {
+    expect(explainInvalidEvent(ok)).toBeUndefined();
+    for (const field of ['id', 'source', 'subject', 'type'] as const) {
+      for (const bad of ['ls-\ud800', 'ls-\udbff', '\udc00x', 'x\ud83d']) {
+        expect(explainInvalidEvent({ ...ok, [field]: bad }), `${field} ${JSON.stringify(bad)}`).toEqual({
+          reason: 'invalid-field',
+          detail: `${field}: contains an unpaired UTF-16 surrogate (not valid Unicode text)`,
+        });
+      }
+    }
+    // What they would have become: the same bytes.
+    expect(Buffer.from('ls-\ud800')).toEqual(Buffer.from('ls-\udbff'));
+  });
+});
