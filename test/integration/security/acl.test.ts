@@ -112,7 +112,7 @@ describe('least-privilege Redis users', () => {
     const raw = h.raw as { rollups: Record<string, unknown> };
     raw.rollups = { ...raw.rollups, queues: [`${h.prefix}-billing`, entitlementsQueue] };
     // A feature on the meter, so the evaluator consumes its queue (and publishes definitions as this user).
-    (h.raw as Record<string, unknown>).entitlements = { features: [{ key: 'tokens', meter: 'tokens' }] };
+    (h.raw).entitlements = { features: [{ key: 'tokens', meter: 'tokens' }] };
     const evaluated = new Queue(entitlementsQueue, { connection: h.redis });
     try {
       const url = await user('minimal', [`~${h.prefix}:*`, '~bull:*', ...MINIMAL]);
