@@ -49,6 +49,7 @@ export interface TallyConfig {
     readonly maxDeliveries: number;
     readonly leases: boolean;
     readonly leaseTtlMs: number;
+    readonly shutdownTimeoutMs: number;
   };
   readonly rollups: {
     readonly queues: readonly string[];
@@ -165,6 +166,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
       maxDeliveries: data.worker.maxDeliveries,
       leases: data.worker.leases,
       leaseTtlMs: parseDuration(data.worker.leaseTtl, 'worker.leaseTtl'),
+      shutdownTimeoutMs: parseDuration(data.worker.shutdownTimeout, 'worker.shutdownTimeout'),
     },
     rollups: {
       queues: data.rollups.queues,

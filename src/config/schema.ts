@@ -82,6 +82,7 @@ export const ConfigSchema = Type.Object(
           description: 'Spread partitions over replicas with leases; false: every replica reads every partition',
         }),
         leaseTtl: duration('10s', 'How long a dead replica keeps its partitions before others take them'),
+        shutdownTimeout: duration('10s', 'How long `tally worker` may take to stop after SIGTERM/SIGINT before it exits anyway (non-zero)'),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -63,7 +63,7 @@ export class TallyWorker extends RedisComponent {
     const leased = options.partitions === undefined && this.config.worker.leases;
     this.staticPartitions = leased ? undefined : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
     this.leases = leased
-      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger)
+      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger, this.stop.signal)
       : undefined;
     this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
   }

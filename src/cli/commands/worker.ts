@@ -4,7 +4,8 @@ import { pino } from 'pino';
 import { TallyConfigError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
-import { prepareWorkerMetrics, startWorkerMetrics, type Running } from '../serve.js';
+import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
+import { SignalShutdown } from '../shutdown.js';
 import { accessScope, integer, loadCommandConfig, partitionList, withClient, withConfigOption } from '../options.js';
 import { checkRedisAccess } from '../../redis/index.js';
 
@@ -40,19 +41,10 @@ export function registerWorker(program: Command): void {
       const worker = roles.has('metering')
         ? new TallyWorker({ config, logger, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
         : undefined;
-      let evaluator: Awaited<ReturnType<typeof startEvaluatorRole>>;
-      let metrics: Running | undefined;
-      let stopping = false;
-      const shutdown = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'shutting down');
-        void Promise.all([metrics?.close(), worker?.close(), evaluator?.close()]).then(() => process.exit(0));
-      };
-      process.on('SIGINT', () => shutdown('SIGINT'));
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
-      if (metricsPort !== undefined) metrics = await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host });
+      const shutdown = new SignalShutdown(logger, config.worker.shutdownTimeoutMs);
+      shutdown.add(worker);
+      if (metricsPort !== undefined) shutdown.add(await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host }));
       await worker?.start();
-      if (roles.has('entitlements')) evaluator = await startEvaluatorRole(config, logger, explicit);
+      if (roles.has('entitlements') && !shutdown.stopping) shutdown.add(await startEvaluatorRole(config, logger, explicit));
     });
 }
