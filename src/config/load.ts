@@ -73,6 +73,22 @@ export interface TallyConfig {
   readonly entitlements: EntitlementsConfig;
 }
 
+/**
+ * Lower bounds of the worker's timings: below them a replica does nothing useful, only load (a 0 ms
+ * closeInterval sent about 10,000 idle commands a second per partition; a 0 ms claimIdle steals
+ * entries other replicas are applying).
+ */
+const MIN_CLOSE_INTERVAL = { ms: 10, text: '10ms' };
+const MIN_CLAIM_IDLE = { ms: 100, text: '100ms' };
+const MIN_LEASE_TTL = { ms: 300, text: '300ms' };
+const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
+
+function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
+  const ms = parseDuration(value, field);
+  if (ms < min.ms) throw new TallyConfigError(field, `must be at least ${min.text}, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
 /** `/meters/0/aggregation` → `meters[0].aggregation` */
 function fieldOf(path: string): string {
   return (
@@ -161,12 +177,12 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     worker: {
       batchSize: data.worker.batchSize,
       blockMs: data.worker.blockMs,
-      closeIntervalMs: parseDuration(data.worker.closeInterval, 'worker.closeInterval'),
-      claimIdleMs: parseDuration(data.worker.claimIdle, 'worker.claimIdle'),
+      closeIntervalMs: durationAtLeast(data.worker.closeInterval, 'worker.closeInterval', MIN_CLOSE_INTERVAL),
+      claimIdleMs: durationAtLeast(data.worker.claimIdle, 'worker.claimIdle', MIN_CLAIM_IDLE),
       maxDeliveries: data.worker.maxDeliveries,
       leases: data.worker.leases,
-      leaseTtlMs: parseDuration(data.worker.leaseTtl, 'worker.leaseTtl'),
-      shutdownTimeoutMs: parseDuration(data.worker.shutdownTimeout, 'worker.shutdownTimeout'),
+      leaseTtlMs: durationAtLeast(data.worker.leaseTtl, 'worker.leaseTtl', MIN_LEASE_TTL),
+      shutdownTimeoutMs: durationAtLeast(data.worker.shutdownTimeout, 'worker.shutdownTimeout', MIN_SHUTDOWN_TIMEOUT),
     },
     rollups: {
       queues: data.rollups.queues,

@@ -3,7 +3,7 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { checkRedisAccess, duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
+import { checkEvictionPolicy, checkRedisAccess, duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
 import { guardWorker, rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -50,6 +50,7 @@ export class EntitlementEvaluator extends RedisComponent {
   private worker: Worker<RollupJob> | undefined;
   private workerConnection: RedisClient | undefined;
   private unguard: (() => void) | undefined;
+  private readonly allowEviction: boolean;
   private loop: Promise<void> | undefined;
   private started: Promise<void> | undefined;
   private lastForget = 0;
@@ -59,6 +60,7 @@ export class EntitlementEvaluator extends RedisComponent {
     super(options.config.redis, options, { component: 'entitlement-evaluator', consumer });
     this.consumer = consumer;
     this.config = options.config;
+    this.allowEviction = options.allowEviction ?? false;
     const queue = this.config.entitlements.queue;
     if (queue === undefined) {
       throw new TallyConfigError('entitlements.queue', 'no rollup queue for the evaluator: set entitlements.queue or add a second rollups.queues entry');
@@ -98,11 +100,12 @@ export class EntitlementEvaluator extends RedisComponent {
 
   private async doStart(): Promise<void> {
     // A denied command fails here with one clear error, before BullMQ can spin on it.
-    await checkRedisAccess(this.client, {
+    const facts = await checkRedisAccess(this.client, {
       prefix: this.config.prefix,
       queuePrefix: this.config.rollups.queuePrefix,
       queues: [this.queue, this.config.entitlements.notificationsQueue],
     });
+    checkEvictionPolicy(facts, this.allowEviction, this.logger);
     await this.follower.start();
     for (let p = 0; p < this.config.partitions; p++) await this.relay.ensureGroup(p);
     if (await this.follower.anyFeature()) this.consume();

@@ -116,6 +116,25 @@ function latestSortKey(timeMs: number, entryId: string, index: number): string {
   return `${pad(timeMs, 15)}.${pad(entryId.slice(0, dash), 15)}.${pad(entryId.slice(dash + 1), 10)}.${pad(index, 6)}`;
 }
 
+const NUMERIC_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** Why toScaledString refused a value: a number too large to keep, or no number at all. */
+function whyNotScaled(raw: unknown): string {
+  const numeric = (typeof raw === 'number' && Number.isFinite(raw)) || typeof raw === 'bigint' || (typeof raw === 'string' && NUMERIC_TEXT.test(raw));
+  return numeric ? 'is out of range (values are kept within ±9,223,372,036,854.775807)' : 'is not a number';
+}
+
+/** A value as JSON for a dead letter's detail, at most 64 characters (never throws). */
+function preview(raw: unknown): string {
+  let text: string;
+  try {
+    text = typeof raw === 'bigint' ? raw.toString() : (JSON.stringify(raw) ?? 'undefined');
+  } catch {
+    text = Array.isArray(raw) ? '[...]' : '{...}';
+  }
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}
+
 /** A value with an unpaired surrogate: it would merge with others once UTF-8 encoded (see hasLoneSurrogate). */
 function notUnicode(meter: Meter, what: string): MeterRejection {
   return { reason: 'invalid-value', detail: `${meter.slug}: ${what} contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
@@ -142,7 +161,7 @@ export function meterUpdate(
     } else {
       const scaled = toScaledString(raw);
       if (scaled === undefined) {
-        return { reason: 'invalid-value', detail: `${meter.slug}: value ${JSON.stringify(raw) ?? 'undefined'} is not a number` };
+        return { reason: 'invalid-value', detail: `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}` };
       }
       value = scaled;
     }

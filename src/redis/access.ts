@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { ErrorCode, TallyError } from '../errors/index.js';
 import { TallyKeys } from './keys.js';
 import { runScript, type RedisClient } from './scripts.js';
@@ -17,16 +18,19 @@ export interface ServerFacts {
 
 const DOCS = 'the minimal ACL is in docs/operations.md, "Security"';
 
+/** A denial, as a command gets it (NOPERM) or, on Redis 7.0, a command inside a script. */
+const DENIED = /\bNOPERM\b.*$|The user executing the script can't.*$/m;
+
 function isDenied(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    if (/\bNOPERM\b/.test(e.message)) return true;
+    if (DENIED.test(e.message)) return true;
   }
   return false;
 }
 
 function deniedMessage(err: unknown): string {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    const match = /NOPERM.*$/m.exec(e.message);
+    const match = DENIED.exec(e.message);
     if (match) return match[0];
   }
   return String(err);
@@ -82,4 +86,19 @@ export async function checkRedisAccess(client: RedisClient, scope: AccessScope):
   for (const [command, run] of streamCommands) await probe(`run ${command} on keys under ${scope.prefix}:*`, run);
   const policy = typeof info === 'string' ? /^maxmemory_policy:(\S+)/m.exec(info)?.[1] : undefined;
   return { maxmemoryPolicy: policy };
+}
+
+/**
+ * Refuses a Redis that may evict keys (`maxmemory-policy` other than `noeviction`): an evicted dedup
+ * bucket counts its events twice, an evicted window loses its total, an evicted BullMQ job its rollup,
+ * and nothing says so. With `allowEviction` it only warns (once per component).
+ */
+export function checkEvictionPolicy(facts: ServerFacts, allowEviction: boolean, logger?: Logger): void {
+  const policy = facts.maxmemoryPolicy;
+  if (policy === undefined || policy === 'noeviction') return;
+  const risk = `Redis maxmemory-policy is ${policy}, not noeviction: under memory pressure Redis deletes keys, and Tally would count events twice (evicted dedup buckets) and lose totals and rollups`;
+  if (!allowEviction) {
+    throw new TallyError(ErrorCode.Config, `${risk}. Set maxmemory-policy noeviction, or run with --allow-eviction (option allowEviction) to accept that`);
+  }
+  logger?.warn({ maxmemoryPolicy: policy }, `${risk}; running anyway (allowEviction)`);
 }

@@ -7,4 +7,4 @@ export { StreamGroup, STALE_CONSUMER_MS } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';
 export { EntitlementScripts, type EntitlementTarget } from './entitlement-scripts.js';
-export { checkRedisAccess, type AccessScope, type ServerFacts } from './access.js';
+export { checkEvictionPolicy, checkRedisAccess, type AccessScope, type ServerFacts } from './access.js';

@@ -7,13 +7,14 @@ import { parseRoles, startEvaluatorRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
 import { SignalShutdown } from '../shutdown.js';
 import { accessScope, integer, loadCommandConfig, partitionList, withClient, withConfigOption } from '../options.js';
-import { checkRedisAccess } from '../../redis/index.js';
+import { checkEvictionPolicy, checkRedisAccess } from '../../redis/index.js';
 
 interface WorkerFlags {
   config: string;
   partitions?: number[];
   roles?: string;
   metricsPort?: number;
+  allowEviction?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -25,6 +26,7 @@ export function registerWorker(program: Command): void {
     )
     .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
     .option('--metrics-port <n>', "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)", integer(0, 65535))
+    .option('--allow-eviction', "run even if Redis's maxmemory-policy is not noeviction (evicted keys mean double counts and lost totals)")
     .action(async (flags: WorkerFlags) => {
       const config = await loadCommandConfig(flags.config);
       const { roles, explicit } = parseRoles(flags.roles);
@@ -33,18 +35,20 @@ export function registerWorker(program: Command): void {
       }
       // Before any long-lived connection exists: a denied command ends here in one line (and no
       // connection's ready check prints its own warning about a denied INFO).
-      await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false });
+      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false });
+      const allowEviction = flags.allowEviction ?? false;
+      checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
       const metricsPort = flags.metricsPort ?? config.metrics.port;
       // Before the worker exists, so its instruments record into the SDK.
       if (metricsPort !== undefined) prepareWorkerMetrics();
       const worker = roles.has('metering')
-        ? new TallyWorker({ config, logger, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
+        ? new TallyWorker({ config, logger, allowEviction, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
         : undefined;
       const shutdown = new SignalShutdown(logger, config.worker.shutdownTimeoutMs);
       shutdown.add(worker);
       if (metricsPort !== undefined) shutdown.add(await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host }));
       await worker?.start();
-      if (roles.has('entitlements') && !shutdown.stopping) shutdown.add(await startEvaluatorRole(config, logger, explicit));
+      if (roles.has('entitlements') && !shutdown.stopping) shutdown.add(await startEvaluatorRole(config, logger, explicit, allowEviction));
     });
 }

@@ -53,6 +53,7 @@
 
 --@include compareInt
 --@include now
+--@include isoTime
 
 local rcall = redis.call
 local eventsKey = KEYS[1]
@@ -337,15 +338,16 @@ while i <= n do
       duplicates = duplicates + 1
     else
       local late, expired = false, false
+      local windowEnd
       for u = first, i - 1, 7 do
         local w = windowOf(R[u], R[u + 1], R[u + 2], R[u + 3])
         local we = w[3]
         if we + retentionMs <= nowMs then
-          expired = true
+          expired, windowEnd = true, we
         elseif we + graceMs <= closedThrough then
-          late = true
+          late, windowEnd = true, windowEnd or we
         elseif windowState(w[1], w[2]) == 'emitted' then
-          late = true
+          late, windowEnd = true, windowEnd or we
         end
       end
       if expired or (late and latePolicy == 'dead-letter') then
@@ -353,11 +355,13 @@ while i <= n do
         local payload, field = originalPayload(from, to)
         local detail
         if expired then
-          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window that ended more than the retention (' ..
-            retentionMs .. ' ms) ago; its window is no longer kept'
+          detail = 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' .. isoUtc(windowEnd) ..
+            ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' .. isoUtc(nowMs) ..
+            '); windows that old are deleted, so it can be neither counted nor corrected'
         else
-          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window already emitted or more than grace (' ..
-            graceMs .. ' ms) behind the partition\'s stream time ' .. string.format('%d', closedThrough)
+          detail = 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(windowEnd) ..
+            ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
+            string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
         end
         deadLetter(index, expired and 'beyond-retention' or 'late', detail, payload, field)
       else

@@ -148,7 +148,13 @@ describe('hostile input', () => {
     worker = await h.startWorker();
     await h.settle();
     expect(await total(h)).toBe('tokens:2/2');
-    expect(await h.deadLetters()).toMatchObject([{ reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired }]);
+    const dead = await h.deadLetters();
+    expect(dead).toMatchObject([{ reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired }]);
+    // Says what happened, in times an operator reads (not like a late event).
+    const windowEnd = new Date(Math.floor(Date.parse(old) / 60_000) * 60_000 + 60_000).toISOString();
+    expect(dead[0]?.detail).toMatch(
+      new RegExp(`^too old to keep: event time ${old.replace(/[.]/g, '\\.')} is in a window that ended ${windowEnd.replace(/[.]/g, '\\.')}, more than windows.retention \\(3024000000 ms\\) before now \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\); windows that old are deleted`),
+    );
   });
 
   it('refuses impossible times as invalid-field and counts a leap second in the minute it ends', async () => {

@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { UsageProducer } from '../../../src/index.js';
+import { pino } from 'pino';
+import { resolveConfig, TallyWorker, UsageProducer } from '../../../src/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { createTestRedis, waitFor } from '../../support/redis.js';
 import { Harness } from '../../support/tally.js';
@@ -146,6 +147,35 @@ describe('least-privilege Redis users', () => {
       expect(await worker.exited).toEqual({ code: 0, signal: null });
     } finally {
       await evaluated.close();
+      await h.close();
+    }
+  });
+
+  it('applies entries Redis refused while TIME was revoked once it is granted again, and never calls them poison', { timeout: 60_000 }, async () => {
+    const h = new Harness({ meters, redisUrl: server.url, label: 'acl-revoke', worker: { claimIdle: '300ms', maxDeliveries: 2 } });
+    const rules = [`~${h.prefix}:*`, '~bull:*', ...MINIMAL];
+    const url = await user('revoked', rules);
+    const worker = new TallyWorker({ config: resolveConfig({ ...h.raw, redis: { url } }, {}), logger: pino({ level: 'silent' }) });
+    try {
+      await worker.start();
+      const admin = createTestRedis({ url: server.url });
+      await admin.call('ACL', 'SETUSER', 'revoked', '-time');
+      const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
+      const events = Array.from({ length: 30 }, (_, i) => ({ id: `r${i}`, source: 'acl', type: 'llm', subject: 'acme', time, data: { tokens: 1 } }));
+      await h.producer().sendBatch(events.slice(0, 10));
+      await h.producer().send(events[10] as (typeof events)[number]);
+      // Many reclaim periods (claimIdle 300 ms) and more than maxDeliveries of them.
+      await new Promise((done) => setTimeout(done, 3_000));
+      expect(worker.getStats().applied).toBe(0);
+      await admin.call('ACL', 'SETUSER', 'revoked', '+time');
+      await h.producer().sendBatch(events.slice(11));
+      await h.settle(30_000);
+      expect(await h.deadLetters()).toEqual([]);
+      const { latest } = await h.finalRollups();
+      expect([...latest.values()].map((r) => `${r.valueDecimal}/${r.eventCount}`)).toEqual(['30/30']);
+      expect(worker.getStats().poison).toBe(0);
+    } finally {
+      await worker.close();
       await h.close();
     }
   });
