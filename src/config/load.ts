@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
@@ -9,6 +10,7 @@ import { resolveEntitlementsConfig, type EntitlementsConfig } from '../entitleme
 import type { RedisTarget } from '../redis/index.js';
 import { parseDuration } from './duration.js';
 import { ConfigSchema } from './schema.js';
+import { resolveTls } from './tls.js';
 
 /** The configuration as validated, with every default filled in. */
 export type TallyConfigData = Static<typeof ConfigSchema>;
@@ -113,7 +115,7 @@ function valueAt(root: unknown, path: string): unknown {
  * Validates a configuration object, fills defaults, applies `REDIS_URL` from the environment, and
  * resolves it. Throws TallyConfigError naming the first bad field and its value.
  */
-export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): TallyConfig {
+export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): TallyConfig {
   if (input === null || input === undefined) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new TallyConfigError('(root)', 'the configuration must be a mapping');
@@ -154,7 +156,7 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   return {
     data,
     redisUrl: data.redis.url,
-    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes },
+    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes, tls: resolveTls(data.redis.tls, data.redis.url, baseDir) },
     prefix: data.streams.prefix,
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,
@@ -211,5 +213,5 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
   } catch (err) {
     throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
-  return resolveConfig(parsed, env);
+  return resolveConfig(parsed, env, dirname(resolve(path)));
 }

@@ -21,6 +21,17 @@ export const ConfigSchema = Type.Object(
         url: Type.String({ default: 'redis://127.0.0.1:6379', description: 'redis:// or rediss:// URL; REDIS_URL overrides' }),
         cluster: Type.Boolean({ default: false, description: 'Connect to a Redis Cluster: url is one startup node' }),
         nodes: Type.Array(Type.String(), { default: [], description: 'More Cluster startup nodes, host:port' }),
+        tls: Type.Optional(
+          Type.Object(
+            {
+              ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the CA(s) to trust instead of the system ones' })),
+              cert: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client certificate (mutual TLS)' })),
+              key: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client private key (mutual TLS)' })),
+              servername: Type.Optional(Type.String({ minLength: 1, description: 'Name to expect in the server certificate (SNI), if not the URL host' })),
+            },
+            { additionalProperties: false, description: 'TLS settings for a rediss:// URL; file paths are relative to the config file' },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,6 +1,6 @@
 export { TallyKeys, RELAY_GROUP } from './keys.js';
 export { Scripts, registerScripts, runScript, type RedisClient, type ScriptName } from './scripts.js';
-export { connect, duplicate, maskUrl, type RedisTarget } from './connection.js';
+export { connect, duplicate, maskUrl, type RedisTarget, type RedisTls } from './connection.js';
 export { OutageLog } from './outages.js';
 export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type CloseWindowsReply, type WindowParams } from './metering-scripts.js';
 export { StreamGroup, STALE_CONSUMER_MS } from './stream-group.js';
