@@ -1,3 +1,4 @@
+import { ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
 import { ErrorCode, TallyError } from '../errors/index.js';
 import { TallyKeys } from './keys.js';
@@ -36,16 +37,27 @@ function deniedMessage(err: unknown): string {
   return String(err);
 }
 
+function isReply(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof ReplyError) return true;
+  }
+  return false;
+}
+
 /**
  * Runs `run`; a NOPERM reply becomes a TallyError naming what was denied. Any other reply (NOGROUP,
- * no such key...) means the command was allowed: the probes use keys that hold nothing.
+ * no such key...) means the command was allowed: the probes use keys that hold nothing. A failure
+ * without a reply (no connection) is thrown as it is.
  */
 async function probe<T>(what: string, run: () => Promise<T>): Promise<T | undefined> {
   try {
     return await run();
   } catch (err) {
-    if (!isDenied(err)) return undefined;
-    throw new TallyError(ErrorCode.Permission, `the Redis user may not ${what} (${deniedMessage(err)}); grant it: ${DOCS}`, { cause: err });
+    if (isDenied(err)) {
+      throw new TallyError(ErrorCode.Permission, `the Redis user may not ${what} (${deniedMessage(err)}); grant it: ${DOCS}`, { cause: err });
+    }
+    if (isReply(err)) return undefined;
+    throw err;
   }
 }
 

@@ -1,7 +1,7 @@
 /** `tally worker`: one replica of the metering worker and, by default, the entitlement evaluator. */
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
-import { TallyConfigError } from '../../errors/index.js';
+import { ErrorCode, TallyConfigError, TallyError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
@@ -35,9 +35,17 @@ export function registerWorker(program: Command): void {
       }
       // Before any long-lived connection exists: a denied command ends here in one line (and no
       // connection's ready check prints its own warning about a denied INFO).
-      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false });
+      // A Redis that is down is waited for (the components probe again once it is up); one that will
+      // never do, because its certificate cannot be verified, ends here too.
+      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false }).catch(
+        (err: unknown) => {
+          if (err instanceof TallyError && err.code === ErrorCode.Permission) throw err;
+          if (/certificate|altnames/i.test((err as Error).message)) throw err;
+          return undefined;
+        },
+      );
       const allowEviction = flags.allowEviction ?? false;
-      checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
+      if (facts) checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
       const metricsPort = flags.metricsPort ?? config.metrics.port;
       // Before the worker exists, so its instruments record into the SDK.

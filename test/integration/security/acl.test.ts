@@ -107,7 +107,7 @@ describe('least-privilege Redis users', () => {
     }
   });
 
-  it('runs a producer, a worker with the entitlement evaluator, and tally status under the minimal ACL', { timeout: 90_000 }, async () => {
+  it('runs a worker with the entitlement evaluator and tally status under the minimal ACL, and a producer under the producer ACL', { timeout: 90_000 }, async () => {
     const h = new Harness({ meters, redisUrl: server.url, label: 'acl-min' });
     const entitlementsQueue = `${h.prefix}-entitlements`;
     const raw = h.raw as { rollups: Record<string, unknown> };
@@ -121,10 +121,15 @@ describe('least-privilege Redis users', () => {
       const worker = tally(['worker', '--config', file]);
       const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
       const events = Array.from({ length: 50 }, (_, i) => ({ id: `e${i}`, source: 'acl', type: 'llm', subject: `s${i % 5}`, time, data: { tokens: i } }));
-      // The producer works under the same user.
-      const producer = new UsageProducer({ redis: url, prefix: h.prefix, partitions: 1 });
+      // The producer works under the producer ACL of docs/operations.md: XADD to the event streams only.
+      const producerUrl = await user('producer', [`~${h.prefix}:{p*}:events`, 'resetchannels', '-@all', '+xadd', '+info']);
+      const producer = new UsageProducer({ redis: producerUrl, prefix: h.prefix, partitions: 1 });
       await producer.sendBatch(events);
       await producer.close();
+      const asProducer = createTestRedis({ url: producerUrl });
+      await expect(asProducer.set(`${h.prefix}:{p0}:state`, 'x')).rejects.toThrow(/NOPERM/);
+      await expect(asProducer.xadd(`${h.prefix}:{p0}:dead-letter`, '*', 'f', 'v')).rejects.toThrow(/NOPERM/);
+      await expect(asProducer.xrange(`${h.prefix}:{p0}:events`, '-', '+')).rejects.toThrow(/NOPERM/);
       await h.settle(30_000);
       const { latest } = await h.finalRollups();
       const totals = Object.fromEntries([...latest.values()].map((r) => [r.subject, r.valueDecimal]));

@@ -95,7 +95,7 @@ describe('TLS to Redis', () => {
     }
   });
 
-  it('ends tally status in one line for an untrusted server, a wrong servername or no client certificate', { timeout: 90_000 }, async () => {
+  it('ends tally status (and tally worker) in one line for an untrusted server, a wrong servername or no client certificate', { timeout: 90_000 }, async () => {
     const h = new Harness({ meters, redisUrl: server.url, label: 'tls-bad' });
     try {
       const cases: [string, Record<string, string>, RegExp][] = [
@@ -113,6 +113,12 @@ describe('TLS to Redis', () => {
         expect(lines[0], name).toMatch(pattern);
         expect(result.stdout, name).toBe('');
       }
+      // A worker waits for a Redis that is down, but not for one it can never trust: one line, exit 1.
+      const worker = await run(['worker', '--config', configFile(h, 'untrusted-worker', { ca: 'other.crt', cert: 'client.crt', key: 'client.key', servername: SERVERNAME })]);
+      expect(worker.code, worker.stderr).toBe(1);
+      expect(worker.stderr.split('\n').filter((l) => l.trim() !== '' && !/^tally: Redis rediss?:\/\//.test(l))).toEqual([
+        expect.stringMatching(/^tally: cannot reach Redis at rediss:.*self-signed certificate/) as unknown as string,
+      ]);
     } finally {
       await h.close();
     }
