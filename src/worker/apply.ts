@@ -23,8 +23,8 @@ export interface ConsumerContext {
 }
 
 /**
- * Applies a prepared batch atomically: forwarded copies first, then one or more applyBatch calls of
- * whole entries. Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
+ * Applies a prepared batch: forwarded copies first, then its applyBatch calls in order (each atomic;
+ * an entry spread over several calls is acknowledged by its last). Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
  * (the caller retries in place).
  */
 export async function applyPrepared(ctx: ConsumerContext, partition: number, entries: number, prepared: PreparedBatch): Promise<void> {
