@@ -9,7 +9,7 @@
  * and for poison entries `deliveries`.
  */
 import { TallyConfigError } from '../errors/index.js';
-import { EVENT_FIELD, EVENTS_FIELD } from '../events/index.js';
+import { EVENT_FIELD, EVENTS_FIELD, jsonArrayElements, withTime } from '../events/index.js';
 import { partitionOf } from '../producer/index.js';
 
 export type EventField = typeof EVENT_FIELD | typeof EVENTS_FIELD;
@@ -49,6 +49,8 @@ export interface DeadLetter {
 /** Reasons for which the worker rejected a whole entry, not one event in it (see events/entry.ts). */
 const WHOLE_ENTRY_REASONS: ReadonlySet<string> = new Set([
   'poison',
+  'too-many-events',
+  'unprocessable',
   'oversized',
   'invalid-json',
   'invalid-batch',
@@ -168,22 +170,20 @@ export type ReplayPlan =
 /**
  * Gives an event without `time` the time it had originally: the millisecond part of its original
  * entry id (the worker uses the ingestion time for such events, and a replay is ingested later).
- * The worker pins forwarded events the same way. Everything else is kept: re-serializing parsed
- * JSON changes no value the worker reads (it parses the same JSON), and a value that does not parse
- * is returned unchanged.
+ * The worker pins forwarded events the same way. Everything else is kept byte for byte: the time is
+ * added to the JSON text (see events/json-text.ts), never by re-serializing, so this works at any
+ * nesting depth. A value that does not parse is returned unchanged.
  */
 export function pinEventTime(json: string, entryMs: number | null): string {
   if (entryMs === null) return json;
   const parsed = tryParse(json);
   const time = new Date(entryMs).toISOString();
-  let changed = false;
-  const pin = (value: unknown): unknown => {
-    if (!isRecord(value) || 'time' in value) return value;
-    changed = true;
-    return { ...value, time };
-  };
-  const pinned = Array.isArray(parsed) ? parsed.map(pin) : pin(parsed);
-  return changed ? JSON.stringify(pinned) : json;
+  const needsTime = (value: unknown) => isRecord(value) && !('time' in value);
+  if (!Array.isArray(parsed)) return needsTime(parsed) ? withTime(json, time) : json;
+  if (!parsed.some(needsTime)) return json;
+  const texts = jsonArrayElements(json);
+  if (texts?.length !== parsed.length) return json;
+  return `[${texts.map((text, i) => (needsTime(parsed[i]) ? withTime(text, time) : text)).join(',')}]`;
 }
 
 function entryMsOf(entryId: string | null): number | null {
@@ -228,10 +228,11 @@ export function planReplay(dl: DeadLetter, partitions: number): ReplayPlan {
   const wholeEntry = dl.index < 0 || WHOLE_ENTRY_REASONS.has(dl.reason);
   if (field === EVENTS_FIELD && !wholeEntry) {
     const parsed = tryParse(value);
-    if (Array.isArray(parsed) && dl.index < parsed.length) {
+    const text = Array.isArray(parsed) ? jsonArrayElements(value)?.[dl.index] : undefined;
+    if (Array.isArray(parsed) && text !== undefined) {
       event = parsed[dl.index];
       field = EVENT_FIELD;
-      value = JSON.stringify(event);
+      value = text;
     }
   }
   const scope = field === EVENT_FIELD ? 'event' : 'entry';

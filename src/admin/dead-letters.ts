@@ -190,7 +190,14 @@ export async function replayDeadLetters(
   const keys = new TallyKeys(config.prefix);
   const result: ReplayResult = { dryRun: opts.dryRun, replayed: [], skipped: [], notFound: [], failed: [] };
   for await (const dl of select(client, config, keys, opts, result.notFound)) {
-    const plan = planReplay(dl, config.partitions);
+    let plan: ReturnType<typeof planReplay>;
+    try {
+      plan = planReplay(dl, config.partitions);
+    } catch (err) {
+      // Nothing a dead letter holds should get here (planReplay works on text); if it does, this one
+      // is reported and left in place, and the replay goes on with the others.
+      plan = { replayable: false, why: `cannot plan its replay: ${(err as Error).message}` };
+    }
     if (!plan.replayable) {
       result.skipped.push({ ref: dl.ref, reason: dl.reason, why: plan.why });
       continue;

@@ -3,10 +3,11 @@
  * reject bad numbers with one line, a one-shot Redis connection, and a logger on stderr.
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import type { RedisOptions } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { loadConfigFile, parseDuration, type TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError } from '../errors/index.js';
-import { connect, maskUrl, type RedisClient } from '../redis/index.js';
+import { connect, maskUrl, type AccessScope, type RedisClient } from '../redis/index.js';
 
 /** Adds the `--config FILE` option every command but `demo` takes. */
 export function withConfigOption(command: Command): Command {
@@ -63,11 +64,16 @@ export function stderrLogger(level = process.env.LOG_LEVEL ?? 'warn'): Logger {
  * A connection for a one-shot command: unlike a worker's, it gives up (and the command fails with the
  * error) when Redis cannot be reached, instead of waiting for it forever.
  */
-export async function withClient<T>(config: TallyConfig, fn: (client: RedisClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  config: TallyConfig,
+  fn: (client: RedisClient) => Promise<T>,
+  options: RedisOptions = {},
+): Promise<T> {
   const client = connect(config.redis, {
     maxRetriesPerRequest: 2,
     connectTimeout: 5_000,
     retryStrategy: (times) => (times > 3 ? null : 200 * times),
+    ...options,
   });
   // A failed connection attempt is reported once, as the command's error, not as 'error' events.
   let lastError: Error | undefined;
@@ -87,4 +93,13 @@ export async function withClient<T>(config: TallyConfig, fn: (client: RedisClien
 /** Prints a result as pretty JSON or as text. */
 export function print(json: boolean | undefined, value: unknown, text: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : text());
+}
+
+/** Everything `tally worker` may touch: Tally's keys and every BullMQ queue of the config. */
+export function accessScope(config: TallyConfig): AccessScope {
+  return {
+    prefix: config.prefix,
+    queuePrefix: config.rollups.queuePrefix,
+    queues: [...config.rollups.queues, config.entitlements.notificationsQueue],
+  };
 }

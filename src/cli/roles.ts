@@ -24,13 +24,18 @@ export function parseRoles(value: string | undefined): { roles: Set<WorkerRole>;
  * The entitlement evaluator role of `tally worker`. On by default; without a rollup queue for it (a
  * single rollup queue and no `entitlements.queue`) it is skipped unless asked for explicitly.
  */
-export async function startEvaluatorRole(config: TallyConfig, logger: Logger, explicit: boolean): Promise<EntitlementEvaluator | undefined> {
+export async function startEvaluatorRole(
+  config: TallyConfig,
+  logger: Logger,
+  explicit: boolean,
+  allowEviction = false,
+): Promise<EntitlementEvaluator | undefined> {
   if (config.entitlements.queue === undefined) {
     if (explicit) throw new TallyConfigError('entitlements.queue', 'the entitlements role needs a rollup queue: set entitlements.queue or a second rollups.queues entry');
     logger.info('no rollup queue for entitlements (one rollups.queues entry, no entitlements.queue): entitlement evaluator not started');
     return undefined;
   }
-  const evaluator = new EntitlementEvaluator({ config, logger });
+  const evaluator = new EntitlementEvaluator({ config, logger, allowEviction });
   await evaluator.start();
   return evaluator;
 }

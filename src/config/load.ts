@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
@@ -9,6 +10,7 @@ import { resolveEntitlementsConfig, type EntitlementsConfig } from '../entitleme
 import type { RedisTarget } from '../redis/index.js';
 import { parseDuration } from './duration.js';
 import { ConfigSchema } from './schema.js';
+import { resolveTls } from './tls.js';
 
 /** The configuration as validated, with every default filled in. */
 export type TallyConfigData = Static<typeof ConfigSchema>;
@@ -31,6 +33,7 @@ export interface TallyConfig {
   readonly partitions: number;
   readonly consumerGroup: string;
   readonly maxEntryBytes: number;
+  readonly maxEventsPerEntry: number;
   readonly trim: { readonly retainAckedMs: number; readonly maxLength: number };
   readonly dedup: { readonly horizonMs: number; readonly epochMs: number; readonly generations: number; readonly bucketBits: number };
   readonly windows: {
@@ -48,6 +51,7 @@ export interface TallyConfig {
     readonly maxDeliveries: number;
     readonly leases: boolean;
     readonly leaseTtlMs: number;
+    readonly shutdownTimeoutMs: number;
   };
   readonly rollups: {
     readonly queues: readonly string[];
@@ -69,6 +73,22 @@ export interface TallyConfig {
   readonly meters: readonly Meter[];
   /** The optional `entitlements:` section (features, defaults, evaluator settings). */
   readonly entitlements: EntitlementsConfig;
+}
+
+/**
+ * Lower bounds of the worker's timings: below them a replica does nothing useful, only load (a 0 ms
+ * closeInterval sent about 10,000 idle commands a second per partition; a 0 ms claimIdle steals
+ * entries other replicas are applying).
+ */
+const MIN_CLOSE_INTERVAL = { ms: 10, text: '10ms' };
+const MIN_CLAIM_IDLE = { ms: 100, text: '100ms' };
+const MIN_LEASE_TTL = { ms: 300, text: '300ms' };
+const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
+
+function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
+  const ms = parseDuration(value, field);
+  if (ms < min.ms) throw new TallyConfigError(field, `must be at least ${min.text}, got ${JSON.stringify(value)}`);
+  return ms;
 }
 
 /** `/meters/0/aggregation` → `meters[0].aggregation` */
@@ -95,7 +115,7 @@ function valueAt(root: unknown, path: string): unknown {
  * Validates a configuration object, fills defaults, applies `REDIS_URL` from the environment, and
  * resolves it. Throws TallyConfigError naming the first bad field and its value.
  */
-export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): TallyConfig {
+export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): TallyConfig {
   if (input === null || input === undefined) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new TallyConfigError('(root)', 'the configuration must be a mapping');
@@ -136,11 +156,12 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   return {
     data,
     redisUrl: data.redis.url,
-    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes },
+    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes, tls: resolveTls(data.redis.tls, data.redis.url, baseDir) },
     prefix: data.streams.prefix,
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,
     maxEntryBytes: data.streams.maxEntryBytes,
+    maxEventsPerEntry: data.streams.maxEventsPerEntry,
     trim: { retainAckedMs: parseDuration(data.streams.retainAcked, 'streams.retainAcked'), maxLength: data.streams.maxLength },
     dedup: {
       horizonMs,
@@ -158,11 +179,12 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     worker: {
       batchSize: data.worker.batchSize,
       blockMs: data.worker.blockMs,
-      closeIntervalMs: parseDuration(data.worker.closeInterval, 'worker.closeInterval'),
-      claimIdleMs: parseDuration(data.worker.claimIdle, 'worker.claimIdle'),
+      closeIntervalMs: durationAtLeast(data.worker.closeInterval, 'worker.closeInterval', MIN_CLOSE_INTERVAL),
+      claimIdleMs: durationAtLeast(data.worker.claimIdle, 'worker.claimIdle', MIN_CLAIM_IDLE),
       maxDeliveries: data.worker.maxDeliveries,
       leases: data.worker.leases,
-      leaseTtlMs: parseDuration(data.worker.leaseTtl, 'worker.leaseTtl'),
+      leaseTtlMs: durationAtLeast(data.worker.leaseTtl, 'worker.leaseTtl', MIN_LEASE_TTL),
+      shutdownTimeoutMs: durationAtLeast(data.worker.shutdownTimeout, 'worker.shutdownTimeout', MIN_SHUTDOWN_TIMEOUT),
     },
     rollups: {
       queues: data.rollups.queues,
@@ -191,5 +213,5 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
   } catch (err) {
     throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
-  return resolveConfig(parsed, env);
+  return resolveConfig(parsed, env, dirname(resolve(path)));
 }

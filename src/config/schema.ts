@@ -21,6 +21,17 @@ export const ConfigSchema = Type.Object(
         url: Type.String({ default: 'redis://127.0.0.1:6379', description: 'redis:// or rediss:// URL; REDIS_URL overrides' }),
         cluster: Type.Boolean({ default: false, description: 'Connect to a Redis Cluster: url is one startup node' }),
         nodes: Type.Array(Type.String(), { default: [], description: 'More Cluster startup nodes, host:port' }),
+        tls: Type.Optional(
+          Type.Object(
+            {
+              ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the CA(s) to trust instead of the system ones' })),
+              cert: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client certificate (mutual TLS)' })),
+              key: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client private key (mutual TLS)' })),
+              servername: Type.Optional(Type.String({ minLength: 1, description: 'Name to expect in the server certificate (SNI), if not the URL host' })),
+            },
+            { additionalProperties: false, description: 'TLS settings for a rediss:// URL; file paths are relative to the config file' },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -30,6 +41,12 @@ export const ConfigSchema = Type.Object(
         partitions: Type.Integer({ default: 1, minimum: 1, maximum: 1024 }),
         consumerGroup: Type.String({ default: 'tally', minLength: 1 }),
         maxEntryBytes: Type.Integer({ default: 1_048_576, minimum: 256 }),
+        maxEventsPerEntry: Type.Integer({
+          default: 10_000,
+          minimum: 1,
+          maximum: 1_000_000,
+          description: 'Events a batch entry may hold; a longer entry is dead-lettered whole (too-many-events)',
+        }),
         retainAcked: duration('1m', 'How long applied entries stay in the stream before trimming'),
         maxLength: Type.Integer({
           default: 0,
@@ -76,6 +93,7 @@ export const ConfigSchema = Type.Object(
           description: 'Spread partitions over replicas with leases; false: every replica reads every partition',
         }),
         leaseTtl: duration('10s', 'How long a dead replica keeps its partitions before others take them'),
+        shutdownTimeout: duration('10s', 'How long `tally worker` may take to stop after SIGTERM/SIGINT before it exits anyway (non-zero)'),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -3,8 +3,8 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
-import { rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
+import { checkEvictionPolicy, checkRedisAccess, duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
+import { guardWorker, rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
@@ -49,6 +49,8 @@ export class EntitlementEvaluator extends RedisComponent {
   private readonly stop = new AbortController();
   private worker: Worker<RollupJob> | undefined;
   private workerConnection: RedisClient | undefined;
+  private unguard: (() => void) | undefined;
+  private readonly allowEviction: boolean;
   private loop: Promise<void> | undefined;
   private started: Promise<void> | undefined;
   private lastForget = 0;
@@ -58,6 +60,7 @@ export class EntitlementEvaluator extends RedisComponent {
     super(options.config.redis, options, { component: 'entitlement-evaluator', consumer });
     this.consumer = consumer;
     this.config = options.config;
+    this.allowEviction = options.allowEviction ?? false;
     const queue = this.config.entitlements.queue;
     if (queue === undefined) {
       throw new TallyConfigError('entitlements.queue', 'no rollup queue for the evaluator: set entitlements.queue or add a second rollups.queues entry');
@@ -96,6 +99,13 @@ export class EntitlementEvaluator extends RedisComponent {
   }
 
   private async doStart(): Promise<void> {
+    // A denied command fails here with one clear error, before BullMQ can spin on it.
+    const facts = await checkRedisAccess(this.client, {
+      prefix: this.config.prefix,
+      queuePrefix: this.config.rollups.queuePrefix,
+      queues: [this.queue, this.config.entitlements.notificationsQueue],
+    });
+    checkEvictionPolicy(facts, this.allowEviction, this.logger);
     await this.follower.start();
     for (let p = 0; p < this.config.partitions; p++) await this.relay.ensureGroup(p);
     if (await this.follower.anyFeature()) this.consume();
@@ -119,6 +129,7 @@ export class EntitlementEvaluator extends RedisComponent {
     });
     this.worker.on('completed', () => this.failures.succeeded('job'));
     this.worker.on('error', (err) => this.failures.failed('worker', undefined, err));
+    this.unguard = guardWorker(this.worker, this.queue, this.logger);
     this.logger.info(
       { queue: this.queue, notifications: this.config.entitlements.notificationsQueue, concurrency: this.concurrency },
       `entitlement evaluator consuming ${this.queue}`,
@@ -255,6 +266,7 @@ export class EntitlementEvaluator extends RedisComponent {
   protected async shutdown(): Promise<void> {
     this.stop.abort();
     await this.started?.catch(() => undefined);
+    this.unguard?.();
     await this.worker?.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
     await this.loop;
     // Leave the notification outboxes' groups (where nothing is pending for this consumer).

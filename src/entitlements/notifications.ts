@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { formatScaled } from '../meters/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
-import { OutboxReader, outboxJobOptions } from '../rollups/index.js';
+import { guardWorker, OutboxReader, outboxJobOptions } from '../rollups/index.js';
 import { formatIsoUtc } from '../windows/index.js';
 import { notificationJobChecker, NotificationTypes, type NotificationJob, type NotificationType } from './schema.js';
 
@@ -110,14 +110,15 @@ export interface NotificationSubscriberOptions extends Partial<Omit<WorkerOption
 
 /**
  * A BullMQ worker on the notifications queue that validates each job before calling `handler`.
- * Delivery is at least once: make the handler idempotent on the job id.
+ * Delivery is at least once: make the handler idempotent on the job id. Guarded against spinning on
+ * an error that repeats at once (see guardWorker).
  */
 export function createNotificationSubscriber(
   queue: string,
   handler: NotificationHandler,
   options: NotificationSubscriberOptions,
 ): Worker<NotificationJob> {
-  return new Worker<NotificationJob>(
+  const worker = new Worker<NotificationJob>(
     queue,
     async (job) => {
       if (!notificationJobChecker.Check(job.data)) {
@@ -128,4 +129,6 @@ export function createNotificationSubscriber(
     },
     options,
   );
+  guardWorker(worker, queue);
+  return worker;
 }

@@ -44,6 +44,13 @@ export interface EvaluatorOptions extends EntitlementsOptions {
    * @defaultValue config.entitlements.concurrency
    */
   concurrency?: number;
+  /**
+   * Run even when Redis's `maxmemory-policy` is not `noeviction` (with a warning). Eviction can delete
+   * dedup buckets (events counted twice), window hashes (lost totals) and BullMQ jobs; without this
+   * option `start()` refuses such a Redis.
+   * @defaultValue false
+   */
+  allowEviction?: boolean;
 }
 
 export function checkCacheSize(value: number): void {

@@ -11,6 +11,7 @@ export const ErrorCode = {
   State: 'ERR_TALLY_STATE',
   /** Redis did not answer in time (unreachable, or still reconnecting). */
   Unavailable: 'ERR_TALLY_UNAVAILABLE',
+  Permission: 'ERR_TALLY_PERMISSION',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,3 +1,4 @@
+import { jsonArrayRanges, utf8ByteRanges } from './json-text.js';
 import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.js';
 
 /** Stream entry field holding one event as JSON. */
@@ -17,9 +18,9 @@ export interface RejectedEvent {
   readonly reason: string;
   readonly detail: string;
   /**
-   * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event alone
-   * as JSON (re-serialized: same values, possibly other number spelling), so a dead letter does not
-   * carry the whole batch. `field` says which of the two it is; `index` is the event's place in the entry.
+   * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event's own
+   * text cut out of the array (byte for byte, see json-text.ts), so a dead letter does not carry the
+   * whole batch. `field` says which of the two it is; `index` is the event's place in the entry.
    */
   readonly payload: string;
   readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
@@ -29,6 +30,8 @@ export interface RejectedEvent {
 export interface DecodeOptions {
   readonly maxEntryBytes: number;
   readonly maxFutureSkewMs: number;
+  /** Events a batch entry may hold; a longer one is rejected whole (`too-many-events`). */
+  readonly maxEventsPerEntry: number;
 }
 
 export interface DecodedEntry {
@@ -37,6 +40,31 @@ export interface DecodedEntry {
   /** The entry's value exactly as stored, and the field it came from (for dead letters). */
   readonly raw: string;
   readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
+  /**
+   * The exact JSON text of one event of the entry: the raw value of a single-event entry, or the
+   * event's element of a batch entry's array (the array is scanned once, on first use).
+   */
+  eventText(index: number): string;
+  /**
+   * Where the event's text lies in the entry's value, as 1-based inclusive UTF-8 byte offsets (what
+   * Lua's string.sub takes), so applyBatch.lua can dead-letter one event of a batch entry alone;
+   * [0, 0] for a single-event entry (the whole value).
+   */
+  eventBytes(index: number): readonly [from: number, to: number];
+}
+
+/** A batch entry with more events than `streams.maxEventsPerEntry`: dead-lettered whole, once. */
+export const TOO_MANY_EVENTS = 'too-many-events';
+
+const WHOLE: readonly [number, number] = [0, 0];
+
+/** Unexpected failures while looking at one event (e.g. a RangeError on a deeply nested value). */
+export const UNPROCESSABLE = 'unprocessable';
+
+/** `RangeError: Maximum call stack size exceeded`, cut to a dead letter's detail length. */
+export function describeError(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
 /** Byte length, computed only when the character count alone cannot decide. */
@@ -46,6 +74,14 @@ function tooLarge(raw: string, maxBytes: number): boolean {
 }
 
 function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
+  try {
+    return check(value, ingestedMs, opts);
+  } catch (err) {
+    return { reason: UNPROCESSABLE, detail: describeError(err) };
+  }
+}
+
+function check(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
   const invalid = explainInvalidEvent(value);
   if (invalid) return invalid;
   const time = (value as UsageEvent).time;
@@ -61,7 +97,8 @@ function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { t
 
 /**
  * Decodes one stream entry (its flat field/value list as ioredis returns it) into valid events and
- * rejected ones. Never throws: anything malformed becomes a rejection with a reason.
+ * rejected ones. Never throws for a malformed event: that becomes a rejection with a reason
+ * (`unprocessable` when checking it failed unexpectedly).
  * `ingestedMs` is the millisecond part of the entry id, so the decision is the same on every redelivery.
  */
 export function decodeEntry(fields: readonly string[], ingestedMs: number, opts: DecodeOptions): DecodedEntry {
@@ -70,7 +107,20 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
   let raw: string | undefined;
   let batch = false;
   const field = () => (batch ? EVENTS_FIELD : EVENT_FIELD);
-  const done = () => ({ events, rejected, raw: raw ?? '', field: field() }) as const;
+  // A batch entry's array is scanned once, on first use (jsonArrayRanges never recurses).
+  let ranges: [number, number][] | undefined;
+  let bytes: [number, number][] | undefined;
+  const rangesOf = () => (ranges ??= jsonArrayRanges(raw ?? '') ?? []);
+  const eventText = (index: number): string => {
+    const range = batch ? rangesOf()[index] : undefined;
+    return range ? (raw ?? '').slice(range[0], range[1]) : (raw ?? '');
+  };
+  const eventBytes = (index: number): readonly [number, number] => {
+    if (!batch) return WHOLE;
+    bytes ??= utf8ByteRanges(raw ?? '', rangesOf());
+    return bytes[index] ?? WHOLE;
+  };
+  const done = (): DecodedEntry => ({ events, rejected, raw: raw ?? '', field: field(), eventText, eventBytes });
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     if (name === EVENT_FIELD || name === EVENTS_FIELD) {
@@ -111,11 +161,23 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
     rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, field: field(), index: 0 });
     return done();
   }
+  if (parsed.length > opts.maxEventsPerEntry) {
+    // One dead letter for the entry, not one per event: a small entry of many tiny events must not
+    // turn into a dead-letter stream many times its size.
+    rejected.push({
+      reason: TOO_MANY_EVENTS,
+      detail: `entry holds ${parsed.length} events, more than streams.maxEventsPerEntry (${opts.maxEventsPerEntry})`,
+      payload: raw,
+      field: field(),
+      index: 0,
+    });
+    return done();
+  }
   for (let index = 0; index < parsed.length; index++) {
     const value: unknown = parsed[index];
     const result = decodeOne(value, ingestedMs, opts);
     if ('timeMs' in result) events.push({ event: value as UsageEvent, timeMs: result.timeMs, index });
-    else rejected.push({ ...result, payload: JSON.stringify(value) ?? 'null', field: EVENT_FIELD, index });
+    else rejected.push({ ...result, payload: eventText(index), field: EVENT_FIELD, index });
   }
   return done();
 }

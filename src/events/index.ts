@@ -1,6 +1,9 @@
-export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, type UsageEvent } from './schema.js';
+export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, hasLoneSurrogate, type UsageEvent } from './schema.js';
 export {
   decodeEntry,
+  describeError,
+  UNPROCESSABLE,
+  TOO_MANY_EVENTS,
   EVENT_FIELD,
   EVENTS_FIELD,
   type DecodedEvent,
@@ -8,3 +11,4 @@ export {
   type RejectedEvent,
   type DecodeOptions,
 } from './entry.js';
+export { jsonArrayElements, jsonArrayRanges, utf8ByteRanges, withTime } from './json-text.js';

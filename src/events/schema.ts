@@ -1,5 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { parseEventTime } from './time.js';
+
+export { parseEventTime };
 
 const NonEmpty = Type.String({ minLength: 1 });
 
@@ -25,14 +28,19 @@ export type UsageEvent = Static<typeof UsageEventSchema>;
 
 export const usageEventChecker = TypeCompiler.Compile(UsageEventSchema);
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+const LONE_SURROGATE = /\p{Cs}/u;
 
-/** Epoch milliseconds of an RFC 3339 timestamp, or undefined when it is not one. */
-export function parseEventTime(time: string): number | undefined {
-  if (!RFC3339.test(time)) return undefined;
-  const ms = Date.parse(time);
-  return Number.isFinite(ms) ? ms : undefined;
+/**
+ * True when `text` holds an unpaired UTF-16 surrogate (JSON allows `"\ud800"`). Such text is not
+ * Unicode: UTF-8 (Redis, MD5 input) turns every unpaired surrogate into the same U+FFFD, so
+ * `"ls-\ud800"` and `"ls-\udbff"` would become one id, one subject or one group value.
+ */
+export function hasLoneSurrogate(text: string): boolean {
+  return LONE_SURROGATE.test(text);
 }
+
+/** Attributes that identify an event or decide where it counts: they must survive UTF-8 intact. */
+const IDENTITY_FIELDS = ['id', 'source', 'subject', 'type'] as const;
 
 /**
  * Why an event is invalid, as a short machine-readable reason plus a detail naming the field, or
@@ -40,9 +48,14 @@ export function parseEventTime(time: string): number | undefined {
  */
 export function explainInvalidEvent(value: unknown): { reason: string; detail: string } | undefined {
   if (usageEventChecker.Check(value)) {
+    for (const field of IDENTITY_FIELDS) {
+      if (hasLoneSurrogate(value[field])) {
+        return { reason: 'invalid-field', detail: `${field}: contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
+      }
+    }
     const time = value.time;
     if (time !== undefined && parseEventTime(time) === undefined) {
-      return { reason: 'invalid-field', detail: `time: not an RFC 3339 timestamp: ${JSON.stringify(time)}` };
+      return { reason: 'invalid-field', detail: `time: not an RFC 3339 timestamp of a real instant: ${JSON.stringify(time.slice(0, 64))}` };
     }
     return undefined;
   }

@@ -1,4 +1,4 @@
-import type { UsageEvent } from '../events/index.js';
+import { hasLoneSurrogate, type UsageEvent } from '../events/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { parseWindowSize, windowOf, type WindowSpec } from '../windows/index.js';
 import { toScaledString } from './decimal.js';
@@ -116,6 +116,30 @@ function latestSortKey(timeMs: number, entryId: string, index: number): string {
   return `${pad(timeMs, 15)}.${pad(entryId.slice(0, dash), 15)}.${pad(entryId.slice(dash + 1), 10)}.${pad(index, 6)}`;
 }
 
+const NUMERIC_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** Why toScaledString refused a value: a number too large to keep, or no number at all. */
+function whyNotScaled(raw: unknown): string {
+  const numeric = (typeof raw === 'number' && Number.isFinite(raw)) || typeof raw === 'bigint' || (typeof raw === 'string' && NUMERIC_TEXT.test(raw));
+  return numeric ? 'is out of range (values are kept within ±9,223,372,036,854.775807)' : 'is not a number';
+}
+
+/** A value as JSON for a dead letter's detail, at most 64 characters (never throws). */
+function preview(raw: unknown): string {
+  let text: string;
+  try {
+    text = typeof raw === 'bigint' ? raw.toString() : (JSON.stringify(raw) ?? 'undefined');
+  } catch {
+    text = Array.isArray(raw) ? '[...]' : '{...}';
+  }
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}
+
+/** A value with an unpaired surrogate: it would merge with others once UTF-8 encoded (see hasLoneSurrogate). */
+function notUnicode(meter: Meter, what: string): MeterRejection {
+  return { reason: 'invalid-value', detail: `${meter.slug}: ${what} contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
+}
+
 /** The update one event makes to one meter, or why the event is invalid for it. */
 export function meterUpdate(
   meter: Meter,
@@ -133,16 +157,22 @@ export function meterUpdate(
         return { reason: 'invalid-value', detail: `${meter.slug}: value is missing or not a scalar` };
       }
       value = scalarString(raw);
+      if (hasLoneSurrogate(value)) return notUnicode(meter, 'value');
     } else {
       const scaled = toScaledString(raw);
       if (scaled === undefined) {
-        return { reason: 'invalid-value', detail: `${meter.slug}: value ${JSON.stringify(raw) ?? 'undefined'} is not a number` };
+        return { reason: 'invalid-value', detail: `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}` };
       }
       value = scaled;
     }
   }
   const values: (string | null)[] = [event.subject];
-  for (const accessor of meter.groupAccessors) values.push(groupValue(accessor(data)));
+  for (let g = 0; g < meter.groupAccessors.length; g++) {
+    const v = groupValue((meter.groupAccessors[g] as Accessor)(data));
+    // Objects are serialized with escapes; a raw string must be Unicode to stay itself in Redis.
+    if (v !== null && hasLoneSurrogate(v)) return notUnicode(meter, `groupBy ${meter.groupKeys[g] ?? g}`);
+    values.push(v);
+  }
   const { start, end } = windowOf(meter.window, timeMs);
   return {
     meter,

@@ -1,12 +1,25 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { registerScripts, type RedisClient } from './scripts.js';
 
+/** TLS settings of a `rediss://` connection (the config's `redis.tls`, its files read). */
+export interface RedisTls {
+  /** CA certificates to trust instead of the system ones (PEM). */
+  readonly ca?: Buffer;
+  /** Client certificate and key, for a server that asks for one (mutual TLS; PEM). */
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** The name the server certificate must carry (and SNI), when it is not the URL's host. */
+  readonly servername?: string;
+}
+
 /** Where Tally connects: one Redis by URL, or a Redis Cluster whose startup nodes include the URL's. */
 export interface RedisTarget {
   readonly url: string;
   readonly cluster?: boolean;
   /** More Cluster startup nodes, `host:port`. */
   readonly nodes?: readonly string[];
+  /** TLS settings (with a `rediss://` URL). */
+  readonly tls?: RedisTls | undefined;
 }
 
 const baseOptions: RedisOptions = {
@@ -18,7 +31,7 @@ const baseOptions: RedisOptions = {
 
 /** Opens a connection for Tally (a Cluster client when `cluster` is set), with every script registered. */
 export function connect(target: string | RedisTarget, options: RedisOptions = {}): RedisClient {
-  const { url, cluster = false, nodes = [] } = typeof target === 'string' ? { url: target } : target;
+  const { url, cluster = false, nodes = [], tls } = typeof target === 'string' ? { url: target } : target;
   let client: RedisClient;
   if (cluster) {
     const parsed = new URL(url);
@@ -29,14 +42,14 @@ export function connect(target: string | RedisTarget, options: RedisOptions = {}
     const auth: RedisOptions = {
       ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
       ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
-      ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+      ...(parsed.protocol === 'rediss:' ? { tls: { ...tls } } : {}),
     };
     client = new Cluster(startup, {
       redisOptions: { ...baseOptions, ...auth, ...options },
       clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     });
   } else {
-    client = new Redis(url, { ...baseOptions, ...options });
+    client = new Redis(url, { ...baseOptions, ...(tls ? { tls: { ...tls } } : {}), ...options });
   }
   registerScripts(client);
   return client;

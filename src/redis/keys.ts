@@ -63,6 +63,19 @@ export class TallyKeys {
     return `${this.prefix}:replicas`;
   }
 
+  /**
+   * A key that never holds data: the start-up permission probe (redis/access.ts) reads and
+   * conditionally writes it, so the Redis user's key patterns are checked against Tally's prefix.
+   */
+  probe(): string {
+    return `${this.prefix}:probe`;
+  }
+
+  /** The same probe key under a BullMQ queue's prefix (`<queuePrefix>:<queue>:probe`). */
+  static queueProbe(queuePrefix: string, queue: string): string {
+    return `${queuePrefix}:${queue}:probe`;
+  }
+
   /** Hash entry id → last error of a batch that failed with it (for poison dead letters). */
   errors(partition: number): string {
     return `${this.partitionBase(partition)}errors`;

@@ -50,7 +50,7 @@ export class MeteringScripts {
     private readonly keys: TallyKeys,
   ) {}
 
-  /** applyBatch.lua: dedup, aggregate and acknowledge whole entries of one partition, atomically. */
+  /** applyBatch.lua: dedup, aggregate and acknowledge entries of one partition (a long entry over several calls), atomically per call. */
   async applyBatch(partition: number, p: ApplyBatchParams, records: Buffer, fingerprints: Buffer): Promise<ApplyBatchReply> {
     const k = this.keys;
     const [applied, duplicates, deadLettered, corrected] = (await runScript(

@@ -42,7 +42,7 @@ function script(file: string, version: number): ScriptDefinition {
 }
 
 export const Scripts = {
-  applyBatch: script('applyBatch-7.lua', 1),
+  applyBatch: script('applyBatch-7.lua', 2),
   closeWindows: script('closeWindows-6.lua', 1),
   sweepDedup: script('sweepDedup-2.lua', 1),
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
@@ -54,6 +54,7 @@ export const Scripts = {
   defineEntitlement: script('defineEntitlement-3.lua', 1),
   resetEntitlementPeriod: script('resetEntitlementPeriod-4.lua', 1),
   publishEntitlementDefinitions: script('publishEntitlementDefinitions-1.lua', 1),
+  probe: script('probe-1.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

@@ -1,5 +1,6 @@
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import { ROLLUP_JOB_NAME, rollupJobChecker, type RollupJob } from './schema.js';
+import { guardWorker } from './worker-guard.js';
 
 export type RollupHandler = (rollup: RollupJob, job: Job<RollupJob>) => Promise<void>;
 
@@ -10,10 +11,11 @@ export interface RollupSubscriberOptions extends Partial<Omit<WorkerOptions, 'co
 /**
  * A BullMQ worker on a rollup queue that validates each job against the rollup schema before calling
  * `handler`. Delivery is at least once (a stalled job can run twice): make the handler idempotent on
- * (meter, subject, groupBy, windowStart, revision) and keep the highest revision.
+ * (meter, subject, groupBy, windowStart, revision) and keep the highest revision. Guarded against
+ * spinning on an error that repeats at once (see guardWorker).
  */
 export function createRollupSubscriber(queue: string, handler: RollupHandler, options: RollupSubscriberOptions): Worker<RollupJob> {
-  return new Worker<RollupJob>(
+  const worker = new Worker<RollupJob>(
     queue,
     async (job) => {
       if (job.name !== ROLLUP_JOB_NAME) return;
@@ -25,4 +27,6 @@ export function createRollupSubscriber(queue: string, handler: RollupHandler, op
     },
     options,
   );
+  guardWorker(worker, queue);
+  return worker;
 }

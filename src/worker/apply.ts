@@ -23,8 +23,8 @@ export interface ConsumerContext {
 }
 
 /**
- * Applies a prepared batch atomically: forwarded copies first, then one or more applyBatch calls of
- * whole entries. Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
+ * Applies a prepared batch: forwarded copies first, then its applyBatch calls in order (each atomic;
+ * an entry spread over several calls is acknowledged by its last). Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
  * (the caller retries in place).
  */
 export async function applyPrepared(ctx: ConsumerContext, partition: number, entries: number, prepared: PreparedBatch): Promise<void> {
@@ -33,7 +33,7 @@ export async function applyPrepared(ctx: ConsumerContext, partition: number, ent
   await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': entries }, async () => {
     // Forwarded copies must be in their home stream before this entry is acked (a crash in
     // between re-forwards them, and the home partition drops the copy as a duplicate).
-    await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, JSON.stringify(f.event))));
+    await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, f.json)));
     const params = {
       group: config.consumerGroup,
       consumer,

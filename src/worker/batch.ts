@@ -1,25 +1,55 @@
 import type { TallyConfig } from '../config/index.js';
 import { epochOf, fingerprint } from '../dedup/index.js';
-import { decodeEntry, EVENT_FIELD, EVENTS_FIELD, type DecodeOptions, type UsageEvent } from '../events/index.js';
-import { meterUpdate, type MeterIndex, type MeterUpdate } from '../meters/index.js';
+import {
+  decodeEntry,
+  describeError,
+  EVENT_FIELD,
+  EVENTS_FIELD,
+  UNPROCESSABLE,
+  withTime,
+  type DecodedEntry,
+  type DecodedEvent,
+  type DecodeOptions,
+  type RejectedEvent,
+  type UsageEvent,
+} from '../events/index.js';
+import { meterUpdate, type Meter, type MeterIndex, type MeterUpdate } from '../meters/index.js';
 import { partitionOf } from '../producer/index.js';
 
 /** A stream entry as XREADGROUP / XCLAIM return it: [id, [field, value, ...]]. */
 export type StreamEntry = [id: string, fields: string[]];
 
-/** A valid event found in the wrong partition, to be re-sent to its home partition. */
+/** A valid event found in the wrong partition, to be re-sent to its home partition (as an `event` entry). */
 export interface Forward {
   readonly partition: number;
-  readonly event: UsageEvent;
+  /** The event's JSON text, its event time pinned. */
+  readonly json: string;
 }
 
-/** Events per applyBatch call, at most (whole entries are never split): keeps each script call short. */
-export const MAX_EVENTS_PER_CALL = 1000;
+/**
+ * What one applyBatch call may cost, in estimated microseconds of Redis time (see `cost` below):
+ * about 2 ms, so no call blocks Redis for long. A call ends before a record that would exceed it,
+ * in the middle of an entry if need be (an entry of 10,000 events takes many calls; see the 'P'
+ * record of applyBatch.lua).
+ */
+export const MAX_CALL_COST_US = 2_000;
+
+/**
+ * Estimated Redis time of applyBatch records, in µs, from SLOWLOG on Redis 7.0 here (p50 of calls):
+ * an update is dear when its group is new to the call (window state, then one HINCRBY per field at
+ * the end of the call), so it is priced as such.
+ */
+const cost = {
+  entry: 2, // XPENDING membership, XACK
+  deadLetter: 6, // one XADD of the payload
+  event: 8, // dedup HSETNX and lookups, bookkeeping
+  update: 7, // window state, count and value increments of a new group
+} as const;
 
 export interface PreparedBatch {
   /**
-   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script call: a call holds
-   * whole entries and about MAX_EVENTS_PER_CALL events, so Redis is never blocked long by one call.
+   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script
+   * call, each call at most about MAX_CALL_COST_US of Redis time.
    */
   readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
   readonly forwards: Forward[];
@@ -35,83 +65,141 @@ export interface BatchContext {
   readonly partition: number;
 }
 
+/** A batch entry decoded, or, when even decoding threw, the entry as one unprocessable rejection. */
+function decodeSafely(fields: readonly string[], ingestedMs: number, opts: DecodeOptions): DecodedEntry {
+  try {
+    return decodeEntry(fields, ingestedMs, opts);
+  } catch (err) {
+    const at = fields.findIndex((f, i) => i % 2 === 0 && (f === EVENT_FIELD || f === EVENTS_FIELD));
+    const raw = at >= 0 ? (fields[at + 1] ?? '') : '';
+    const field = fields[at] === EVENTS_FIELD ? EVENTS_FIELD : EVENT_FIELD;
+    const rejected: RejectedEvent = { reason: UNPROCESSABLE, detail: describeError(err), payload: raw, field, index: 0 };
+    return { events: [], rejected: [rejected], raw, field, eventText: () => raw, eventBytes: () => [0, 0] };
+  }
+}
+
+/** The updates one valid event makes to its meters, or why it is rejected (it is then counted by none). */
+function updatesOf(
+  matching: readonly Meter[],
+  event: UsageEvent,
+  timeMs: number,
+  id: string,
+  index: number,
+): MeterUpdate[] | { reason: string; detail: string } {
+  const updates: MeterUpdate[] = [];
+  for (const meter of matching) {
+    const update = meterUpdate(meter, event, timeMs, id, index);
+    if ('reason' in update) return update;
+    updates.push(update);
+  }
+  return updates;
+}
+
 /**
  * Turns stream entries into applyBatch records: decodes and validates each event, routes it, computes
  * its fingerprint and the update it makes to each of its meters. An event invalid for any of its meters
  * is rejected whole (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
+ *
+ * Nothing an event holds makes this throw: anything that fails while one event is prepared (e.g. a
+ * RangeError from a value nested 10,000 levels deep) rejects that event alone as `unprocessable`,
+ * and the other events of its entry still count.
+ *
+ * Records go into calls of at most MAX_CALL_COST_US (rejected events count too). An entry that does
+ * not fit in what is left of a call is continued in the next one: its header is 'P' (applied, not
+ * acknowledged) in all calls but its last, whose 'E' header acknowledges it.
  */
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
   const { config, meters, partition } = ctx;
-  const opts: DecodeOptions = { maxEntryBytes: config.maxEntryBytes, maxFutureSkewMs: config.windows.maxFutureSkewMs };
+  const opts: DecodeOptions = {
+    maxEntryBytes: config.maxEntryBytes,
+    maxFutureSkewMs: config.windows.maxFutureSkewMs,
+    maxEventsPerEntry: config.maxEventsPerEntry,
+  };
   const calls: PreparedBatch['calls'] = [];
   let records: (string | number)[] = [];
   let fingerprints: Buffer[] = [];
-  let eventsInCall = 0;
+  let callCost = 0;
+  /** Where the current entry's header is in `records`, and the header's values. */
+  let header = { at: -1, id: '', epoch: '' };
   const forwards: Forward[] = [];
-  let events = 0;
-  let unmetered = 0;
-  let rejected = 0;
-  const updates: MeterUpdate[] = [];
+  const n = { events: 0, unmetered: 0, rejected: 0 };
+
+  const flush = () => {
+    calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
+    records = [];
+    fingerprints = [];
+    callCost = 0;
+  };
+  const startEntry = (id: string, epoch: string) => {
+    if (callCost + cost.entry > MAX_CALL_COST_US && records.length > 0) flush();
+    header = { at: records.length, id, epoch };
+    records.push('E', id, epoch);
+    callCost += cost.entry;
+  };
+  /** Makes room for a record of the current entry, continuing the entry in a new call if needed. */
+  const reserve = (recordCost: number) => {
+    if (callCost + recordCost > MAX_CALL_COST_US && records.length > header.at + 3) {
+      records[header.at] = 'P';
+      flush();
+      startEntry(header.id, header.epoch);
+    }
+    callCost += recordCost;
+  };
+  const deadLetter = (index: number, reason: string, detail: string, payload: string, field: string) => {
+    reserve(cost.deadLetter);
+    records.push('D', index, reason, detail, payload, field);
+    n.rejected++;
+  };
+
+  /** Prepares one valid event: a 'V' record, a forward, or nothing (unmetered). Throws on a bug or a hostile value. */
+  const addEvent = (decoded: DecodedEntry, { event, timeMs, index }: DecodedEvent, id: string) => {
+    if (config.partitions > 1) {
+      const home = partitionOf(event.subject, config.partitions);
+      if (home !== partition) {
+        // Pin the event time: a forwarded copy is ingested later than the original. The copy is the
+        // event's own text (with `time` added if it had none), never a re-serialization.
+        const text = decoded.eventText(index);
+        forwards.push({ partition: home, json: event.time === undefined ? withTime(text, new Date(timeMs).toISOString()) : text });
+        return undefined;
+      }
+    }
+    const matching = meters.forType(event.type);
+    if (matching === undefined) {
+      n.unmetered++;
+      return undefined;
+    }
+    const updates = updatesOf(matching, event, timeMs, id, index);
+    if (!Array.isArray(updates)) return updates;
+    const fp = fingerprint(event.source, event.id);
+    const [from, to] = decoded.eventBytes(index);
+    // Everything that can throw is done: from here on the event's records are written whole.
+    reserve(cost.event + cost.update * updates.length);
+    records.push('V', index, fingerprints.length, timeMs, from, to, updates.length);
+    fingerprints.push(fp);
+    for (const u of updates) {
+      records.push(u.meter.slug, u.meter.code, String(u.windowStart), String(u.windowEnd), u.group, u.value, u.sortKey);
+    }
+    return undefined;
+  };
+
   for (const [id, fields] of entries) {
     const ingestedMs = Number.parseInt(id, 10);
-    const decoded = decodeEntry(fields, ingestedMs, opts);
-    if (eventsInCall > 0 && eventsInCall + decoded.events.length > MAX_EVENTS_PER_CALL) {
-      calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
-      records = [];
-      fingerprints = [];
-      eventsInCall = 0;
-    }
-    eventsInCall += Math.max(1, decoded.events.length);
-    records.push('E', id, String(epochOf(ingestedMs, config.dedup.epochMs)));
-    for (const r of decoded.rejected) {
-      records.push('D', r.index, r.reason, r.detail, r.payload, r.field);
-      rejected++;
-    }
-    for (const { event, timeMs, index } of decoded.events) {
-      events++;
-      if (config.partitions > 1) {
-        const home = partitionOf(event.subject, config.partitions);
-        if (home !== partition) {
-          // Pin the event time: a forwarded copy is ingested later than the original.
-          forwards.push({ partition: home, event: { ...event, time: new Date(timeMs).toISOString() } });
-          continue;
-        }
-      }
-      const matching = meters.forType(event.type);
-      if (matching === undefined) {
-        unmetered++;
-        continue;
-      }
-      updates.length = 0;
+    const decoded = decodeSafely(fields, ingestedMs, opts);
+    startEntry(id, String(epochOf(ingestedMs, config.dedup.epochMs)));
+    for (const r of decoded.rejected) deadLetter(r.index, r.reason, r.detail, r.payload, r.field);
+    for (const d of decoded.events) {
+      n.events++;
       let rejection: { reason: string; detail: string } | undefined;
-      for (const meter of matching) {
-        let update: MeterUpdate | { reason: string; detail: string };
-        try {
-          update = meterUpdate(meter, event, timeMs, id, index);
-        } catch (err) {
-          // E.g. a time before year 1 in a zoned window: reject this event, not the whole batch.
-          update = { reason: 'unprocessable', detail: `${meter.slug}: ${(err as Error).message}` };
-        }
-        if ('reason' in update) {
-          rejection = update;
-          break;
-        }
-        updates.push(update);
+      try {
+        rejection = addEvent(decoded, d, id);
+      } catch (err) {
+        // E.g. a time before year 1 in a zoned window, or a group value nested too deep to serialize.
+        rejection = { reason: UNPROCESSABLE, detail: describeError(err) };
       }
-      if (rejection) {
-        // One event of a batch entry is dead-lettered alone, not with the whole batch.
-        const single = decoded.field === EVENTS_FIELD;
-        records.push('D', index, rejection.reason, rejection.detail, single ? JSON.stringify(event) : decoded.raw, EVENT_FIELD);
-        rejected++;
-        continue;
-      }
-      records.push('V', index, fingerprints.length, timeMs, updates.length);
-      fingerprints.push(fingerprint(event.source, event.id));
-      for (const u of updates) {
-        records.push(u.meter.slug, u.meter.code, String(u.windowStart), String(u.windowEnd), u.group, u.value, u.sortKey);
-      }
+      // One event of a batch entry is dead-lettered alone (its own text), not with the whole batch.
+      if (rejection) deadLetter(d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
     }
   }
-  if (records.length > 0) calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
-  return { calls, forwards, entries: entries.length, events, unmetered, rejected };
+  if (records.length > 0) flush();
+  return { calls, forwards, entries: entries.length, ...n };
 }

@@ -3,9 +3,11 @@ import { ReplyError } from 'ioredis';
 /**
  * Redis replies that say "not now" rather than "never": retried for as long as they last, and never
  * counted towards an entry's poison attempts. NOPERM is here too: a denied command fails for every
- * entry alike, and bisecting would dead-letter good entries for an operator's mistake.
+ * entry alike, and bisecting would dead-letter good entries for an operator's mistake. Inside a
+ * script, Redis 7.0 words a denied command or key as `ERR The user executing the script can't ...`.
  */
-const TRANSIENT_REPLIES = /^(OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK|NOPERM)\b/;
+const TRANSIENT_REPLIES =
+  /^(?:(?:OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK|NOPERM)\b|ERR The user executing the script can't)/;
 
 /**
  * True when a failed call says nothing about the entries it carried: no reply at all (the connection

@@ -1,3 +1,3 @@
 export { TallyWorker } from './worker.js';
-export { prepareBatch, type StreamEntry, type PreparedBatch, type Forward } from './batch.js';
+export { MAX_CALL_COST_US, prepareBatch, type StreamEntry, type PreparedBatch, type Forward } from './batch.js';
 export type { WorkerOptions, WorkerStats } from './options.js';

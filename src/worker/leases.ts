@@ -41,6 +41,8 @@ export class PartitionLeases {
     private readonly partitions: number,
     private readonly ttlMs: number,
     private readonly logger: Logger,
+    /** Aborted when the replica shuts down: from then on no lease is acquired (a tick in flight stops short). */
+    private readonly stopping?: AbortSignal,
   ) {}
 
   get held(): ReadonlySet<number> {
@@ -75,6 +77,8 @@ export class PartitionLeases {
     for (let i = 0; i < this.partitions && this.owned.size < share; i++) {
       const p = (offset + i) % this.partitions;
       if (this.owned.has(p) || released.includes(p)) continue;
+      // A tick can wait long on Redis (an outage): one that resumes after shutdown began takes nothing.
+      if (this.stopping?.aborted) break;
       if ((await this.client.set(this.keys.lease(p), this.consumer, 'PX', this.ttlMs, 'NX')) === 'OK') {
         this.owned.add(p);
         acquired.push(p);

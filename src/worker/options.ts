@@ -26,6 +26,13 @@ export interface WorkerOptions {
    * @defaultValue all partitions
    */
   partitions?: readonly number[];
+  /**
+   * Run even when Redis's `maxmemory-policy` is not `noeviction` (with a warning). Eviction can delete
+   * dedup buckets (events counted twice), window hashes (lost totals) and BullMQ jobs; without this
+   * option `start()` refuses such a Redis.
+   * @defaultValue false
+   */
+  allowEviction?: boolean;
 }
 
 /** Counters of one worker since it started (the event counters are also OpenTelemetry metrics). */

@@ -1,7 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
+import { checkEvictionPolicy, checkRedisAccess, duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
@@ -44,12 +44,14 @@ export class TallyWorker extends RedisComponent {
   private readonly groupsSeen = new Set<number>();
   private started: Promise<void> | undefined;
   private unobserve: (() => void) | undefined;
+  private readonly allowEviction: boolean;
 
   constructor(options: WorkerOptions) {
     const name = options.consumerName ?? processConsumerName();
     super(options.config.redis, options, { component: 'worker', consumer: name });
     this.config = options.config;
     this.consumer = name;
+    this.allowEviction = options.allowEviction ?? false;
     this.keys = new TallyKeys(this.config.prefix);
     this.meters = new MeterIndex(this.config.meters);
     const scripts = new MeteringScripts(this.client, this.keys);
@@ -63,7 +65,7 @@ export class TallyWorker extends RedisComponent {
     const leased = options.partitions === undefined && this.config.worker.leases;
     this.staticPartitions = leased ? undefined : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
     this.leases = leased
-      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger)
+      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger, this.stop.signal)
       : undefined;
     this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
   }
@@ -75,6 +77,13 @@ export class TallyWorker extends RedisComponent {
   }
 
   private async doStart(): Promise<void> {
+    // A denied command fails here with one clear error, not later as a stuck partition.
+    const facts = await checkRedisAccess(this.client, {
+      prefix: this.config.prefix,
+      queuePrefix: this.config.rollups.queuePrefix,
+      queues: this.config.rollups.queues,
+    });
+    checkEvictionPolicy(facts, this.allowEviction, this.logger);
     this.unobserve = observePartitionGauges({ client: this.client, keys: this.keys, group: this.config.consumerGroup, partitions: () => this.activePartitions });
     if (this.staticPartitions) {
       for (const p of this.staticPartitions) await this.startPartition(p, false);

@@ -22,6 +22,7 @@ export interface HarnessOptions {
   worker?: Record<string, unknown>;
   streams?: Record<string, unknown>;
   dedup?: Record<string, unknown>;
+  rollups?: Record<string, unknown>;
   redisUrl?: string;
   /** Treat redisUrl as a startup node of a Redis Cluster. */
   cluster?: boolean;
@@ -61,7 +62,7 @@ export class Harness {
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
       ...(options.dedup ? { dedup: options.dedup } : {}),
       worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', ...options.worker },
-      rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h', ...(options.cluster ? { queuePrefix: '{tally}' } : {}) },
+      rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h', ...(options.cluster ? { queuePrefix: '{tally}' } : {}), ...options.rollups },
       meters: options.meters,
     };
     this.config = resolveConfig(this.raw, {});

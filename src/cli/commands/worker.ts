@@ -1,17 +1,20 @@
 /** `tally worker`: one replica of the metering worker and, by default, the entitlement evaluator. */
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
-import { TallyConfigError } from '../../errors/index.js';
+import { ErrorCode, TallyConfigError, TallyError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
-import { prepareWorkerMetrics, startWorkerMetrics, type Running } from '../serve.js';
-import { integer, loadCommandConfig, partitionList, withConfigOption } from '../options.js';
+import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
+import { SignalShutdown } from '../shutdown.js';
+import { accessScope, integer, loadCommandConfig, partitionList, withClient, withConfigOption } from '../options.js';
+import { checkEvictionPolicy, checkRedisAccess } from '../../redis/index.js';
 
 interface WorkerFlags {
   config: string;
   partitions?: number[];
   roles?: string;
   metricsPort?: number;
+  allowEviction?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -23,32 +26,37 @@ export function registerWorker(program: Command): void {
     )
     .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
     .option('--metrics-port <n>', "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)", integer(0, 65535))
+    .option('--allow-eviction', "run even if Redis's maxmemory-policy is not noeviction (evicted keys mean double counts and lost totals)")
     .action(async (flags: WorkerFlags) => {
       const config = await loadCommandConfig(flags.config);
       const { roles, explicit } = parseRoles(flags.roles);
       for (const p of flags.partitions ?? []) {
         if (p >= config.partitions) throw new TallyConfigError('--partitions', `partition ${p} does not exist (the config has ${config.partitions})`);
       }
+      // Before any long-lived connection exists: a denied command ends here in one line (and no
+      // connection's ready check prints its own warning about a denied INFO).
+      // A Redis that is down is waited for (the components probe again once it is up); one that will
+      // never do, because its certificate cannot be verified, ends here too.
+      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false }).catch(
+        (err: unknown) => {
+          if (err instanceof TallyError && err.code === ErrorCode.Permission) throw err;
+          if (/certificate|altnames/i.test((err as Error).message)) throw err;
+          return undefined;
+        },
+      );
+      const allowEviction = flags.allowEviction ?? false;
+      if (facts) checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
       const metricsPort = flags.metricsPort ?? config.metrics.port;
       // Before the worker exists, so its instruments record into the SDK.
       if (metricsPort !== undefined) prepareWorkerMetrics();
       const worker = roles.has('metering')
-        ? new TallyWorker({ config, logger, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
+        ? new TallyWorker({ config, logger, allowEviction, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
         : undefined;
-      let evaluator: Awaited<ReturnType<typeof startEvaluatorRole>>;
-      let metrics: Running | undefined;
-      let stopping = false;
-      const shutdown = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'shutting down');
-        void Promise.all([metrics?.close(), worker?.close(), evaluator?.close()]).then(() => process.exit(0));
-      };
-      process.on('SIGINT', () => shutdown('SIGINT'));
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
-      if (metricsPort !== undefined) metrics = await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host });
+      const shutdown = new SignalShutdown(logger, config.worker.shutdownTimeoutMs);
+      shutdown.add(worker);
+      if (metricsPort !== undefined) shutdown.add(await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host }));
       await worker?.start();
-      if (roles.has('entitlements')) evaluator = await startEvaluatorRole(config, logger, explicit);
+      if (roles.has('entitlements') && !shutdown.stopping) shutdown.add(await startEvaluatorRole(config, logger, explicit, allowEviction));
     });
 }

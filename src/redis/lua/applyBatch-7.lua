@@ -37,8 +37,14 @@
                             -- while still pending for this consumer: an entry reclaimed by another
                             -- consumer meanwhile (or already acked) is skipped whole, so a stalled
                             -- worker that wakes up late cannot apply or dead-letter it twice.
-      'D', index, reason, detail, payload       -- dead-letter an event rejected by the worker
-      'V', index, k, timeMs, n, then n updates of 7 values  -- k: fingerprint number k in ARGV[9]
+      'P', entryId, epoch   -- as 'E', but the entry goes on in a later call (the worker keeps each
+                            -- call short): applied, not acked; the call holding its last records
+                            -- acks it. A crash in between redoes the entry: the events applied
+                            -- already are duplicates then (its dead letters may be written twice).
+      'D', index, reason, detail, payload, field  -- dead-letter an event rejected by the worker
+      'V', index, k, timeMs, from, to, n, then n updates of 7 values  -- k: fingerprint number k in
+           ARGV[9]; from, to: the event's bytes in the entry value (0, 0: the whole value), so a dead
+           letter decided here holds the event alone, not its whole batch entry
            meter, agg, windowStart, windowEnd, group, value, sortKey
       agg: C count, S sum, A avg, m min, M max, U unique count, L latest
 
@@ -47,6 +53,7 @@
 
 --@include compareInt
 --@include now
+--@include isoTime
 
 local rcall = redis.call
 local eventsKey = KEYS[1]
@@ -191,18 +198,29 @@ local function deadLetter(index, reason, detail, payload, field)
   deadLettered = deadLettered + 1
 end
 
--- The original entry value, for dead letters decided here (late or overflowing events).
-local function originalPayload()
-  local entry = rcall('XRANGE', eventsKey, entryId, entryId)[1]
-  if entry then
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'event' or fields[i] == 'events' then
-        return fields[i + 1], fields[i]
+-- What a dead letter decided here (a late or overflowing event) holds: the event's own bytes, cut
+-- out of its entry's value (read once per entry), or the whole value for a single-event entry.
+local payloadOf, valueOf, fieldOf
+local function originalPayload(from, to)
+  if payloadOf ~= entryId then
+    payloadOf, valueOf, fieldOf = entryId, '', 'event'
+    local entry = rcall('XRANGE', eventsKey, entryId, entryId)[1]
+    if entry then
+      local fields = entry[2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'event' or fields[i] == 'events' then
+          valueOf, fieldOf = fields[i + 1], fields[i]
+          break
+        end
       end
     end
   end
-  return '', 'event'
+  if from > 0 and fieldOf == 'events' then
+    local text = string.sub(valueOf, from, to)
+    -- '{' ... '}': the offsets fit (they would not if the stored bytes were not valid UTF-8).
+    if string.byte(text, 1) == 123 and string.byte(text, -1) == 125 then return text, 'event' end
+  end
+  return valueOf, fieldOf
 end
 
 -- Counts and sums are added up in Lua first and written once per (window, field) at the end of the
@@ -271,7 +289,7 @@ do
   local j = 1
   while j <= #R do
     local tag = R[j]
-    if tag == 'E' then
+    if tag == 'E' or tag == 'P' then
       first = first or R[j + 1]
       last = R[j + 1]
       entries = entries + 1
@@ -279,7 +297,7 @@ do
     elseif tag == 'D' then
       j = j + 6
     else
-      j = j + 5 + R[j + 4] * 7
+      j = j + 7 + R[j + 6] * 7
     end
   end
   if first then
@@ -292,54 +310,58 @@ local i = 1
 local n = #R
 while i <= n do
   local tag = R[i]
-  if tag == 'E' then
+  if tag == 'E' or tag == 'P' then
     entryId = R[i + 1]
     entryEpoch = tonumber(R[i + 2])
     owned = ownedIds[entryId] == true
-    if owned then
-      acks[#acks + 1] = entryId
-    else
+    if not owned then
       skipped = skipped + 1
+    elseif tag == 'E' then
+      acks[#acks + 1] = entryId
     end
     i = i + 3
   elseif tag == 'D' then
     if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5]) end
     i = i + 6
   elseif not owned then -- 'V' of an entry this consumer no longer owns
-    i = i + 5 + tonumber(R[i + 4]) * 7
+    i = i + 7 + tonumber(R[i + 6]) * 7
   else -- 'V'
     local index = R[i + 1]
     local k = R[i + 2]
     local timeMs = tonumber(R[i + 3])
-    local count = tonumber(R[i + 4])
-    local first = i + 5
+    local from, to = tonumber(R[i + 4]), tonumber(R[i + 5])
+    local count = tonumber(R[i + 6])
+    local first = i + 7
     i = first + count * 7
     local dup, dedupKey, dedupField = seenBefore(entryEpoch, fingerprints, k * 16 + 1)
     if dup then
       duplicates = duplicates + 1
     else
       local late, expired = false, false
+      local windowEnd
       for u = first, i - 1, 7 do
         local w = windowOf(R[u], R[u + 1], R[u + 2], R[u + 3])
         local we = w[3]
         if we + retentionMs <= nowMs then
-          expired = true
+          expired, windowEnd = true, we
         elseif we + graceMs <= closedThrough then
-          late = true
+          late, windowEnd = true, windowEnd or we
         elseif windowState(w[1], w[2]) == 'emitted' then
-          late = true
+          late, windowEnd = true, windowEnd or we
         end
       end
       if expired or (late and latePolicy == 'dead-letter') then
         rcall('HDEL', dedupKey, dedupField)
-        local payload, field = originalPayload()
+        local payload, field = originalPayload(from, to)
         local detail
         if expired then
-          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window that ended more than the retention (' ..
-            retentionMs .. ' ms) ago; its window is no longer kept'
+          detail = 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' .. isoUtc(windowEnd) ..
+            ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' .. isoUtc(nowMs) ..
+            '); windows that old are deleted, so it can be neither counted nor corrected'
         else
-          detail = 'event time ' .. string.format('%d', timeMs) .. ' falls in a window already emitted or more than grace (' ..
-            graceMs .. ' ms) behind the partition\'s stream time ' .. string.format('%d', closedThrough)
+          detail = 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(windowEnd) ..
+            ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
+            string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
         end
         deadLetter(index, expired and 'beyond-retention' or 'late', detail, payload, field)
       else
@@ -350,7 +372,7 @@ while i <= n do
           local member, wkey, we = w[1], w[2], w[3]
           local st = windowState(member, wkey) -- before the update creates the hash
           if not applyUpdate(wkey, agg, grp, R[u + 5], R[u + 6]) then
-            local payload, field = originalPayload()
+            local payload, field = originalPayload(from, to)
             deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
           end
           if st == 'new' then

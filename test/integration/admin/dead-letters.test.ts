@@ -118,9 +118,12 @@ describe('dead letters: list and replay', () => {
         d.index,
       ]),
     ).toEqual([
-      ['late', 'late-1', 'events', 0],
-      ['late', 'late-2', 'events', 1],
+      // Each holds its event alone (cut out of the batch entry), not the whole entry.
+      ['late', 'late-1', 'event', 0],
+      ['late', 'late-2', 'event', 1],
     ]);
+    const [late] = await listDeadLetters(harness.redis, harness.config);
+    expect(late?.detail).toMatch(/^late: event time \d{4}-[\d-]+T[\d:.]+Z is in a window \(ended [\dT:.Z-]+\) already emitted, or closed by the watermark/);
     expect((await harness.rollups()).map((r) => [r.revision, r.valueDecimal])).toEqual([[1, '10']]);
 
     // The operator switches the late policy to `correct`, then replays the late events.

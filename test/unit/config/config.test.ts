@@ -81,4 +81,21 @@ describe('config', () => {
   it('reports unreadable and malformed files', async () => {
     await expect(loadConfigFile('config/missing.yaml', {})).rejects.toThrow(/cannot read/);
   });
+
+  it('refuses worker timings below their minimums, naming the field and the value', () => {
+    for (const [field, value, min] of [
+      ['closeInterval', 0, '10ms'],
+      ['closeInterval', '5ms', '10ms'],
+      ['claimIdle', 0, '100ms'],
+      ['claimIdle', '0s', '100ms'],
+      ['leaseTtl', '100ms', '300ms'],
+      ['shutdownTimeout', 0, '100ms'],
+    ] as const) {
+      expect(configError({ worker: { [field]: value } }).message).toBe(`worker.${field}: must be at least ${min}, got ${JSON.stringify(value)}`);
+    }
+    const c = resolveConfig({ worker: { closeInterval: '10ms', claimIdle: '100ms', leaseTtl: '300ms', shutdownTimeout: '2s' } }, {});
+    expect(c.worker).toMatchObject({ closeIntervalMs: 10, claimIdleMs: 100, leaseTtlMs: 300, shutdownTimeoutMs: 2_000 });
+    expect(resolveConfig({}, {}).worker.shutdownTimeoutMs).toBe(10_000);
+    expect(resolveConfig({}, {}).maxEventsPerEntry).toBe(10_000);
+  });
 });

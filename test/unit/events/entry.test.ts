@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeEntry, explainInvalidEvent } from '../../../src/events/index.js';
 
-const opts = { maxEntryBytes: 4096, maxFutureSkewMs: 60_000 };
+const opts = { maxEntryBytes: 4096, maxFutureSkewMs: 60_000, maxEventsPerEntry: 100 };
 const ingested = Date.parse('2026-11-26T10:00:00Z');
 const ok = { id: '1', source: 's', type: 't', subject: 'c', time: '2026-11-26T09:59:59.123456Z', data: { v: 1 } };
 
@@ -50,5 +50,21 @@ describe('decodeEntry', () => {
     expect(explainInvalidEvent({ ...ok, source: '' })?.detail).toMatch(/^source/);
     expect(explainInvalidEvent({ ...ok, type: undefined })?.detail).toBe('type: required');
     expect(explainInvalidEvent(ok)).toBeUndefined();
+  });
+});
+
+describe('decodeEntry with hostile values', () => {
+  const deepData = JSON.parse(`${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`) as Record<string, unknown>;
+
+  it('dead-letters an invalid deep event of a batch alone, with its own text, and keeps its valid neighbour', () => {
+    const invalid = { ...ok, id: undefined, data: deepData };
+    // Built by hand: JSON.stringify cannot serialize the deep value.
+    const invalidText = `{"source":"s","type":"t","subject":"c","data":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`;
+    expect(() => JSON.stringify(invalid)).toThrow(RangeError);
+    const raw = `[${JSON.stringify(ok)}, ${invalidText}]`;
+    const decoded = decodeEntry(['events', raw], ingested, { ...opts, maxEntryBytes: 1_000_000 });
+    expect(decoded.events.map((e) => e.index)).toEqual([0]);
+    expect(decoded.rejected).toEqual([{ index: 1, reason: 'missing-field', detail: 'id: required', payload: invalidText, field: 'event' }]);
+    expect(decoded.eventText(0)).toBe(JSON.stringify(ok));
   });
 });
