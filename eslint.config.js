@@ -7,13 +7,19 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['*.js', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ['*.js', 'scripts/*.mjs'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
     rules: {
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
     },
   },
   {
@@ -25,7 +31,10 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['**/config', '**/config/*', '**/redis', '**/redis/*'], message: 'domain folders import neither config/ nor redis/' },
+            {
+              group: ['**/config', '**/config/*', '**/redis', '**/redis/*'],
+              message: 'domain folders import neither config/ nor redis/',
+            },
             { group: ['ioredis', 'bullmq'], message: 'domain folders do not talk to Redis' },
           ],
         },

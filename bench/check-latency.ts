@@ -57,7 +57,6 @@ const MODELS = ['gpt-5', 'claude-4', 'llama-4'];
 const DIRECTIONS = ['input', 'output'];
 const HOUR = 3_600_000;
 
-
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
@@ -68,7 +67,10 @@ async function evalshaStats(redis: Redis): Promise<{ calls: number; usec: number
   return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
 }
 
-export async function runCheckLatency(redisUrl: string, opts: CheckLatencyOptions = {}): Promise<CheckLatencyResult> {
+export async function runCheckLatency(
+  redisUrl: string,
+  opts: CheckLatencyOptions = {},
+): Promise<CheckLatencyResult> {
   const subjects = opts.subjects ?? 1000;
   const checks = opts.checks ?? 10_000;
   const warmup = opts.warmup ?? 2000;
@@ -93,7 +95,13 @@ export async function runCheckLatency(redisUrl: string, opts: CheckLatencyOption
       entitlements: {
         features: [{ key: 'tokens', meter: 'llm_tokens' }],
         defaults: [
-          { feature: 'tokens', type: 'metered', usagePeriod: { interval: 'MONTH', timeZone: 'Europe/Berlin' }, limit: 5_000_000, thresholds: [{ percent: 80 }, { percent: 100 }] },
+          {
+            feature: 'tokens',
+            type: 'metered',
+            usagePeriod: { interval: 'MONTH', timeZone: 'Europe/Berlin' },
+            limit: 5_000_000,
+            thresholds: [{ percent: 80 }, { percent: 100 }],
+          },
         ],
       },
     },
@@ -114,8 +122,18 @@ export async function runCheckLatency(redisUrl: string, opts: CheckLatencyOption
     log(`check latency: populating ${subjects} subjects (${partitions} partitions)`);
     for (let i = 0; i < subjects; i += 10) {
       const subject = names[i] as string;
-      await store.setEntitlement(subject, 'tokens', { type: 'metered', usagePeriod: { interval: 'MONTH' }, limit: 2_000_000, limitType: 'soft', thresholds: [{ percent: 50 }] });
-      await store.addGrant(subject, 'tokens', { amount: 100_000, priority: 0, expiresAt: new Date(now + 7 * 86_400_000).toISOString() });
+      await store.setEntitlement(subject, 'tokens', {
+        type: 'metered',
+        usagePeriod: { interval: 'MONTH' },
+        limit: 2_000_000,
+        limitType: 'soft',
+        thresholds: [{ percent: 50 }],
+      });
+      await store.addGrant(subject, 'tokens', {
+        amount: 100_000,
+        priority: 0,
+        expiresAt: new Date(now + 7 * 86_400_000).toISOString(),
+      });
       await store.addGrant(subject, 'tokens', { amount: 250_000.5, priority: 2 });
     }
     // Two closed hours (windows written, rollups applied) and the open hour (live only), for everyone.
@@ -128,7 +146,13 @@ export async function runCheckLatency(redisUrl: string, opts: CheckLatencyOption
           for (const direction of DIRECTIONS) {
             const tokens = 1 + Math.floor(rnd() * 20_000);
             const group = JSON.stringify([subject, direction, model]);
-            pipeline.hset(keys.window(p, 'llm_tokens', ws), `c:${group}`, 1 + Math.floor(rnd() * 50), `v:${group}`, `${tokens}000000`);
+            pipeline.hset(
+              keys.window(p, 'llm_tokens', ws),
+              `c:${group}`,
+              1 + Math.floor(rnd() * 50),
+              `v:${group}`,
+              `${tokens}000000`,
+            );
             if (ws < open) {
               rollups.push({
                 version: 1,
@@ -150,7 +174,8 @@ export async function runCheckLatency(redisUrl: string, opts: CheckLatencyOption
       }
     }
     await pipeline.exec();
-    for (let i = 0; i < rollups.length; i += 64) await Promise.all(rollups.slice(i, i + 64).map((r) => evaluator.applyRollup(r)));
+    for (let i = 0; i < rollups.length; i += 64)
+      await Promise.all(rollups.slice(i, i + 64).map((r) => evaluator.applyRollup(r)));
     const fieldsPerWindowHash = await admin.hlen(keys.window(0, 'llm_tokens', open));
 
     const pick = () => names[Math.floor(rnd() * subjects)] as string;

@@ -28,10 +28,19 @@ interface ClientArgs {
 
 const { send } = childSide();
 const args = JSON.parse(process.argv[2] ?? '{}') as ClientArgs;
-const generator = new EventGenerator({ subjects: 500, duplicateRate: 0, seed: args.seed, timeOf: () => Date.now(), idPrefix: args.idPrefix });
+const generator = new EventGenerator({
+  subjects: 500,
+  duplicateRate: 0,
+  seed: args.seed,
+  timeOf: () => Date.now(),
+  idPrefix: args.idPrefix,
+});
 const take = (n: number): UsageEvent[] => Array.from({ length: n }, () => generator.next().event);
 
-const producer = args.mode === 'direct' ? new UsageProducer({ redis: args.url, prefix: args.prefix, partitions: args.partitions }) : undefined;
+const producer =
+  args.mode === 'direct'
+    ? new UsageProducer({ redis: args.url, prefix: args.prefix, partitions: args.partitions })
+    : undefined;
 const agent = new Agent({ keepAlive: true, maxSockets: Math.max(args.inFlight, 64) });
 const target = new URL('/api/v1/events', args.baseUrl);
 
@@ -39,10 +48,19 @@ function post(body: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request(
       target,
-      { method: 'POST', agent, headers: { 'content-type': 'application/cloudevents-batch+json', 'content-length': Buffer.byteLength(body) } },
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/cloudevents-batch+json',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
       (res) => {
         res.resume();
-        res.on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+        res.on('end', () =>
+          res.statusCode === 204 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)),
+        );
       },
     );
     req.on('error', reject);
@@ -51,10 +69,13 @@ function post(body: string): Promise<void> {
 }
 
 /** One call: the events serialized as the client of each mode must (JSON body, or the producer's own JSON). */
-const call = (events: UsageEvent[]): Promise<unknown> => (producer ? producer.sendBatch(events) : post(JSON.stringify(events)));
+const call = (events: UsageEvent[]): Promise<unknown> =>
+  producer ? producer.sendBatch(events) : post(JSON.stringify(events));
 
 send({ type: 'loaded', pid: process.pid });
-await new Promise<void>((resolve) => process.on('message', (m: { type: string }) => m.type === 'go' && resolve()));
+await new Promise<void>((resolve) =>
+  process.on('message', (m: { type: string }) => m.type === 'go' && resolve()),
+);
 
 if (args.rate > 0) {
   // Open loop: calls start on schedule whether or not earlier ones finished (no coordinated omission).

@@ -22,7 +22,16 @@ export interface HttpScenario {
   readonly direct: number;
   readonly http: number;
   readonly ratio: number;
-  readonly latency: { rate: number; seconds: number; calls: number; failed: number; p50: number; p99: number; max: number; achieved: number };
+  readonly latency: {
+    rate: number;
+    seconds: number;
+    calls: number;
+    failed: number;
+    p50: number;
+    p99: number;
+    max: number;
+    achieved: number;
+  };
 }
 
 const CLI = resolve(import.meta.dirname, '../src/cli/main.js');
@@ -34,14 +43,28 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] as number;
 }
 
-async function startServe(ctx: BenchContext, prefix: string, partitions: number): Promise<{ baseUrl: string; stop: () => Promise<void> }> {
+async function startServe(
+  ctx: BenchContext,
+  prefix: string,
+  partitions: number,
+): Promise<{ baseUrl: string; stop: () => Promise<void> }> {
   const file = join(ctx.dir, `${prefix}-serve.yaml`);
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  writeFileSync(file, stringify({ ...benchConfig({ url: ctx.url, prefix, partitions, batchSize: 1000, windowSize: 'MINUTE' }), http: { maxEventsPerRequest: BATCH } }));
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--port', String(port), '--host', '127.0.0.1'], {
-    env: { ...process.env, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  writeFileSync(
+    file,
+    stringify({
+      ...benchConfig({ url: ctx.url, prefix, partitions, batchSize: 1000, windowSize: 'MINUTE' }),
+      http: { maxEventsPerRequest: BATCH },
+    }),
+  );
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--config', file, '--port', String(port), '--host', '127.0.0.1'],
+    {
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -77,7 +100,10 @@ async function client(args: Record<string, unknown>): Promise<Record<string, unk
 async function countEvents(ctx: BenchContext, prefix: string, partitions: number): Promise<number> {
   let n = 0;
   for (let p = 0; p < partitions; p++) {
-    for (const [, fields] of (await ctx.redis.xrange(`${prefix}:{p${p}}:events`, '-', '+')) as [string, string[]][]) {
+    for (const [, fields] of (await ctx.redis.xrange(`${prefix}:{p${p}}:events`, '-', '+')) as [
+      string,
+      string[],
+    ][]) {
       n += fields[0] === 'events' ? (JSON.parse(fields[1] as string) as unknown[]).length : 1;
     }
   }
@@ -97,16 +123,44 @@ export async function runHttpScenario(ctx: BenchContext): Promise<HttpScenario> 
       for (const mode of round % 2 === 0 ? (['direct', 'http'] as const) : (['http', 'direct'] as const)) {
         await ctx.redis.flushall();
         const idPrefix = `${mode}${round}-`;
-        const done = await client({ mode, url: ctx.url, baseUrl: serve.baseUrl, prefix, partitions, events, batch: BATCH, inFlight: IN_FLIGHT, rate: 0, durationMs: 0, seed: round + 1, idPrefix });
+        const done = await client({
+          mode,
+          url: ctx.url,
+          baseUrl: serve.baseUrl,
+          prefix,
+          partitions,
+          events,
+          batch: BATCH,
+          inFlight: IN_FLIGHT,
+          rate: 0,
+          durationMs: 0,
+          seed: round + 1,
+          idPrefix,
+        });
         const stored = await countEvents(ctx, prefix, partitions);
         if (stored !== events) throw new Error(`http scenario: ${mode} stored ${stored} of ${events} events`);
         (mode === 'direct' ? directRuns : httpRuns).push(done.rate as number);
-        log(`http: ${mode} ${fmt(done.rate as number)} ev/s (${fmt(events)} events, ${BATCH} per call, ${IN_FLIGHT} in flight)`);
+        log(
+          `http: ${mode} ${fmt(done.rate as number)} ev/s (${fmt(events)} events, ${BATCH} per call, ${IN_FLIGHT} in flight)`,
+        );
       }
     }
     await ctx.redis.flushall();
     const rate = params.httpLatencyRate;
-    const done = await client({ mode: 'http', url: ctx.url, baseUrl: serve.baseUrl, prefix, partitions, events: 0, batch: BATCH, inFlight: 1, rate, durationMs: params.httpLatencySeconds * 1000, seed: 99, idPrefix: 'lat-' });
+    const done = await client({
+      mode: 'http',
+      url: ctx.url,
+      baseUrl: serve.baseUrl,
+      prefix,
+      partitions,
+      events: 0,
+      batch: BATCH,
+      inFlight: 1,
+      rate,
+      durationMs: params.httpLatencySeconds * 1000,
+      seed: 99,
+      idPrefix: 'lat-',
+    });
     const latencies = (done.latencies as number[]).sort((a, b) => a - b);
     const latency = {
       rate,
@@ -118,10 +172,22 @@ export async function runHttpScenario(ctx: BenchContext): Promise<HttpScenario> 
       max: latencies[latencies.length - 1] ?? Number.NaN,
       achieved: (done.events as number) / (done.seconds as number),
     };
-    log(`http: open loop ${fmt(rate)} ev/s for ${params.httpLatencySeconds} s: p50 ${latency.p50.toFixed(1)} ms, p99 ${latency.p99.toFixed(1)} ms, ${latency.failed} failed`);
+    log(
+      `http: open loop ${fmt(rate)} ev/s for ${params.httpLatencySeconds} s: p50 ${latency.p50.toFixed(1)} ms, p99 ${latency.p99.toFixed(1)} ms, ${latency.failed} failed`,
+    );
     const direct = median(directRuns);
     const http = median(httpRuns);
-    return { batch: BATCH, inFlight: IN_FLIGHT, events, directRuns, httpRuns, direct, http, ratio: http / direct, latency };
+    return {
+      batch: BATCH,
+      inFlight: IN_FLIGHT,
+      events,
+      directRuns,
+      httpRuns,
+      direct,
+      http,
+      ratio: http / direct,
+      latency,
+    };
   } finally {
     await serve.stop();
   }

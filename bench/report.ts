@@ -292,7 +292,13 @@ export function renderReport(results: Results): { table: string; summary: Record
       '>= 0.50x',
     ]);
     const l = http.latency;
-    rows.push([`6 HTTP open loop ${int(l.rate)} ev/s, ${l.seconds.toFixed(0)} s`, `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(0)} ms`, `achieved ${int(l.achieved)} ev/s, ${l.failed} failed`, '', '']);
+    rows.push([
+      `6 HTTP open loop ${int(l.rate)} ev/s, ${l.seconds.toFixed(0)} s`,
+      `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(0)} ms`,
+      `achieved ${int(l.achieved)} ev/s, ${l.failed} failed`,
+      '',
+      '',
+    ]);
     summary.httpIngestEventsPerSecond = http.http;
     summary.httpIngestRatioToDirect = http.ratio;
     summary.httpLatencyP99Ms = l.p99;

@@ -28,8 +28,12 @@ try {
   const grant = await store.addGrant(subject, 'gpt5_tokens', { amount: 250000, priority: 0, expiresAt });
   grantId = grant.id;
   const c = await checker.check(subject, 'gpt5_tokens');
-  console.log(`${subject} gpt5_tokens (${c.source}): limit ${c.exact?.limit} + grants ${c.exact?.grants}, usage ${c.exact?.usage}, balance ${c.exact?.balance}`);
-  console.log(`allowances in burn order: ${(c.allowances ?? []).map((a) => `${a.id === grantId ? 'grant' : a.id} ${a.remaining}/${a.amount}`).join(', ')}`);
+  console.log(
+    `${subject} gpt5_tokens (${c.source}): limit ${c.exact?.limit} + grants ${c.exact?.grants}, usage ${c.exact?.usage}, balance ${c.exact?.balance}`,
+  );
+  console.log(
+    `allowances in burn order: ${(c.allowances ?? []).map((a) => `${a.id === grantId ? 'grant' : a.id} ${a.remaining}/${a.amount}`).join(', ')}`,
+  );
 } finally {
   if (grantId !== undefined) await store.removeGrant(subject, 'gpt5_tokens', grantId);
   await store.removeEntitlement(subject, 'gpt5_tokens'); // the config default applies again

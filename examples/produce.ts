@@ -14,7 +14,11 @@ import { loadConfigFile, UsageProducer, type UsageEvent } from 'tally-metering';
 const config = await loadConfigFile(process.env.TALLY_CONFIG ?? 'config/tally.yaml');
 console.error(`Redis ${new URL(config.redisUrl).host}, prefix ${config.prefix}`);
 // Same prefix and partitions as the workers: events are routed by crc32(subject) % partitions.
-const producer = new UsageProducer({ redis: config.redis, prefix: config.prefix, partitions: config.partitions });
+const producer = new UsageProducer({
+  redis: config.redis,
+  prefix: config.prefix,
+  partitions: config.partitions,
+});
 try {
   // Fresh ids: an id (per source) is counted once, so a re-sent event is dropped as a duplicate.
   // Without `time` an event counts at the time it is written.
@@ -34,7 +38,9 @@ try {
     data: { route: '/v1/chat', user: `user-${i % 3}` },
   }));
   await producer.sendBatch(calls); // batch entries, one pipeline
-  console.log(`sent 1 llm.completion (1234 gpt-5 tokens) and ${calls.length} api.request events for customer-42`);
+  console.log(
+    `sent 1 llm.completion (1234 gpt-5 tokens) and ${calls.length} api.request events for customer-42`,
+  );
 } finally {
   // Without close() the open connection keeps the process alive.
   await producer.close();

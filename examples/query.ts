@@ -22,8 +22,14 @@ try {
     windowSize: 'HOUR',
     groupBy: ['model'],
   });
-  if (rows.length === 0) console.log('no llm_tokens usage for customer-42 in the last 24 hours (run examples/produce.ts and a worker)');
-  for (const r of rows) console.log(`${r.windowStart}  ${r.subject}  model=${r.groupBy.model}  ${r.valueDecimal} tokens in ${r.eventCount} events`);
+  if (rows.length === 0)
+    console.log(
+      'no llm_tokens usage for customer-42 in the last 24 hours (run examples/produce.ts and a worker)',
+    );
+  for (const r of rows)
+    console.log(
+      `${r.windowStart}  ${r.subject}  model=${r.groupBy.model}  ${r.valueDecimal} tokens in ${r.eventCount} events`,
+    );
 } finally {
   await usage.close();
 }

@@ -34,8 +34,12 @@ const subscriber = createRollupSubscriber(
     // At-least-once delivery: store it idempotently, e.g. upsert by (meter, subject, groupBy,
     // windowStart) keeping the highest revision.
     received++;
-    const groups = Object.entries(rollup.groupBy).map(([k, v]) => `${k}=${v}`).join(' ');
-    console.log(`${rollup.meter} ${rollup.subject} ${groups} ${rollup.windowStart}..${rollup.windowEnd}: ${rollup.aggregation} ${rollup.valueDecimal} (revision ${rollup.revision})`);
+    const groups = Object.entries(rollup.groupBy)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    console.log(
+      `${rollup.meter} ${rollup.subject} ${groups} ${rollup.windowStart}..${rollup.windowEnd}: ${rollup.aggregation} ${rollup.valueDecimal} (revision ${rollup.revision})`,
+    );
     if (received >= count) finish(0);
     return Promise.resolve();
   },
@@ -46,11 +50,15 @@ process.once('SIGINT', () => finish(0));
 process.once('SIGTERM', () => finish(0));
 const timer = Number.isFinite(timeoutS)
   ? setTimeout(() => {
-      console.error(`no${received > 0 ? ` more than ${received}` : ''} rollup within ${timeoutS} s (is a worker running? windows close at their end + grace)`);
+      console.error(
+        `no${received > 0 ? ` more than ${received}` : ''} rollup within ${timeoutS} s (is a worker running? windows close at their end + grace)`,
+      );
       finish(1);
     }, timeoutS * 1000)
   : undefined;
-console.error(`Redis ${new URL(config.redisUrl).host}, waiting for rollups on ${queue}${Number.isFinite(count) ? ` (${count})` : ''}…`);
+console.error(
+  `Redis ${new URL(config.redisUrl).host}, waiting for rollups on ${queue}${Number.isFinite(count) ? ` (${count})` : ''}…`,
+);
 
 process.exitCode = await done;
 clearTimeout(timer);

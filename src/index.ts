@@ -1,7 +1,12 @@
 /**
  * Tally: usage metering on Redis Streams. The public API: produce events, run workers, consume rollups.
  */
-export { UsageProducer, partitionOf, defaultProducerOptions, type ProducerOptions } from './producer/index.js';
+export {
+  UsageProducer,
+  partitionOf,
+  defaultProducerOptions,
+  type ProducerOptions,
+} from './producer/index.js';
 export { TallyWorker, type WorkerOptions, type WorkerStats } from './worker/index.js';
 export {
   resolveConfig,
@@ -23,7 +28,13 @@ export {
 } from './rollups/index.js';
 export { Aggregations, type Aggregation } from './meters/index.js';
 export { TallyKeys } from './redis/index.js';
-export { ErrorCode, TallyError, TallyConfigError, TallyValidationError, TallyScriptError } from './errors/index.js';
+export {
+  ErrorCode,
+  TallyError,
+  TallyConfigError,
+  TallyValidationError,
+  TallyScriptError,
+} from './errors/index.js';
 export {
   EntitlementStore,
   EntitlementChecker,
@@ -58,7 +69,28 @@ export {
   type PublishResult,
 } from './entitlements/index.js';
 export { UsageQuery, type UsageQueryOptions, type UsageQueryParams, type UsageRow } from './usage/index.js';
-export { status, listDeadLetters, replayDeadLetters, planReplay, formatStatus, type TallyStatus, type PartitionStatus, type ReplicaStatus, type DeadLetter, type ReplayPlan, type ReplayResult, type ListDeadLettersOptions, type ReplayDeadLettersOptions } from './admin/index.js';
-export { TallyHttpServer, startObservabilityServer, type HttpServerOptions, type ListenOptions, type Problem, type MeterQueryResult } from './http/index.js';
+export {
+  status,
+  listDeadLetters,
+  replayDeadLetters,
+  planReplay,
+  formatStatus,
+  type TallyStatus,
+  type PartitionStatus,
+  type ReplicaStatus,
+  type DeadLetter,
+  type ReplayPlan,
+  type ReplayResult,
+  type ListDeadLettersOptions,
+  type ReplayDeadLettersOptions,
+} from './admin/index.js';
+export {
+  TallyHttpServer,
+  startObservabilityServer,
+  type HttpServerOptions,
+  type ListenOptions,
+  type Problem,
+  type MeterQueryResult,
+} from './http/index.js';
 export { installPrometheus, bindInstruments, type PrometheusMetrics } from './telemetry/index.js';
 export { type BatchOutcome } from './producer/index.js';

@@ -37,4 +37,11 @@ export {
   formatTime,
   renderTable,
 } from './format.js';
-export { parseGroupInfo, parsePendingSummary, parseTime, streamIdMs, type ConsumerInfo, type GroupInfo } from './replies.js';
+export {
+  parseGroupInfo,
+  parsePendingSummary,
+  parseTime,
+  streamIdMs,
+  type ConsumerInfo,
+  type GroupInfo,
+} from './replies.js';

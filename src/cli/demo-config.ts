@@ -5,7 +5,8 @@
 
 type Data = Record<string, unknown>;
 
-const asRecord = (value: unknown): Data => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Data) : {});
+const asRecord = (value: unknown): Data =>
+  value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Data) : {};
 
 /** What the demo changes in config/tally.yaml, for the line it prints. */
 export const DEMO_OVERRIDES =

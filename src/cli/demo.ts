@@ -56,7 +56,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   }[redis.origin];
   console.log(`Tally demo on ${where}`);
   process.stderr.write(`tally: Redis ${url} (${redis.origin === 'env' ? 'from REDIS_URL' : redis.origin})\n`);
-  const config = resolveConfig(demoConfigData(parseYaml(await readFile(CONFIG, 'utf8'))), { ...process.env, REDIS_URL: redis.url });
+  const config = resolveConfig(demoConfigData(parseYaml(await readFile(CONFIG, 'utf8'))), {
+    ...process.env,
+    REDIS_URL: redis.url,
+  });
   console.log(`Config: ${CONFIG} with ${DEMO_OVERRIDES}`);
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
   const worker = new TallyWorker({ config, logger });
@@ -65,7 +68,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   const evaluator = new EntitlementEvaluator({ config, logger });
   await evaluator.start();
   const checker = new EntitlementChecker({ config, logger });
-  const producer = new UsageProducer({ redis: redis.url, prefix: config.prefix, partitions: config.partitions });
+  const producer = new UsageProducer({
+    redis: redis.url,
+    prefix: config.prefix,
+    partitions: config.partitions,
+  });
   const subscriberConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
   let rollups = 0;
   const subscriber = createRollupSubscriber(

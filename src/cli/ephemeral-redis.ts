@@ -14,7 +14,12 @@ export interface RedisTarget {
 }
 
 async function answers(url: string): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 500,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   client.on('error', () => undefined); // a refused connection is an answer here, not an error to print
   try {
     await client.connect();
@@ -32,7 +37,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -47,7 +54,21 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisT
   const dir = mkdtempSync(join(tmpdir(), 'tally-redis-'));
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', ...extraArgs],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--maxmemory-policy',
+      'noeviction',
+      ...extraArgs,
+    ],
     { stdio: 'ignore' },
   );
   const kill = () => child.kill('SIGKILL');
@@ -80,11 +101,14 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisT
  * REDIS_URL if set; else a Redis answering on 127.0.0.1:6379 (unless `preferEphemeral`); else a
  * `redis-server` started on a free port; else a testcontainers Redis where Docker is available.
  */
-export async function resolveRedis(options: { env?: NodeJS.ProcessEnv; preferEphemeral?: boolean } = {}): Promise<RedisTarget> {
+export async function resolveRedis(
+  options: { env?: NodeJS.ProcessEnv; preferEphemeral?: boolean } = {},
+): Promise<RedisTarget> {
   const env = options.env ?? process.env;
   if (env.REDIS_URL) return { url: env.REDIS_URL, origin: 'env', stop: () => Promise.resolve() };
   const local = 'redis://127.0.0.1:6379';
-  if (!options.preferEphemeral && (await answers(local))) return { url: local, origin: 'local', stop: () => Promise.resolve() };
+  if (!options.preferEphemeral && (await answers(local)))
+    return { url: local, origin: 'local', stop: () => Promise.resolve() };
   if (hasRedisServer()) return startRedisServer();
   try {
     const { GenericContainer } = await import('testcontainers');

@@ -15,7 +15,10 @@ import { registerWorker } from './commands/worker.js';
 export function buildProgram(): Command {
   const program = new Command('tally')
     .description('Usage metering on Redis Streams: exactly-once dedup, tumbling windows, BullMQ rollups.')
-    .addHelpText('after', '\nEnvironment: REDIS_URL overrides the config\'s redis.url; LOG_LEVEL sets the log level (default info).\nRun `tally <command> --help` for a command\'s options.')
+    .addHelpText(
+      'after',
+      "\nEnvironment: REDIS_URL overrides the config's redis.url; LOG_LEVEL sets the log level (default info).\nRun `tally <command> --help` for a command's options.",
+    )
     .showSuggestionAfterError()
     .configureOutput({ outputError: (text, write) => write(`tally: ${text.replace(/^error: /, '')}`) })
     .exitOverride();
@@ -33,7 +36,9 @@ function explain(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   // Socket errors from ioredis (ECONNREFUSED, ENOTFOUND, certificate errors) carry a code and say enough.
   const message = err.message.split('\n')[0] ?? err.message;
-  return typeof code === 'string' && !code.startsWith('ERR_TALLY') && !message.includes(code) ? `${message} (${code})` : message;
+  return typeof code === 'string' && !code.startsWith('ERR_TALLY') && !message.includes(code)
+    ? `${message} (${code})`
+    : message;
 }
 
 async function main(argv: readonly string[]): Promise<void> {

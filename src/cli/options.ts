@@ -11,24 +11,34 @@ import { connect, maskUrl, type AccessScope, type RedisClient } from '../redis/i
 
 /** Adds the `--config FILE` option every command but `demo` takes. */
 export function withConfigOption(command: Command): Command {
-  return command.requiredOption('-c, --config <file>', 'Tally config file (YAML or JSON); REDIS_URL overrides its redis.url');
+  return command.requiredOption(
+    '-c, --config <file>',
+    'Tally config file (YAML or JSON); REDIS_URL overrides its redis.url',
+  );
 }
 
 /** Loads the command's config once; says on stderr which Redis it will use (password masked). */
 export async function loadCommandConfig(file: string): Promise<TallyConfig> {
   const config = await loadConfigFile(file);
-  process.stderr.write(`tally: Redis ${maskUrl(config.redis.url)}${process.env.REDIS_URL ? ' (from REDIS_URL)' : ` (from ${file})`}\n`);
+  process.stderr.write(
+    `tally: Redis ${maskUrl(config.redis.url)}${process.env.REDIS_URL ? ' (from REDIS_URL)' : ` (from ${file})`}\n`,
+  );
   return config;
 }
 
 export { maskUrl };
 
 /** A commander argument parser for an integer within bounds. */
-export function integer(min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+export function integer(
+  min = Number.MIN_SAFE_INTEGER,
+  max = Number.MAX_SAFE_INTEGER,
+): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got ${JSON.stringify(value)}`);
-    if (n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}, got ${n}`);
+    if (value.trim() === '' || !Number.isInteger(n))
+      throw new InvalidArgumentError(`expected an integer, got ${JSON.stringify(value)}`);
+    if (n < min || n > max)
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}, got ${n}`);
     return n;
   };
 }
@@ -82,7 +92,11 @@ export async function withClient<T>(
     return await fn(client);
   } catch (err) {
     if (lastError && client.status !== 'ready') {
-      throw new TallyError(ErrorCode.Config, `cannot reach Redis at ${maskUrl(config.redis.url)}: ${lastError.message}`, { cause: err });
+      throw new TallyError(
+        ErrorCode.Config,
+        `cannot reach Redis at ${maskUrl(config.redis.url)}: ${lastError.message}`,
+        { cause: err },
+      );
     }
     throw err;
   } finally {

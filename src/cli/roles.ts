@@ -10,13 +10,20 @@ export type WorkerRole = (typeof WorkerRoles)[number];
 export function parseRoles(value: string | undefined): { roles: Set<WorkerRole>; explicit: boolean } {
   if (value === undefined) return { roles: new Set(WorkerRoles), explicit: false };
   const roles = new Set<WorkerRole>();
-  for (const part of value.split(',').map((r) => r.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean)) {
     if (!(WorkerRoles as readonly string[]).includes(part)) {
-      throw new TallyConfigError('--roles', `unknown role ${JSON.stringify(part)}; roles are ${WorkerRoles.join(', ')}`);
+      throw new TallyConfigError(
+        '--roles',
+        `unknown role ${JSON.stringify(part)}; roles are ${WorkerRoles.join(', ')}`,
+      );
     }
     roles.add(part as WorkerRole);
   }
-  if (roles.size === 0) throw new TallyConfigError('--roles', `expected a comma-separated list of ${WorkerRoles.join(', ')}`);
+  if (roles.size === 0)
+    throw new TallyConfigError('--roles', `expected a comma-separated list of ${WorkerRoles.join(', ')}`);
   return { roles, explicit: true };
 }
 
@@ -31,8 +38,14 @@ export async function startEvaluatorRole(
   allowEviction = false,
 ): Promise<EntitlementEvaluator | undefined> {
   if (config.entitlements.queue === undefined) {
-    if (explicit) throw new TallyConfigError('entitlements.queue', 'the entitlements role needs a rollup queue: set entitlements.queue or a second rollups.queues entry');
-    logger.info('no rollup queue for entitlements (one rollups.queues entry, no entitlements.queue): entitlement evaluator not started');
+    if (explicit)
+      throw new TallyConfigError(
+        'entitlements.queue',
+        'the entitlements role needs a rollup queue: set entitlements.queue or a second rollups.queues entry',
+      );
+    logger.info(
+      'no rollup queue for entitlements (one rollups.queues entry, no entitlements.queue): entitlement evaluator not started',
+    );
     return undefined;
   }
   const evaluator = new EntitlementEvaluator({ config, logger, allowEviction });

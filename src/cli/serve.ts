@@ -73,13 +73,29 @@ export async function startWorkerMetrics(options: WorkerMetricsOptions): Promise
       const owned = worker.activePartitions;
       const stuck = failing.filter((op) => /^(consume|read|read-pending|takeover|apply):/.test(op));
       checks.worker = running ? { ok: true } : { ok: false, detail: 'not running' };
-      checks.partitions = owned.length > 0 ? { ok: true, detail: `consuming ${owned.join(',')}` } : { ok: false, detail: 'owns no partition (more replicas than partitions, or leases not acquired yet)' };
-      checks.consuming = stuck.length === 0 ? { ok: true } : { ok: false, detail: `failing: ${stuck.join(', ')}` };
+      checks.partitions =
+        owned.length > 0
+          ? { ok: true, detail: `consuming ${owned.join(',')}` }
+          : {
+              ok: false,
+              detail: 'owns no partition (more replicas than partitions, or leases not acquired yet)',
+            };
+      checks.consuming =
+        stuck.length === 0 ? { ok: true } : { ok: false, detail: `failing: ${stuck.join(', ')}` };
     }
     return checks;
   };
-  const server = await startObservabilityServer({ metrics, readiness, port: options.port, host: options.host, logger: options.logger });
-  options.logger.info({ address: server.address }, 'metrics endpoint listening (/metrics, /healthz, /readyz)');
+  const server = await startObservabilityServer({
+    metrics,
+    readiness,
+    port: options.port,
+    host: options.host,
+    logger: options.logger,
+  });
+  options.logger.info(
+    { address: server.address },
+    'metrics endpoint listening (/metrics, /healthz, /readyz)',
+  );
   return {
     address: server.address,
     close: async () => {

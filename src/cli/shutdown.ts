@@ -38,7 +38,10 @@ export class SignalShutdown {
 
   private onSignal(signal: NodeJS.Signals): void {
     if (this.begun) {
-      this.logger.warn({ signal }, 'second signal: exiting at once; unfinished entries stay pending for the next owner');
+      this.logger.warn(
+        { signal },
+        'second signal: exiting at once; unfinished entries stay pending for the next owner',
+      );
       this.exit(128 + (constants.signals[signal] ?? 0));
       return;
     }

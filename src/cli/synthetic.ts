@@ -25,18 +25,36 @@ export function syntheticEvents(options: SyntheticOptions): () => UsageEvent {
   return () => {
     const subject = `customer-${Math.floor(rnd() * options.subjects)}`;
     const kind = rnd();
-    const base = { specversion: '1.0' as const, id: `evt-${idPrefix}-${n++}`, source, subject, time: new Date(time()).toISOString() };
+    const base = {
+      specversion: '1.0' as const,
+      id: `evt-${idPrefix}-${n++}`,
+      source,
+      subject,
+      time: new Date(time()).toISOString(),
+    };
     if (kind < 0.6) {
       return {
         ...base,
         type: 'llm.completion',
-        data: { tokens: 1 + Math.floor(rnd() * 4000), model: pick(MODELS), direction: rnd() < 0.5 ? 'input' : 'output' },
+        data: {
+          tokens: 1 + Math.floor(rnd() * 4000),
+          model: pick(MODELS),
+          direction: rnd() < 0.5 ? 'input' : 'output',
+        },
       };
     }
     if (kind < 0.9) {
-      return { ...base, type: 'api.request', data: { route: pick(ROUTES), user: `user-${Math.floor(rnd() * 50)}` } };
+      return {
+        ...base,
+        type: 'api.request',
+        data: { route: pick(ROUTES), user: `user-${Math.floor(rnd() * 50)}` },
+      };
     }
-    return { ...base, type: 'gpu.job', data: { seconds: Math.round(rnd() * 3_600_000) / 1000, gpu: pick(GPUS) } };
+    return {
+      ...base,
+      type: 'gpu.job',
+      data: { seconds: Math.round(rnd() * 3_600_000) / 1000, gpu: pick(GPUS) },
+    };
   };
 }
 

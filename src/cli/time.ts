@@ -13,12 +13,17 @@ export function parseInstant(value: string, name: string, now = Date.now()): num
     try {
       ms = parseDuration(rel[2] as string, name);
     } catch {
-      throw new InvalidArgumentError(`expected now-<duration> such as now-24h or now-7d, got ${JSON.stringify(value)}`);
+      throw new InvalidArgumentError(
+        `expected now-<duration> such as now-24h or now-7d, got ${JSON.stringify(value)}`,
+      );
     }
     return rel[1] === '-' ? now - ms : now + ms;
   }
   const ms = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
-  if (!Number.isFinite(ms)) throw new InvalidArgumentError(`expected an ISO 8601 date-time or now, now-24h, now-7d..., got ${JSON.stringify(value)}`);
+  if (!Number.isFinite(ms))
+    throw new InvalidArgumentError(
+      `expected an ISO 8601 date-time or now, now-24h, now-7d..., got ${JSON.stringify(value)}`,
+    );
   return ms;
 }
 

@@ -13,7 +13,10 @@ export function parseDuration(value: string | number, field: string): number {
   }
   const match = DURATION.exec(value.trim());
   if (!match) {
-    throw new TallyConfigError(field, `expected a duration such as 500ms, 10s, 5m, 1h or 32d, got ${JSON.stringify(value)}`);
+    throw new TallyConfigError(
+      field,
+      `expected a duration such as 500ms, 10s, 5m, 1h or 32d, got ${JSON.stringify(value)}`,
+    );
   }
   return Math.round(Number(match[1]) * (UNIT_MS[match[2] as string] as number));
 }

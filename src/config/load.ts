@@ -17,7 +17,9 @@ export type TallyConfigData = Static<typeof ConfigSchema>;
 
 /** Config input: any part may be left out and takes its default (meters excepted: they are a list). */
 export type TallyConfigInput = {
-  [K in keyof TallyConfigData]?: TallyConfigData[K] extends readonly unknown[] ? TallyConfigData[K] : Partial<TallyConfigData[K]>;
+  [K in keyof TallyConfigData]?: TallyConfigData[K] extends readonly unknown[]
+    ? TallyConfigData[K]
+    : Partial<TallyConfigData[K]>;
 };
 
 /** Number of dedup epochs per horizon: an epoch lasts horizon / DEDUP_GENERATIONS. */
@@ -35,7 +37,12 @@ export interface TallyConfig {
   readonly maxEntryBytes: number;
   readonly maxEventsPerEntry: number;
   readonly trim: { readonly retainAckedMs: number; readonly maxLength: number };
-  readonly dedup: { readonly horizonMs: number; readonly epochMs: number; readonly generations: number; readonly bucketBits: number };
+  readonly dedup: {
+    readonly horizonMs: number;
+    readonly epochMs: number;
+    readonly generations: number;
+    readonly bucketBits: number;
+  };
   readonly windows: {
     readonly graceMs: number;
     readonly idleTimeoutMs: number;
@@ -87,7 +94,8 @@ const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
 
 function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
   const ms = parseDuration(value, field);
-  if (ms < min.ms) throw new TallyConfigError(field, `must be at least ${min.text}, got ${JSON.stringify(value)}`);
+  if (ms < min.ms)
+    throw new TallyConfigError(field, `must be at least ${min.text}, got ${JSON.stringify(value)}`);
   return ms;
 }
 
@@ -115,7 +123,11 @@ function valueAt(root: unknown, path: string): unknown {
  * Validates a configuration object, fills defaults, applies `REDIS_URL` from the environment, and
  * resolves it. Throws TallyConfigError naming the first bad field and its value.
  */
-export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): TallyConfig {
+export function resolveConfig(
+  input: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+  baseDir = process.cwd(),
+): TallyConfig {
   if (input === null || input === undefined) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new TallyConfigError('(root)', 'the configuration must be a mapping');
@@ -129,7 +141,10 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     throw new TallyConfigError(fieldOf(error.path), `${error.message} (${shown})`);
   }
   if (!/^rediss?:\/\//.test(data.redis.url)) {
-    throw new TallyConfigError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(data.redis.url)}`);
+    throw new TallyConfigError(
+      'redis.url',
+      `expected a redis:// or rediss:// URL, got ${JSON.stringify(data.redis.url)}`,
+    );
   }
   if (data.redis.cluster && !/\{[^}]+\}/.test(data.rollups.queuePrefix)) {
     throw new TallyConfigError(
@@ -138,31 +153,56 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     );
   }
   const horizonMs = parseDuration(data.dedup.horizon, 'dedup.horizon');
-  if (horizonMs < 60_000) throw new TallyConfigError('dedup.horizon', `must be at least 1m, got ${JSON.stringify(data.dedup.horizon)}`);
+  if (horizonMs < 60_000)
+    throw new TallyConfigError(
+      'dedup.horizon',
+      `must be at least 1m, got ${JSON.stringify(data.dedup.horizon)}`,
+    );
   const graceMs = parseDuration(data.windows.grace, 'windows.grace');
   const retentionMs = parseDuration(data.windows.retention, 'windows.retention');
   if (retentionMs <= graceMs) {
-    throw new TallyConfigError('windows.retention', `must be longer than windows.grace, got ${JSON.stringify(data.windows.retention)}`);
+    throw new TallyConfigError(
+      'windows.retention',
+      `must be longer than windows.grace, got ${JSON.stringify(data.windows.retention)}`,
+    );
   }
   const meters = compileMeters(data.meters);
-  const envKeys = (env.TALLY_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  const envKeys = (env.TALLY_API_KEYS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   for (const key of envKeys) {
-    if (key.length < 16) throw new TallyConfigError('TALLY_API_KEYS', `API keys must be at least 16 characters, got one of ${key.length}`);
+    if (key.length < 16)
+      throw new TallyConfigError(
+        'TALLY_API_KEYS',
+        `API keys must be at least 16 characters, got one of ${key.length}`,
+      );
   }
   const apiKeys = [...new Set([...data.http.apiKeys, ...envKeys])];
   if (data.http.auth === 'none' && apiKeys.length > 0) {
-    throw new TallyConfigError('http.auth', '"none" contradicts the API keys configured (http.apiKeys or TALLY_API_KEYS)');
+    throw new TallyConfigError(
+      'http.auth',
+      '"none" contradicts the API keys configured (http.apiKeys or TALLY_API_KEYS)',
+    );
   }
   return {
     data,
     redisUrl: data.redis.url,
-    redis: { url: data.redis.url, cluster: data.redis.cluster, nodes: data.redis.nodes, tls: resolveTls(data.redis.tls, data.redis.url, baseDir) },
+    redis: {
+      url: data.redis.url,
+      cluster: data.redis.cluster,
+      nodes: data.redis.nodes,
+      tls: resolveTls(data.redis.tls, data.redis.url, baseDir),
+    },
     prefix: data.streams.prefix,
     partitions: data.streams.partitions,
     consumerGroup: data.streams.consumerGroup,
     maxEntryBytes: data.streams.maxEntryBytes,
     maxEventsPerEntry: data.streams.maxEventsPerEntry,
-    trim: { retainAckedMs: parseDuration(data.streams.retainAcked, 'streams.retainAcked'), maxLength: data.streams.maxLength },
+    trim: {
+      retainAckedMs: parseDuration(data.streams.retainAcked, 'streams.retainAcked'),
+      maxLength: data.streams.maxLength,
+    },
     dedup: {
       horizonMs,
       epochMs: Math.ceil(horizonMs / DEDUP_GENERATIONS),
@@ -184,7 +224,11 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
       maxDeliveries: data.worker.maxDeliveries,
       leases: data.worker.leases,
       leaseTtlMs: durationAtLeast(data.worker.leaseTtl, 'worker.leaseTtl', MIN_LEASE_TTL),
-      shutdownTimeoutMs: durationAtLeast(data.worker.shutdownTimeout, 'worker.shutdownTimeout', MIN_SHUTDOWN_TIMEOUT),
+      shutdownTimeoutMs: durationAtLeast(
+        data.worker.shutdownTimeout,
+        'worker.shutdownTimeout',
+        MIN_SHUTDOWN_TIMEOUT,
+      ),
     },
     rollups: {
       queues: data.rollups.queues,
@@ -200,7 +244,10 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
 }
 
 /** Reads a YAML (or JSON) config file and resolves it. */
-export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<TallyConfig> {
+export async function loadConfigFile(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<TallyConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -211,7 +258,9 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
   try {
     parsed = parseYaml(text);
   } catch (err) {
-    throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
+    throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return resolveConfig(parsed, env, dirname(resolve(path)));
 }

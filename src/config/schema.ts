@@ -18,18 +18,44 @@ export const ConfigSchema = Type.Object(
   {
     redis: Type.Object(
       {
-        url: Type.String({ default: 'redis://127.0.0.1:6379', description: 'redis:// or rediss:// URL; REDIS_URL overrides' }),
-        cluster: Type.Boolean({ default: false, description: 'Connect to a Redis Cluster: url is one startup node' }),
-        nodes: Type.Array(Type.String(), { default: [], description: 'More Cluster startup nodes, host:port' }),
+        url: Type.String({
+          default: 'redis://127.0.0.1:6379',
+          description: 'redis:// or rediss:// URL; REDIS_URL overrides',
+        }),
+        cluster: Type.Boolean({
+          default: false,
+          description: 'Connect to a Redis Cluster: url is one startup node',
+        }),
+        nodes: Type.Array(Type.String(), {
+          default: [],
+          description: 'More Cluster startup nodes, host:port',
+        }),
         tls: Type.Optional(
           Type.Object(
             {
-              ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the CA(s) to trust instead of the system ones' })),
-              cert: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client certificate (mutual TLS)' })),
-              key: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the client private key (mutual TLS)' })),
-              servername: Type.Optional(Type.String({ minLength: 1, description: 'Name to expect in the server certificate (SNI), if not the URL host' })),
+              ca: Type.Optional(
+                Type.String({
+                  minLength: 1,
+                  description: 'PEM file of the CA(s) to trust instead of the system ones',
+                }),
+              ),
+              cert: Type.Optional(
+                Type.String({ minLength: 1, description: 'PEM file of the client certificate (mutual TLS)' }),
+              ),
+              key: Type.Optional(
+                Type.String({ minLength: 1, description: 'PEM file of the client private key (mutual TLS)' }),
+              ),
+              servername: Type.Optional(
+                Type.String({
+                  minLength: 1,
+                  description: 'Name to expect in the server certificate (SNI), if not the URL host',
+                }),
+              ),
             },
-            { additionalProperties: false, description: 'TLS settings for a rediss:// URL; file paths are relative to the config file' },
+            {
+              additionalProperties: false,
+              description: 'TLS settings for a rediss:// URL; file paths are relative to the config file',
+            },
           ),
         ),
       },
@@ -45,13 +71,15 @@ export const ConfigSchema = Type.Object(
           default: 10_000,
           minimum: 1,
           maximum: 1_000_000,
-          description: 'Events a batch entry may hold; a longer entry is dead-lettered whole (too-many-events)',
+          description:
+            'Events a batch entry may hold; a longer entry is dead-lettered whole (too-many-events)',
         }),
         retainAcked: duration('1m', 'How long applied entries stay in the stream before trimming'),
         maxLength: Type.Integer({
           default: 0,
           minimum: 0,
-          description: 'Also trim applied entries beyond this many (0: no length cap); unapplied entries are never trimmed',
+          description:
+            'Also trim applied entries beyond this many (0: no length cap); unapplied entries are never trimmed',
         }),
       },
       { additionalProperties: false, default: {} },
@@ -90,10 +118,14 @@ export const ConfigSchema = Type.Object(
         maxDeliveries: Type.Integer({ default: 5, minimum: 1 }),
         leases: Type.Boolean({
           default: true,
-          description: 'Spread partitions over replicas with leases; false: every replica reads every partition',
+          description:
+            'Spread partitions over replicas with leases; false: every replica reads every partition',
         }),
         leaseTtl: duration('10s', 'How long a dead replica keeps its partitions before others take them'),
-        shutdownTimeout: duration('10s', 'How long `tally worker` may take to stop after SIGTERM/SIGINT before it exits anyway (non-zero)'),
+        shutdownTimeout: duration(
+          '10s',
+          'How long `tally worker` may take to stop after SIGTERM/SIGINT before it exits anyway (non-zero)',
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -111,8 +143,19 @@ export const ConfigSchema = Type.Object(
     ),
     http: Type.Object(
       {
-        port: Type.Integer({ default: 8888, minimum: 0, maximum: 65535, description: '`tally serve` port; --port overrides' }),
-        host: Type.Optional(Type.String({ minLength: 1, description: '`tally serve` address (default 0.0.0.0, or 127.0.0.1 without API keys); --host overrides' })),
+        port: Type.Integer({
+          default: 8888,
+          minimum: 0,
+          maximum: 65535,
+          description: '`tally serve` port; --port overrides',
+        }),
+        host: Type.Optional(
+          Type.String({
+            minLength: 1,
+            description:
+              '`tally serve` address (default 0.0.0.0, or 127.0.0.1 without API keys); --host overrides',
+          }),
+        ),
         apiKeys: Type.Array(Type.String({ minLength: 16 }), {
           default: [],
           description: 'Bearer API keys (at least 16 characters); TALLY_API_KEYS (comma-separated) adds more',
@@ -121,14 +164,29 @@ export const ConfigSchema = Type.Object(
           default: 'bearer',
           description: 'none: no authentication on any address (only behind something that authenticates)',
         }),
-        bodyLimit: Type.Integer({ default: 5_242_880, minimum: 1024, description: 'Largest request body in bytes (413 beyond)' }),
-        maxEventsPerRequest: Type.Integer({ default: 10_000, minimum: 1, description: 'Most events in one POST /api/v1/events (413 beyond)' }),
+        bodyLimit: Type.Integer({
+          default: 5_242_880,
+          minimum: 1024,
+          description: 'Largest request body in bytes (413 beyond)',
+        }),
+        maxEventsPerRequest: Type.Integer({
+          default: 10_000,
+          minimum: 1,
+          description: 'Most events in one POST /api/v1/events (413 beyond)',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
     metrics: Type.Object(
       {
-        port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: '`tally worker` /metrics, /healthz, /readyz port (off unless set); --metrics-port overrides' })),
+        port: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 65535,
+            description:
+              '`tally worker` /metrics, /healthz, /readyz port (off unless set); --metrics-port overrides',
+          }),
+        ),
         host: Type.String({ default: '0.0.0.0', description: 'Address of the worker metrics endpoint' }),
       },
       { additionalProperties: false, default: {} },

@@ -28,10 +28,16 @@ function readPem(path: string, field: string, baseDir: string): Buffer {
 export function resolveTls(tls: TlsInput | undefined, url: string, baseDir: string): RedisTls | undefined {
   if (tls === undefined) return undefined;
   if (!url.startsWith('rediss://')) {
-    throw new TallyConfigError('redis.tls', `applies to a rediss:// URL only, got ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//***@'))}`);
+    throw new TallyConfigError(
+      'redis.tls',
+      `applies to a rediss:// URL only, got ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//***@'))}`,
+    );
   }
   if ((tls.cert === undefined) !== (tls.key === undefined)) {
-    throw new TallyConfigError(tls.cert === undefined ? 'redis.tls.cert' : 'redis.tls.key', 'a client certificate (mutual TLS) needs both cert and key');
+    throw new TallyConfigError(
+      tls.cert === undefined ? 'redis.tls.cert' : 'redis.tls.key',
+      'a client certificate (mutual TLS) needs both cert and key',
+    );
   }
   return {
     ...(tls.ca !== undefined ? { ca: readPem(tls.ca, 'redis.tls.ca', baseDir) } : {}),

@@ -1,6 +1,12 @@
 import { toScaled } from '../meters/index.js';
 import type { PeriodBounds } from './period.js';
-import { DEFAULT_PRIORITY, LIMIT_ALLOWANCE_ID, type Grant, type MeteredEntitlement, type Threshold } from './model.js';
+import {
+  DEFAULT_PRIORITY,
+  LIMIT_ALLOWANCE_ID,
+  type Grant,
+  type MeteredEntitlement,
+  type Threshold,
+} from './model.js';
 
 /**
  * The burn-down plan of a usage period: which allowances (the period's limit and the active grants)
@@ -30,7 +36,11 @@ export interface BurnPlan {
   /** limit + grants of the period. */
   readonly total: bigint;
   readonly grantsTotal: bigint;
-  readonly thresholds: readonly { readonly id: string; readonly level: bigint; readonly threshold: Threshold }[];
+  readonly thresholds: readonly {
+    readonly id: string;
+    readonly level: bigint;
+    readonly threshold: Threshold;
+  }[];
 }
 
 /**
@@ -41,7 +51,9 @@ export interface BurnPlan {
  */
 export function burnPlan(ent: MeteredEntitlement, grants: readonly Grant[], period: PeriodBounds): BurnPlan {
   const { start, end } = period;
-  const allowances: Allowance[] = [{ id: LIMIT_ALLOWANCE_ID, amount: ent.limit, from: start, to: end, priority: DEFAULT_PRIORITY }];
+  const allowances: Allowance[] = [
+    { id: LIMIT_ALLOWANCE_ID, amount: ent.limit, from: start, to: end, priority: DEFAULT_PRIORITY },
+  ];
   for (const g of grants) {
     if (g.activeFrom < start || g.activeFrom >= end) continue;
     const to = Math.min(g.expiresAt ?? end, end);
@@ -63,7 +75,15 @@ export function burnPlan(ent: MeteredEntitlement, grants: readonly Grant[], peri
   }
   const total = allowances.reduce((sum, a) => sum + a.amount, 0n);
   const thresholds = ent.thresholds.map((t) => ({ id: t.id, threshold: t, level: levelOf(t, total) }));
-  return { start, end, boundaries: [...inside].sort((a, b) => a - b), allowances, total, grantsTotal: total - ent.limit, thresholds };
+  return {
+    start,
+    end,
+    boundaries: [...inside].sort((a, b) => a - b),
+    allowances,
+    total,
+    grantsTotal: total - ent.limit,
+    thresholds,
+  };
 }
 
 /** Usage (micro-units) at which a threshold is reached: percent of the period's allowance, rounded up. */
@@ -87,4 +107,3 @@ export function planArgs(plan: BurnPlan): (string | number)[] {
 }
 
 // ---- Group matching -------------------------------------------------------------------------------
-

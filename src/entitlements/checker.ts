@@ -105,7 +105,10 @@ export class EntitlementChecker extends RedisComponent {
       }
       this.cache.delete(subject);
     }
-    throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(subject)} kept changing during the check; try again`);
+    throw new TallyError(
+      ErrorCode.State,
+      `the entitlements of ${JSON.stringify(subject)} kept changing during the check; try again`,
+    );
   }
 
   /**
@@ -125,7 +128,11 @@ export class EntitlementChecker extends RedisComponent {
       this.notedCatalog = id;
       const note = definitionsNote(catalog, this.config);
       if (note) this.logger.warn({ version: catalog.version, source: catalog.source }, note);
-      if (catalog.invalid.length > 0) this.logger.warn({ invalid: catalog.invalid }, 'published entitlement definitions that do not validate here are ignored');
+      if (catalog.invalid.length > 0)
+        this.logger.warn(
+          { invalid: catalog.invalid },
+          'published entitlement definitions that do not validate here are ignored',
+        );
     }
     return catalog;
   }
@@ -138,18 +145,34 @@ export class EntitlementChecker extends RedisComponent {
       return cached;
     }
     const def = await this.definitions.load(subject);
-    if (def.invalid.length > 0) this.logger.warn({ subject, invalid: def.invalid }, 'stored entitlements that no longer validate are ignored');
+    if (def.invalid.length > 0)
+      this.logger.warn(
+        { subject, invalid: def.invalid },
+        'stored entitlements that no longer validate are ignored',
+      );
     this.cache.set(subject, def);
     if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
     return def;
   }
 
-  private async checkWith(def: SubjectDefinition, feature: string, at: number): Promise<EntitlementCheck | 'stale'> {
+  private async checkWith(
+    def: SubjectDefinition,
+    feature: string,
+    at: number,
+  ): Promise<EntitlementCheck | 'stale'> {
     const { subject } = def;
     const eff = this.definitions.effective(def, feature);
     const p = def.partition;
     if (eff?.entitlement.type !== 'metered') {
-      if (!(await this.definitions.scripts.definitionCurrent({ partition: p, subject, feature, version: def.version }))) return 'stale';
+      if (
+        !(await this.definitions.scripts.definitionCurrent({
+          partition: p,
+          subject,
+          feature,
+          version: def.version,
+        }))
+      )
+        return 'stale';
       if (!eff) return { subject, feature, type: 'none', source: 'none', hasAccess: false };
       const ent = eff.entitlement;
       return {
@@ -163,7 +186,10 @@ export class EntitlementChecker extends RedisComponent {
     }
     const ent = eff.entitlement;
     const call = this.meteredCall(def, ent, at);
-    const reply = await this.definitions.scripts.checkMetered({ partition: p, subject, feature: ent.feature.key, version: def.version }, call.args);
+    const reply = await this.definitions.scripts.checkMetered(
+      { partition: p, subject, feature: ent.feature.key, version: def.version },
+      call.args,
+    );
     if (reply === 'stale') return 'stale';
     const [, usage = '0', applied = '0', live = '0', balance = '0', overage = '0', ...remaining] = reply;
     const { plan } = call;
@@ -214,7 +240,8 @@ export class EntitlementChecker extends RedisComponent {
     const settings = this.definitions.settings;
     const from = Math.max(period.start, at - this.config.windows.graceMs - settings.lookbackMs);
     const starts: number[] = [];
-    for (const w of windowsBetween(meter.window, from, at + 1)) if (w.start >= period.start && w.start <= at) starts.push(w.start);
+    for (const w of windowsBetween(meter.window, from, at + 1))
+      if (w.start >= period.start && w.start <= at) starts.push(w.start);
     const live = starts.slice(-settings.maxLiveWindows);
     const probe = groupProbe(meter, ent.feature);
     return {

@@ -42,25 +42,44 @@ export function resolveEntitlementsConfig(
     );
   }
   if (ctx.queues.includes(data.notificationsQueue)) {
-    throw new TallyConfigError(`${field}.notificationsQueue`, `must differ from the rollup queues, got ${JSON.stringify(data.notificationsQueue)}`);
+    throw new TallyConfigError(
+      `${field}.notificationsQueue`,
+      `must differ from the rollup queues, got ${JSON.stringify(data.notificationsQueue)}`,
+    );
   }
   const features = new Map<string, Feature>();
   data.features.forEach((input, i) => {
-    if (features.has(input.key)) throw new TallyConfigError(`${field}.features[${i}].key`, `duplicate feature ${JSON.stringify(input.key)}`);
+    if (features.has(input.key))
+      throw new TallyConfigError(
+        `${field}.features[${i}].key`,
+        `duplicate feature ${JSON.stringify(input.key)}`,
+      );
     features.set(input.key, normalizeFeature(input, meterLookup, `${field}.features[${i}]`));
   });
   const defaults = new Map<string, Entitlement>();
   data.defaults.forEach((input, i) => {
     const where = `${field}.defaults[${i}]`;
     const feature = features.get(input.feature);
-    if (!feature) throw new TallyConfigError(`${where}.feature`, `unknown feature ${JSON.stringify(input.feature)} (declare it under ${field}.features)`);
-    if (defaults.has(input.feature)) throw new TallyConfigError(`${where}.feature`, `a second default for ${JSON.stringify(input.feature)}`);
+    if (!feature)
+      throw new TallyConfigError(
+        `${where}.feature`,
+        `unknown feature ${JSON.stringify(input.feature)} (declare it under ${field}.features)`,
+      );
+    if (defaults.has(input.feature))
+      throw new TallyConfigError(`${where}.feature`, `a second default for ${JSON.stringify(input.feature)}`);
     const { type, config, usagePeriod, limit, limitType, thresholds } = input;
-    defaults.set(input.feature, normalizeEntitlement({ type, config, usagePeriod, limit, limitType, thresholds }, feature, where));
+    defaults.set(
+      input.feature,
+      normalizeEntitlement({ type, config, usagePeriod, limit, limitType, thresholds }, feature, where),
+    );
   });
   const lookbackMs = parseDuration(data.lookback, `${field}.lookback`);
   const intervalMs = parseDuration(data.interval, `${field}.interval`);
-  if (intervalMs < 10) throw new TallyConfigError(`${field}.interval`, `must be at least 10ms, got ${JSON.stringify(data.interval)}`);
+  if (intervalMs < 10)
+    throw new TallyConfigError(
+      `${field}.interval`,
+      `must be at least 10ms, got ${JSON.stringify(data.interval)}`,
+    );
   return {
     queue: data.queue ?? ctx.queues[1],
     notificationsQueue: data.notificationsQueue,

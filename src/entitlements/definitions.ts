@@ -123,7 +123,8 @@ export class Definitions {
         invalid.push({ field, reason: (err as Error).message });
       }
     }
-    for (const list of grants.values()) list.sort((a, b) => a.activeFrom - b.activeFrom || (a.id < b.id ? -1 : 1));
+    for (const list of grants.values())
+      list.sort((a, b) => a.activeFrom - b.activeFrom || (a.id < b.id ? -1 : 1));
     return { subject, partition, version: flat.ver ?? '0', explicit, grants, invalid };
   }
 

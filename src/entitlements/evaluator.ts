@@ -3,7 +3,15 @@ import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
 import { toScaled, type Meter } from '../meters/index.js';
-import { checkEvictionPolicy, checkRedisAccess, duplicate, processConsumerName, RedisComponent, STALE_CONSUMER_MS, type RedisClient } from '../redis/index.js';
+import {
+  checkEvictionPolicy,
+  checkRedisAccess,
+  duplicate,
+  processConsumerName,
+  RedisComponent,
+  STALE_CONSUMER_MS,
+  type RedisClient,
+} from '../redis/index.js';
 import { guardWorker, rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -63,7 +71,10 @@ export class EntitlementEvaluator extends RedisComponent {
     this.allowEviction = options.allowEviction ?? false;
     const queue = this.config.entitlements.queue;
     if (queue === undefined) {
-      throw new TallyConfigError('entitlements.queue', 'no rollup queue for the evaluator: set entitlements.queue or add a second rollups.queues entry');
+      throw new TallyConfigError(
+        'entitlements.queue',
+        'no rollup queue for the evaluator: set entitlements.queue or add a second rollups.queues entry',
+      );
     }
     this.queue = queue;
     this.concurrency = options.concurrency ?? this.config.entitlements.concurrency;
@@ -72,7 +83,13 @@ export class EntitlementEvaluator extends RedisComponent {
     }
     this.definitions = new Definitions(this.client, this.config);
     this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
-    this.follower = new DefinitionsFollower(this.client, this.config, this.definitions, this.logger, this.consumer);
+    this.follower = new DefinitionsFollower(
+      this.client,
+      this.config,
+      this.definitions,
+      this.logger,
+      this.consumer,
+    );
   }
 
   /**
@@ -131,7 +148,11 @@ export class EntitlementEvaluator extends RedisComponent {
     this.worker.on('error', (err) => this.failures.failed('worker', undefined, err));
     this.unguard = guardWorker(this.worker, this.queue, this.logger);
     this.logger.info(
-      { queue: this.queue, notifications: this.config.entitlements.notificationsQueue, concurrency: this.concurrency },
+      {
+        queue: this.queue,
+        notifications: this.config.entitlements.notificationsQueue,
+        concurrency: this.concurrency,
+      },
       `entitlement evaluator consuming ${this.queue}`,
     );
   }
@@ -140,7 +161,9 @@ export class EntitlementEvaluator extends RedisComponent {
     if (name !== ROLLUP_JOB_NAME) return;
     if (!rollupJobChecker.Check(data)) {
       const first = rollupJobChecker.Errors(data).First();
-      throw new UnrecoverableError(`invalid rollup job ${jobId}: ${first?.path ?? ''} ${first?.message ?? ''}`);
+      throw new UnrecoverableError(
+        `invalid rollup job ${jobId}: ${first?.path ?? ''} ${first?.message ?? ''}`,
+      );
     }
     await this.applyRollup(data);
   }
@@ -162,33 +185,47 @@ export class EntitlementEvaluator extends RedisComponent {
       return [];
     }
     const value = toScaled(rollup.valueDecimal);
-    if (value === undefined) throw new UnrecoverableError(`rollup value ${JSON.stringify(rollup.valueDecimal)} is not a decimal`);
-    return withSpan('entitlements.apply_rollup', { 'tally.meter': rollup.meter, 'tally.revision': rollup.revision }, async () => {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const def = await this.definitions.load(rollup.subject);
-        const targets = this.definitions.meteredFor(def, meter, groupValues(meter, rollup.groupBy));
-        if (targets.length === 0) {
-          this.stats.skipped++;
-          return [];
-        }
-        const outcomes: ApplyOutcome[] = [];
-        let stale = false;
-        for (const target of targets) {
-          const outcome = await this.applyTo(def, target, meter, rollup, value);
-          if (outcome === 'stale') {
-            stale = true;
-            break;
+    if (value === undefined)
+      throw new UnrecoverableError(`rollup value ${JSON.stringify(rollup.valueDecimal)} is not a decimal`);
+    return withSpan(
+      'entitlements.apply_rollup',
+      { 'tally.meter': rollup.meter, 'tally.revision': rollup.revision },
+      async () => {
+        for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+          const def = await this.definitions.load(rollup.subject);
+          const targets = this.definitions.meteredFor(def, meter, groupValues(meter, rollup.groupBy));
+          if (targets.length === 0) {
+            this.stats.skipped++;
+            return [];
           }
-          outcomes.push(outcome);
+          const outcomes: ApplyOutcome[] = [];
+          let stale = false;
+          for (const target of targets) {
+            const outcome = await this.applyTo(def, target, meter, rollup, value);
+            if (outcome === 'stale') {
+              stale = true;
+              break;
+            }
+            outcomes.push(outcome);
+          }
+          if (!stale) return outcomes;
+          this.stats.stale++;
         }
-        if (!stale) return outcomes;
-        this.stats.stale++;
-      }
-      throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(rollup.subject)} kept changing; the rollup will be retried`);
-    });
+        throw new TallyError(
+          ErrorCode.State,
+          `the entitlements of ${JSON.stringify(rollup.subject)} kept changing; the rollup will be retried`,
+        );
+      },
+    );
   }
 
-  private async applyTo(def: SubjectDefinition, target: MeteredTarget, meter: Meter, rollup: RollupJob, value: bigint): Promise<ApplyOutcome | 'stale'> {
+  private async applyTo(
+    def: SubjectDefinition,
+    target: MeteredTarget,
+    meter: Meter,
+    rollup: RollupJob,
+    value: bigint,
+  ): Promise<ApplyOutcome | 'stale'> {
     const ent = target.entitlement;
     const { subject, partition: p } = def;
     const feature = ent.feature.key;
@@ -267,13 +304,21 @@ export class EntitlementEvaluator extends RedisComponent {
     this.stop.abort();
     await this.started?.catch(() => undefined);
     this.unguard?.();
-    await this.worker?.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
+    await this.worker
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'closing the rollup worker failed'));
     await this.loop;
     // Leave the notification outboxes' groups (where nothing is pending for this consumer).
     for (let p = 0; p < this.config.partitions; p++) {
-      await this.relay.forgetConsumers(p, null).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving the notification relay group failed'));
+      await this.relay
+        .forgetConsumers(p, null)
+        .catch((err: unknown) =>
+          this.logger.warn({ err, partition: p }, 'leaving the notification relay group failed'),
+        );
     }
-    await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
+    await this.relay
+      .close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
     this.workerConnection?.disconnect();
     this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');
   }

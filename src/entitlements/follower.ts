@@ -24,17 +24,28 @@ export class DefinitionsFollower {
     if (hasDefinitions(this.config)) {
       const r = await publishDefinitions(this.client, this.config, this.publisher);
       const version = describeVersion(r);
-      if (r.status === 'unchanged') this.logger.info({ version: r.version }, `entitlement definitions of the config are the published ones (${version})`);
+      if (r.status === 'unchanged')
+        this.logger.info(
+          { version: r.version },
+          `entitlement definitions of the config are the published ones (${version})`,
+        );
       else if (r.previous) {
         this.logger.warn(
           { version: r.version, previous: r.previous.version },
           `published the config's entitlement definitions as v${r.version}, replacing ${describeVersion(r.previous)}; every evaluator and check now applies them`,
         );
-      } else this.logger.info({ version: r.version }, `published the config's entitlement definitions (${version})`);
+      } else
+        this.logger.info(
+          { version: r.version },
+          `published the config's entitlement definitions (${version})`,
+        );
     }
     const { catalog } = await this.definitions.refreshCatalog();
     if (!hasDefinitions(this.config) && catalog.source === 'published') {
-      this.logger.info({ version: catalog.version }, `the config has no entitlement features: applying those published in Redis (${describeVersion(catalog)})`);
+      this.logger.info(
+        { version: catalog.version },
+        `the config has no entitlement features: applying those published in Redis (${describeVersion(catalog)})`,
+      );
     }
     this.warnInvalid(catalog);
     return catalog;
@@ -44,7 +55,10 @@ export class DefinitionsFollower {
   async refresh(): Promise<boolean> {
     const { catalog, changed } = await this.definitions.refreshCatalog();
     if (changed) {
-      this.logger.info({ version: catalog.version }, `entitlement definitions changed: applying ${catalog.source === 'published' ? describeVersion(catalog) : "the config's"}`);
+      this.logger.info(
+        { version: catalog.version },
+        `entitlement definitions changed: applying ${catalog.source === 'published' ? describeVersion(catalog) : "the config's"}`,
+      );
       this.warnInvalid(catalog);
     }
     return changed;
@@ -70,6 +84,9 @@ export class DefinitionsFollower {
 
   private warnInvalid(catalog: DefinitionCatalog): void {
     if (catalog.invalid.length === 0) return;
-    this.logger.warn({ invalid: catalog.invalid }, 'published entitlement definitions that do not validate with this config are ignored');
+    this.logger.warn(
+      { invalid: catalog.invalid },
+      'published entitlement definitions that do not validate with this config are ignored',
+    );
   }
 }

@@ -1,7 +1,13 @@
 import { TallyConfigError, TallyValidationError } from '../errors/index.js';
 import { formatScaled, toScaled, type Meter } from '../meters/index.js';
 import { parseUsagePeriod, type UsagePeriod } from './period.js';
-import type { EntitlementSpecInput, EntitlementType, FeatureInput, GrantInput, ThresholdInput } from './schema.js';
+import type {
+  EntitlementSpecInput,
+  EntitlementType,
+  FeatureInput,
+  GrantInput,
+  ThresholdInput,
+} from './schema.js';
 
 /**
  * The entitlement model in its validated form, and the formats it is stored in (Redis hash fields of
@@ -79,9 +85,14 @@ export function parseAmount(value: unknown, field: string, positive = false): bi
   // toScaled rounds beyond 6 fractional digits; an amount must be exact.
   const exact =
     scaled !== undefined &&
-    (typeof value === 'number' ? Number(formatScaled(scaled)) === value : !(typeof value === 'string' && /[eE]|\.\d{6}\d*[1-9]/.test(value)));
+    (typeof value === 'number'
+      ? Number(formatScaled(scaled)) === value
+      : !(typeof value === 'string' && /[eE]|\.\d{6}\d*[1-9]/.test(value)));
   if (scaled === undefined || !exact || scaled < 0n || (positive && scaled === 0n)) {
-    fail(field, `expected a ${positive ? 'positive' : 'non-negative'} decimal with up to 6 fractional digits, got ${JSON.stringify(value)}`);
+    fail(
+      field,
+      `expected a ${positive ? 'positive' : 'non-negative'} decimal with up to 6 fractional digits, got ${JSON.stringify(value)}`,
+    );
   }
   return scaled as bigint;
 }
@@ -96,14 +107,25 @@ export function normalizeFeature(input: FeatureInput, meters: MeterLookup, field
   const meter = meters(input.meter);
   if (!meter) return fail(`${field}.meter`, `unknown meter ${JSON.stringify(input.meter)}`);
   if (meter.aggregation !== 'SUM' && meter.aggregation !== 'COUNT') {
-    fail(`${field}.meter`, `metered features need a SUM or COUNT meter (usage must add up over a period); ${meter.slug} is ${meter.aggregation}`);
+    fail(
+      `${field}.meter`,
+      `metered features need a SUM or COUNT meter (usage must add up over a period); ${meter.slug} is ${meter.aggregation}`,
+    );
   }
   for (const key of Object.keys(filter)) {
     if (!meter.groupKeys.includes(key)) {
-      fail(`${field}.filter.${key}`, `meter ${meter.slug} has no group-by ${JSON.stringify(key)} (it has ${JSON.stringify(meter.groupKeys)})`);
+      fail(
+        `${field}.filter.${key}`,
+        `meter ${meter.slug} has no group-by ${JSON.stringify(key)} (it has ${JSON.stringify(meter.groupKeys)})`,
+      );
     }
   }
-  return { key: input.key, ...(input.name !== undefined ? { name: input.name } : {}), meter: meter.slug, filter };
+  return {
+    key: input.key,
+    ...(input.name !== undefined ? { name: input.name } : {}),
+    meter: meter.slug,
+    filter,
+  };
 }
 
 /** True when two features measure the same thing (meter and filter). */
@@ -121,7 +143,8 @@ function parseThresholds(list: readonly ThresholdInput[], field: string): Thresh
       if (!(typeof t.percent === 'number' && Number.isFinite(t.percent) && t.percent > 0)) {
         fail(`${field}[${i}].percent`, `expected a positive number, got ${JSON.stringify(t.percent)}`);
       }
-      if (toScaled(t.percent) === undefined) fail(`${field}[${i}].percent`, `at most 6 fractional digits, got ${t.percent}`);
+      if (toScaled(t.percent) === undefined)
+        fail(`${field}[${i}].percent`, `at most 6 fractional digits, got ${t.percent}`);
       const id = `p${formatScaled(toScaled(t.percent) as bigint)}`;
       byId.set(id, { id, percent: t.percent });
     } else {
@@ -134,9 +157,14 @@ function parseThresholds(list: readonly ThresholdInput[], field: string): Thresh
 }
 
 /** Validates an entitlement of `feature`; type-specific fields are required or refused here. */
-export function normalizeEntitlement(spec: EntitlementSpecInput, feature: Feature, field = 'entitlement'): Entitlement {
+export function normalizeEntitlement(
+  spec: EntitlementSpecInput,
+  feature: Feature,
+  field = 'entitlement',
+): Entitlement {
   const refuse = (names: (keyof EntitlementSpecInput)[], type: EntitlementType) => {
-    for (const name of names) if (spec[name] !== undefined) fail(`${field}.${name}`, `not allowed for a ${type} entitlement`);
+    for (const name of names)
+      if (spec[name] !== undefined) fail(`${field}.${name}`, `not allowed for a ${type} entitlement`);
   };
   switch (spec.type) {
     case 'boolean':
@@ -149,27 +177,37 @@ export function normalizeEntitlement(spec: EntitlementSpecInput, feature: Featur
       try {
         json = JSON.stringify(spec.config);
       } catch (err) {
-        throw new TallyConfigError(`${field}.config`, `must be JSON: ${(err as Error).message}`, { cause: err });
+        throw new TallyConfigError(`${field}.config`, `must be JSON: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       if (json === undefined) fail(`${field}.config`, 'must be a JSON value');
       return { type: 'static', feature, config: JSON.parse(json) };
     }
     case 'metered': {
       refuse(['config'], 'metered');
-      if (feature.meter === undefined) fail(`${field}.type`, `feature ${feature.key} has no meter, so it cannot be metered`);
+      if (feature.meter === undefined)
+        fail(`${field}.type`, `feature ${feature.key} has no meter, so it cannot be metered`);
       if (spec.usagePeriod === undefined) fail(`${field}.usagePeriod`, 'required for a metered entitlement');
-      if (spec.limit === undefined) fail(`${field}.limit`, 'required for a metered entitlement (0 for grants only)');
+      if (spec.limit === undefined)
+        fail(`${field}.limit`, 'required for a metered entitlement (0 for grants only)');
       return {
         type: 'metered',
         feature: feature as Feature & { meter: string },
-        usagePeriod: parseUsagePeriod(spec.usagePeriod as NonNullable<EntitlementSpecInput['usagePeriod']>, `${field}.usagePeriod`),
+        usagePeriod: parseUsagePeriod(
+          spec.usagePeriod as NonNullable<EntitlementSpecInput['usagePeriod']>,
+          `${field}.usagePeriod`,
+        ),
         limit: parseAmount(spec.limit, `${field}.limit`),
         limitType: spec.limitType ?? 'hard',
         thresholds: parseThresholds(spec.thresholds ?? [], `${field}.thresholds`),
       };
     }
     default:
-      return fail(`${field}.type`, `expected boolean, static or metered, got ${JSON.stringify((spec as { type: unknown }).type)}`);
+      return fail(
+        `${field}.type`,
+        `expected boolean, static or metered, got ${JSON.stringify((spec as { type: unknown }).type)}`,
+      );
   }
 }
 
@@ -195,7 +233,10 @@ export interface GrantRequest {
 function parseInstant(value: string, field: string): number {
   const t = Date.parse(value);
   if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || !Number.isFinite(t)) {
-    throw new TallyValidationError('invalid-time', `${field}: expected an ISO 8601 date-time, got ${JSON.stringify(value)}`);
+    throw new TallyValidationError(
+      'invalid-time',
+      `${field}: expected an ISO 8601 date-time, got ${JSON.stringify(value)}`,
+    );
   }
   return t;
 }
@@ -207,10 +248,15 @@ export function normalizeGrant(input: GrantInput, id: string, now: number): Gran
   } catch (err) {
     throw new TallyValidationError('invalid-amount', (err as Error).message, { cause: err });
   }
-  const effectiveAt = input.effectiveAt === undefined ? now : parseInstant(input.effectiveAt, 'grant.effectiveAt');
-  const expiresAt = input.expiresAt === undefined ? undefined : parseInstant(input.expiresAt, 'grant.expiresAt');
+  const effectiveAt =
+    input.effectiveAt === undefined ? now : parseInstant(input.effectiveAt, 'grant.effectiveAt');
+  const expiresAt =
+    input.expiresAt === undefined ? undefined : parseInstant(input.expiresAt, 'grant.expiresAt');
   if (expiresAt !== undefined && expiresAt <= effectiveAt) {
-    throw new TallyValidationError('invalid-grant', `grant.expiresAt must be after effectiveAt, got ${input.expiresAt}`);
+    throw new TallyValidationError(
+      'invalid-grant',
+      `grant.expiresAt must be after effectiveAt, got ${input.expiresAt}`,
+    );
   }
   return { id: input.id ?? id, amount, effectiveAt, expiresAt, priority: input.priority ?? DEFAULT_PRIORITY };
 }
@@ -270,7 +316,10 @@ export function parseStoredGrant(value: string): Grant {
 // ---- Burn-down plans ------------------------------------------------------------------------------
 
 /** Group-by values of a rollup in the meter's (sorted) group-key order, as stored in window hashes. */
-export function groupValues(meter: Meter, groupBy: Readonly<Record<string, string | null>>): (string | null)[] {
+export function groupValues(
+  meter: Meter,
+  groupBy: Readonly<Record<string, string | null>>,
+): (string | null)[] {
   return meter.groupKeys.map((k) => groupBy[k] ?? null);
 }
 
@@ -285,11 +334,15 @@ export function matchesFilter(meter: Meter, feature: Feature, values: readonly (
  * How a check finds the feature's groups in a window hash: `fixed` when the filter pins every group-by
  * key (one group per subject), else `tails` with the filter as 1-based positions into a group tail.
  */
-export function groupProbe(meter: Meter, feature: Feature): { mode: 'fixed'; tail: string } | { mode: 'tails'; filter: string } {
+export function groupProbe(
+  meter: Meter,
+  feature: Feature,
+): { mode: 'fixed'; tail: string } | { mode: 'tails'; filter: string } {
   if (meter.groupKeys.every((k) => feature.filter[k] !== undefined)) {
     return { mode: 'fixed', tail: JSON.stringify(meter.groupKeys.map((k) => feature.filter[k])) };
   }
   const positions: Record<string, string> = {};
-  for (const [key, want] of Object.entries(feature.filter)) positions[String(meter.groupKeys.indexOf(key) + 1)] = want;
+  for (const [key, want] of Object.entries(feature.filter))
+    positions[String(meter.groupKeys.indexOf(key) + 1)] = want;
   return { mode: 'tails', filter: JSON.stringify(positions) };
 }

@@ -1,16 +1,28 @@
 import { createHash } from 'node:crypto';
-import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type JobsOptions, type Job, type WorkerOptions } from 'bullmq';
+import {
+  Queue,
+  UnrecoverableError,
+  Worker,
+  type ConnectionOptions,
+  type JobsOptions,
+  type Job,
+  type WorkerOptions,
+} from 'bullmq';
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { formatScaled } from '../meters/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
 import { guardWorker, OutboxReader, outboxJobOptions } from '../rollups/index.js';
 import { formatIsoUtc } from '../windows/index.js';
-import { notificationJobChecker, NotificationTypes, type NotificationJob, type NotificationType } from './schema.js';
+import {
+  notificationJobChecker,
+  NotificationTypes,
+  type NotificationJob,
+  type NotificationType,
+} from './schema.js';
 
 /** The consumer group the notification relay uses on each partition's entitlement outbox. */
 export const NOTIFICATION_RELAY_GROUP = 'tally-entitlement-relay';
-
 
 /** Decodes one outbox entry (written by applyEntitlementRollup.lua / resetEntitlementPeriod.lua). */
 export function outboxToNotification(fields: readonly string[]): NotificationJob {
@@ -62,10 +74,18 @@ export class NotificationRelay {
 
   constructor(client: RedisClient, config: TallyConfig, consumer: string, logger: Logger) {
     const keys = new TallyKeys(config.prefix);
-    this.queue = new Queue(config.entitlements.notificationsQueue, { connection: client, prefix: config.rollups.queuePrefix });
+    this.queue = new Queue(config.entitlements.notificationsQueue, {
+      connection: client,
+      prefix: config.rollups.queuePrefix,
+    });
     // As in RollupRelay: without a listener BullMQ prints every error of the shared connection to stderr;
     // its outages are logged once by the connection's owner.
-    this.queue.on('error', (err) => logger.debug({ err, queue: config.entitlements.notificationsQueue }, 'notification queue connection error'));
+    this.queue.on('error', (err) =>
+      logger.debug(
+        { err, queue: config.entitlements.notificationsQueue },
+        'notification queue connection error',
+      ),
+    );
     this.jobOptions = outboxJobOptions(config);
     this.outbox = new OutboxReader(client, {
       key: (p) => keys.entitlementOutbox(p),
@@ -123,7 +143,9 @@ export function createNotificationSubscriber(
     async (job) => {
       if (!notificationJobChecker.Check(job.data)) {
         const first = notificationJobChecker.Errors(job.data).First();
-        throw new UnrecoverableError(`invalid notification job ${job.id}: ${first?.path ?? ''} ${first?.message ?? ''}`);
+        throw new UnrecoverableError(
+          `invalid notification job ${job.id}: ${first?.path ?? ''} ${first?.message ?? ''}`,
+        );
       }
       await handler(job.data, job);
     },

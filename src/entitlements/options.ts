@@ -31,7 +31,10 @@ export interface CheckerOptions extends EntitlementsOptions {
   definitionsRefreshMs?: number;
 }
 
-export const defaultCheckerOptions = { cacheSize: 10_000, definitionsRefreshMs: 1000 } satisfies Partial<CheckerOptions>;
+export const defaultCheckerOptions = {
+  cacheSize: 10_000,
+  definitionsRefreshMs: 1000,
+} satisfies Partial<CheckerOptions>;
 
 export interface EvaluatorOptions extends EntitlementsOptions {
   /**
@@ -54,11 +57,13 @@ export interface EvaluatorOptions extends EntitlementsOptions {
 }
 
 export function checkCacheSize(value: number): void {
-  if (!Number.isInteger(value) || value < 1) throw new TallyConfigError('cacheSize', `expected an integer ≥ 1, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new TallyConfigError('cacheSize', `expected an integer ≥ 1, got ${value}`);
 }
 
 export function checkRefreshMs(value: number): void {
-  if (!Number.isFinite(value) || value < 0) throw new TallyConfigError('definitionsRefreshMs', `expected a number of ms ≥ 0, got ${value}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new TallyConfigError('definitionsRefreshMs', `expected a number of ms ≥ 0, got ${value}`);
 }
 
 /** Counters of one evaluator since it started. */

@@ -44,7 +44,8 @@ export interface PeriodBounds {
 }
 
 const NAMED: Record<string, string> = { DAY: 'P1D', WEEK: 'P1W', MONTH: 'P1M', YEAR: 'P1Y' };
-const ISO_DURATION = /^P(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,7})H)?(?:(\d{1,9})M)?(?:(\d{1,10})S)?)?$/;
+const ISO_DURATION =
+  /^P(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,7})H)?(?:(\d{1,9})M)?(?:(\d{1,10})S)?)?$/;
 /** A Monday, the first of a month and of a year: a sensible anchor for every named interval. */
 export const DEFAULT_ANCHOR = '2024-01-01T00:00:00.000';
 
@@ -60,15 +61,26 @@ export function parseUsagePeriod(input: UsagePeriodInputLike, field = 'usagePeri
   const { canonical, parts } = parseInterval(input.interval, `${field}.interval`);
   const anchorLocal = parseAnchor(input.anchor ?? DEFAULT_ANCHOR, timeZone, `${field}.anchor`);
   const anchor = formatLocal(anchorLocal);
-  return Object.freeze({ interval: canonical, parts, anchor, timeZone, id: `${canonical}@${anchor}@${timeZone}` });
+  return Object.freeze({
+    interval: canonical,
+    parts,
+    anchor,
+    timeZone,
+    id: `${canonical}@${anchor}@${timeZone}`,
+  });
 }
 
 function parseInterval(value: string, field: string): { canonical: string; parts: PeriodInterval } {
-  if (typeof value !== 'string') throw new TallyConfigError(field, `expected DAY, WEEK, MONTH, YEAR or an ISO 8601 duration, got ${typeof value}`);
+  if (typeof value !== 'string')
+    throw new TallyConfigError(
+      field,
+      `expected DAY, WEEK, MONTH, YEAR or an ISO 8601 duration, got ${typeof value}`,
+    );
   const text = NAMED[value.trim().toUpperCase()] ?? value.trim().toUpperCase();
   const m = ISO_DURATION.exec(text);
   const bad = (why: string) => new TallyConfigError(field, `${why}, got ${JSON.stringify(value)}`);
-  if (!m || text === 'P' || text.endsWith('T')) throw bad('expected DAY, WEEK, MONTH, YEAR or an ISO 8601 duration such as P1M, P2W or PT6H');
+  if (!m || text === 'P' || text.endsWith('T'))
+    throw bad('expected DAY, WEEK, MONTH, YEAR or an ISO 8601 duration such as P1M, P2W or PT6H');
   const n = (i: number) => Number(m[i] ?? 0);
   const parts: PeriodInterval = {
     years: n(1),
@@ -95,12 +107,16 @@ interface LocalTime {
   ms: number;
 }
 
-const ANCHOR = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]\d{2}:\d{2})?$/;
+const ANCHOR =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]\d{2}:\d{2})?$/;
 
 function parseAnchor(value: string, zone: string, field: string): LocalTime {
   const m = typeof value === 'string' ? ANCHOR.exec(value.trim()) : null;
   if (!m) {
-    throw new TallyConfigError(field, `expected a date-time such as 2024-01-01 or 2024-01-15T09:00 (optionally with Z or an offset), got ${JSON.stringify(value)}`);
+    throw new TallyConfigError(
+      field,
+      `expected a date-time such as 2024-01-01 or 2024-01-15T09:00 (optionally with Z or an offset), got ${JSON.stringify(value)}`,
+    );
   }
   const local: LocalTime = {
     y: Number(m[1]),
@@ -111,7 +127,15 @@ function parseAnchor(value: string, zone: string, field: string): LocalTime {
     s: Number(m[6] ?? 0),
     ms: Number((m[7] ?? '0').padEnd(3, '0')),
   };
-  if (local.mo < 1 || local.mo > 12 || local.d < 1 || local.d > daysInMonth(local.y, local.mo) || local.h > 23 || local.mi > 59 || local.s > 59) {
+  if (
+    local.mo < 1 ||
+    local.mo > 12 ||
+    local.d < 1 ||
+    local.d > daysInMonth(local.y, local.mo) ||
+    local.h > 23 ||
+    local.mi > 59 ||
+    local.s > 59
+  ) {
     throw new TallyConfigError(field, `not a valid date-time: ${JSON.stringify(value)}`);
   }
   const offset = m[8];

@@ -44,7 +44,11 @@ export interface PublishResult {
   readonly publishedAt: number;
   readonly publishedBy: string;
   /** What it replaced (`published` only, and only if something was published before). */
-  readonly previous?: { readonly version: number; readonly publishedAt: number; readonly publishedBy: string };
+  readonly previous?: {
+    readonly version: number;
+    readonly publishedAt: number;
+    readonly publishedBy: string;
+  };
 }
 
 const byKey = <T>(a: [string, T], b: [string, T]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
@@ -54,7 +58,10 @@ function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    return `{${entries.sort(byKey).map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+    return `{${entries
+      .sort(byKey)
+      .map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }
@@ -80,11 +87,17 @@ function specInput(e: Entitlement): EntitlementSpecInput {
     limitType: e.limitType,
     thresholds: [...e.thresholds]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((t) => (t.value !== undefined ? { value: formatScaled(t.value) } : { percent: t.percent as number })),
+      .map((t) =>
+        t.value !== undefined ? { value: formatScaled(t.value) } : { percent: t.percent as number },
+      ),
   };
 }
 
-function documentOf(settings: Pick<EntitlementsConfig, 'features' | 'defaults'>): { doc: DefinitionDocument; json: string; fingerprint: string } {
+function documentOf(settings: Pick<EntitlementsConfig, 'features' | 'defaults'>): {
+  doc: DefinitionDocument;
+  json: string;
+  fingerprint: string;
+} {
   const doc: DefinitionDocument = {
     v: 1,
     features: [...settings.features].sort(byKey).map(([, f]) => featureInput(f)),
@@ -102,7 +115,14 @@ export function hasDefinitions(config: TallyConfig): boolean {
 /** The config's own definitions, as used until a version is published. */
 export function configCatalog(config: TallyConfig): DefinitionCatalog {
   const { features, defaults } = config.entitlements;
-  return { source: 'config', version: 0, fingerprint: documentOf(config.entitlements).fingerprint, features, defaults, invalid: [] };
+  return {
+    source: 'config',
+    version: 0,
+    fingerprint: documentOf(config.entitlements).fingerprint,
+    features,
+    defaults,
+    invalid: [],
+  };
 }
 
 /** Fingerprint of the config's definitions, to compare with a catalog's. */
@@ -119,9 +139,17 @@ export function defaultPublisher(): string {
  * Publishes the config's features and defaults as the prefix's definitions: a new version if they
  * differ from what is published, else nothing changes.
  */
-export async function publishDefinitions(client: RedisClient, config: TallyConfig, publisher = defaultPublisher()): Promise<PublishResult> {
+export async function publishDefinitions(
+  client: RedisClient,
+  config: TallyConfig,
+  publisher = defaultPublisher(),
+): Promise<PublishResult> {
   const { json, fingerprint } = documentOf(config.entitlements);
-  const reply = await new EntitlementScripts(client, new TallyKeys(config.prefix)).publishDefinitions(fingerprint, json, publisher);
+  const reply = await new EntitlementScripts(client, new TallyKeys(config.prefix)).publishDefinitions(
+    fingerprint,
+    json,
+    publisher,
+  );
   const [status, version, at, by, prevVersion = '0', prevAt = '', prevBy = ''] = reply;
   return {
     status: status === 'published' ? 'published' : 'unchanged',
@@ -143,7 +171,10 @@ export async function publishedVersion(client: RedisClient, config: TallyConfig)
  * Reads the published definitions and validates them against this process's meters; undefined when
  * nothing is published. Entries that do not validate are left out and listed in `invalid`.
  */
-export async function readPublished(client: RedisClient, config: TallyConfig): Promise<DefinitionCatalog | undefined> {
+export async function readPublished(
+  client: RedisClient,
+  config: TallyConfig,
+): Promise<DefinitionCatalog | undefined> {
   const flat = await client.hgetall(new TallyKeys(config.prefix).entitlementDefinitions());
   if (flat.doc === undefined || flat.ver === undefined) return undefined;
   const doc = JSON.parse(flat.doc) as DefinitionDocument;
@@ -162,7 +193,8 @@ export async function readPublished(client: RedisClient, config: TallyConfig): P
   doc.defaults.forEach(({ feature: key, ...spec }, i) => {
     const feature = features.get(key);
     try {
-      if (!feature) throw new Error(`defaults[${i}].feature: feature ${JSON.stringify(key)} is not usable here`);
+      if (!feature)
+        throw new Error(`defaults[${i}].feature: feature ${JSON.stringify(key)} is not usable here`);
       defaults.set(key, normalizeEntitlement(spec, feature, `defaults[${i}]`));
     } catch (err) {
       invalid.push({ field: `defaults[${i}]`, reason: (err as Error).message });
@@ -181,8 +213,13 @@ export async function readPublished(client: RedisClient, config: TallyConfig): P
 }
 
 /** `v3, published 2026-12-03T10:00:00.000Z by host-123` */
-export function describeVersion(catalog: Pick<DefinitionCatalog, 'version' | 'publishedAt' | 'publishedBy'>): string {
-  const at = catalog.publishedAt !== undefined && Number.isFinite(catalog.publishedAt) ? formatIsoUtc(catalog.publishedAt) : '?';
+export function describeVersion(
+  catalog: Pick<DefinitionCatalog, 'version' | 'publishedAt' | 'publishedBy'>,
+): string {
+  const at =
+    catalog.publishedAt !== undefined && Number.isFinite(catalog.publishedAt)
+      ? formatIsoUtc(catalog.publishedAt)
+      : '?';
   return `v${catalog.version}, published ${at} by ${catalog.publishedBy ?? '?'}`;
 }
 
@@ -190,7 +227,11 @@ export function describeVersion(catalog: Pick<DefinitionCatalog, 'version' | 'pu
  * One line when the definitions a process uses are not its config's (`what` names the config, e.g. its
  * file): another version is published, or nothing is published at all. Undefined when they agree.
  */
-export function definitionsNote(catalog: DefinitionCatalog, config: TallyConfig, what = 'the config'): string | undefined {
+export function definitionsNote(
+  catalog: DefinitionCatalog,
+  config: TallyConfig,
+  what = 'the config',
+): string | undefined {
   const own = hasDefinitions(config);
   if (catalog.source === 'config') {
     const where = `this Redis (prefix ${config.prefix})`;

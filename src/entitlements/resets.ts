@@ -10,10 +10,23 @@ const RESETS_PER_TICK = 200;
  * Emits the reset notification of every (feature, subject) of a partition whose usage period ended
  * (resetEntitlementPeriod.lua), at most RESETS_PER_TICK per call. Returns how many it wrote.
  */
-export async function processResets(client: RedisClient, config: TallyConfig, definitions: Definitions, partition: number): Promise<number> {
+export async function processResets(
+  client: RedisClient,
+  config: TallyConfig,
+  definitions: Definitions,
+  partition: number,
+): Promise<number> {
   const keys = definitions.keys;
   const now = Date.now();
-  const due = await client.zrangebyscore(keys.entitlementResets(partition), '-inf', now, 'WITHSCORES', 'LIMIT', 0, RESETS_PER_TICK);
+  const due = await client.zrangebyscore(
+    keys.entitlementResets(partition),
+    '-inf',
+    now,
+    'WITHSCORES',
+    'LIMIT',
+    0,
+    RESETS_PER_TICK,
+  );
   let written = 0;
   for (let i = 0; i + 1 < due.length; i += 2) {
     const member = due[i] as string;

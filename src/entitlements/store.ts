@@ -20,7 +20,14 @@ import {
 } from './model.js';
 import type { EntitlementsOptions } from './options.js';
 import { periodAt } from './period.js';
-import { EntitlementSpecSchema, FeatureSchema, GrantInputSchema, type EntitlementSpecInput, type FeatureInput, type GrantInput } from './schema.js';
+import {
+  EntitlementSpecSchema,
+  FeatureSchema,
+  GrantInputSchema,
+  type EntitlementSpecInput,
+  type FeatureInput,
+  type GrantInput,
+} from './schema.js';
 
 const featureChecker = TypeCompiler.Compile(FeatureSchema);
 const specChecker = TypeCompiler.Compile(EntitlementSpecSchema);
@@ -49,14 +56,25 @@ export interface EntitlementView {
   readonly usagePeriod?: { readonly interval: string; readonly anchor: string; readonly timeZone: string };
   readonly limit?: string;
   readonly limitType?: 'hard' | 'soft';
-  readonly thresholds?: readonly { readonly id: string; readonly percent?: number; readonly value?: string }[];
+  readonly thresholds?: readonly {
+    readonly id: string;
+    readonly percent?: number;
+    readonly value?: string;
+  }[];
   readonly grants: readonly GrantView[];
 }
 
-function validate<T>(checker: { Check(v: unknown): boolean; Errors(v: unknown): Iterable<{ path: string; message: string }> }, value: unknown, what: string): T {
+function validate<T>(
+  checker: { Check(v: unknown): boolean; Errors(v: unknown): Iterable<{ path: string; message: string }> },
+  value: unknown,
+  what: string,
+): T {
   if (checker.Check(value)) return value as T;
   const first = [...checker.Errors(value)][0];
-  throw new TallyValidationError(`invalid-${what}`, `${what}${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  throw new TallyValidationError(
+    `invalid-${what}`,
+    `${what}${first?.path ?? ''}: ${first?.message ?? 'invalid'}`,
+  );
 }
 
 /** Config errors of API input are validation errors of that input. */
@@ -108,7 +126,9 @@ export class EntitlementStore extends RedisComponent {
   async upsertFeature(input: FeatureInput): Promise<Feature> {
     await this.ready();
     const valid = validate<FeatureInput>(featureChecker, input, 'feature');
-    const feature = asValidation('invalid-feature', () => normalizeFeature(valid, (slug) => this.definitions.meter(slug)));
+    const feature = asValidation('invalid-feature', () =>
+      normalizeFeature(valid, (slug) => this.definitions.meter(slug)),
+    );
     const configured = this.definitions.catalog.features.get(feature.key);
     if (configured) {
       if (!sameMeasure(configured, feature)) throw immutable(feature.key);
@@ -136,7 +156,9 @@ export class EntitlementStore extends RedisComponent {
   async listFeatures(): Promise<Feature[]> {
     await this.ready();
     const stored = await this.client.hgetall(this.definitions.keys.entitlementFeatures());
-    const all = new Map<string, Feature>(Object.entries(stored).map(([k, v]) => [k, JSON.parse(v) as Feature]));
+    const all = new Map<string, Feature>(
+      Object.entries(stored).map(([k, v]) => [k, JSON.parse(v) as Feature]),
+    );
     for (const [k, f] of this.definitions.catalog.features) all.set(k, f);
     return [...all.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
   }
@@ -146,7 +168,11 @@ export class EntitlementStore extends RedisComponent {
    * one). Changing the limit, limit type or thresholds keeps the period's usage; a new metered
    * entitlement, or one with another usage period, starts counting at the current window.
    */
-  async setEntitlement(subject: string, featureKey: string, spec: EntitlementSpecInput): Promise<EntitlementView> {
+  async setEntitlement(
+    subject: string,
+    featureKey: string,
+    spec: EntitlementSpecInput,
+  ): Promise<EntitlementView> {
     await this.ready();
     const valid = validate<EntitlementSpecInput>(specChecker, spec, 'entitlement');
     const feature = await this.requireFeature(featureKey);
@@ -154,7 +180,11 @@ export class EntitlementStore extends RedisComponent {
     const json = storedEntitlement(feature, valid, Date.now());
     const def = await this.change(subject, featureKey, (d) => {
       const before = this.definitions.effective(d, featureKey)?.entitlement;
-      const mode = restartsUsage(before, ent) ? 'restart' : ent.type !== 'metered' && before?.type === 'metered' ? 'drop' : 'keep';
+      const mode = restartsUsage(before, ent)
+        ? 'restart'
+        : ent.type !== 'metered' && before?.type === 'metered'
+          ? 'drop'
+          : 'keep';
       return ['set', json, ...this.usageArgs(ent, mode)];
     });
     return this.view(def, featureKey) as EntitlementView;
@@ -169,7 +199,11 @@ export class EntitlementStore extends RedisComponent {
       removed = before !== undefined;
       if (!before) return undefined;
       const after = this.definitions.catalog.defaults.get(featureKey);
-      const mode = restartsUsage(before, after) ? 'restart' : after?.type !== 'metered' && before.type === 'metered' ? 'drop' : 'keep';
+      const mode = restartsUsage(before, after)
+        ? 'restart'
+        : after?.type !== 'metered' && before.type === 'metered'
+          ? 'drop'
+          : 'keep';
       return ['set', '', ...this.usageArgs(after, mode)];
     });
     return removed;
@@ -187,13 +221,30 @@ export class EntitlementStore extends RedisComponent {
       (d) => {
         const eff = this.definitions.effective(d, featureKey);
         if (eff?.entitlement.type !== 'metered') {
-          throw new TallyValidationError('not-metered', `${JSON.stringify(subject)} has no metered entitlement to ${JSON.stringify(featureKey)}`);
+          throw new TallyValidationError(
+            'not-metered',
+            `${JSON.stringify(subject)} has no metered entitlement to ${JSON.stringify(featureKey)}`,
+          );
         }
-        return ['grant', request.id, request.effectiveAt, request.expiresAt ?? '', storedGrant(request, Date.now())];
+        return [
+          'grant',
+          request.id,
+          request.effectiveAt,
+          request.expiresAt ?? '',
+          storedGrant(request, Date.now()),
+        ];
       },
       (reply) => {
-        if (reply[0] === 'exists') throw new TallyValidationError('grant-exists', `grant ${JSON.stringify(request.id)} already exists`);
-        if (reply[0] === 'expired') throw new TallyValidationError('grant-expired', `grant ${JSON.stringify(request.id)} expires before it could cover any usage`);
+        if (reply[0] === 'exists')
+          throw new TallyValidationError(
+            'grant-exists',
+            `grant ${JSON.stringify(request.id)} already exists`,
+          );
+        if (reply[0] === 'expired')
+          throw new TallyValidationError(
+            'grant-expired',
+            `grant ${JSON.stringify(request.id)} expires before it could cover any usage`,
+          );
         activeFrom = Number(reply[2]);
       },
     );
@@ -218,7 +269,11 @@ export class EntitlementStore extends RedisComponent {
   async list(subject: string): Promise<EntitlementView[]> {
     await this.ready();
     const def = await this.definitions.load(subject);
-    if (def.invalid.length > 0) this.logger.warn({ subject, invalid: def.invalid }, 'stored entitlements that no longer validate are ignored');
+    if (def.invalid.length > 0)
+      this.logger.warn(
+        { subject, invalid: def.invalid },
+        'stored entitlements that no longer validate are ignored',
+      );
     return this.definitions.featureKeys(def).flatMap((key) => this.view(def, key) ?? []);
   }
 
@@ -226,7 +281,13 @@ export class EntitlementStore extends RedisComponent {
     const eff = this.definitions.effective(def, featureKey);
     if (!eff) return undefined;
     const ent = eff.entitlement;
-    const base = { subject: def.subject, feature: ent.feature, source: eff.source, type: ent.type, grants: this.definitions.grantsOf(def, featureKey).map(grantView) };
+    const base = {
+      subject: def.subject,
+      feature: ent.feature,
+      source: eff.source,
+      type: ent.type,
+      grants: this.definitions.grantsOf(def, featureKey).map(grantView),
+    };
     if (ent.type === 'static') return { ...base, config: ent.config };
     if (ent.type === 'boolean') return base;
     const { interval, anchor, timeZone } = ent.usagePeriod;
@@ -245,8 +306,14 @@ export class EntitlementStore extends RedisComponent {
 
   private async requireFeature(key: string): Promise<Feature> {
     const feature = await this.getFeature(key);
-    if (!feature) throw new TallyValidationError('unknown-feature', `unknown feature ${JSON.stringify(key)}: declare it in the config or with upsertFeature`);
-    return asValidation('invalid-feature', () => normalizeFeature(feature, (slug) => this.definitions.meter(slug), `feature ${key}`));
+    if (!feature)
+      throw new TallyValidationError(
+        'unknown-feature',
+        `unknown feature ${JSON.stringify(key)}: declare it in the config or with upsertFeature`,
+      );
+    return asValidation('invalid-feature', () =>
+      normalizeFeature(feature, (slug) => this.definitions.meter(slug), `feature ${key}`),
+    );
   }
 
   /** Usage mode, reset schedule score, usage expiry and restart candidates for defineEntitlement. */
@@ -255,7 +322,9 @@ export class EntitlementStore extends RedisComponent {
     const now = Date.now();
     const period = periodAt(ent.usagePeriod, now);
     const meter = this.definitions.meter(ent.feature.meter);
-    const candidates = meter ? [...windowsBetween(meter.window, now - RESTART_SLACK_MS, now + RESTART_SLACK_MS)].map((w) => w.start) : [];
+    const candidates = meter
+      ? [...windowsBetween(meter.window, now - RESTART_SLACK_MS, now + RESTART_SLACK_MS)].map((w) => w.start)
+      : [];
     return [mode, period.end, period.end + this.config.windows.retentionMs, candidates.length, ...candidates];
   }
 
@@ -275,12 +344,19 @@ export class EntitlementStore extends RedisComponent {
       if (!op) return def;
       const [name, ...rest] = op;
       const target = { partition: def.partition, subject, feature: featureKey, version: def.version };
-      const reply = await this.definitions.scripts.define(target, name as 'set' | 'remove' | 'grant' | 'ungrant', rest);
+      const reply = await this.definitions.scripts.define(
+        target,
+        name as 'set' | 'remove' | 'grant' | 'ungrant',
+        rest,
+      );
       if (reply === 'stale') continue;
       onReply?.(reply);
       return this.definitions.load(subject);
     }
-    throw new TallyError(ErrorCode.State, `the entitlements of ${JSON.stringify(subject)} kept changing; try again`);
+    throw new TallyError(
+      ErrorCode.State,
+      `the entitlements of ${JSON.stringify(subject)} kept changing; try again`,
+    );
   }
 
   /** Nothing of its own to stop; RedisComponent.close closes the connection if it opened it. */

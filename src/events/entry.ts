@@ -73,7 +73,11 @@ function tooLarge(raw: string, maxBytes: number): boolean {
   return raw.length * 3 > maxBytes && Buffer.byteLength(raw, 'utf8') > maxBytes;
 }
 
-function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
+function decodeOne(
+  value: unknown,
+  ingestedMs: number,
+  opts: DecodeOptions,
+): { timeMs: number } | { reason: string; detail: string } {
   try {
     return check(value, ingestedMs, opts);
   } catch (err) {
@@ -81,7 +85,11 @@ function decodeOne(value: unknown, ingestedMs: number, opts: DecodeOptions): { t
   }
 }
 
-function check(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeMs: number } | { reason: string; detail: string } {
+function check(
+  value: unknown,
+  ingestedMs: number,
+  opts: DecodeOptions,
+): { timeMs: number } | { reason: string; detail: string } {
   const invalid = explainInvalidEvent(value);
   if (invalid) return invalid;
   const time = (value as UsageEvent).time;
@@ -101,7 +109,11 @@ function check(value: unknown, ingestedMs: number, opts: DecodeOptions): { timeM
  * (`unprocessable` when checking it failed unexpectedly).
  * `ingestedMs` is the millisecond part of the entry id, so the decision is the same on every redelivery.
  */
-export function decodeEntry(fields: readonly string[], ingestedMs: number, opts: DecodeOptions): DecodedEntry {
+export function decodeEntry(
+  fields: readonly string[],
+  ingestedMs: number,
+  opts: DecodeOptions,
+): DecodedEntry {
   const events: DecodedEvent[] = [];
   const rejected: RejectedEvent[] = [];
   let raw: string | undefined;
@@ -120,7 +132,14 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
     bytes ??= utf8ByteRanges(raw ?? '', rangesOf());
     return bytes[index] ?? WHOLE;
   };
-  const done = (): DecodedEntry => ({ events, rejected, raw: raw ?? '', field: field(), eventText, eventBytes });
+  const done = (): DecodedEntry => ({
+    events,
+    rejected,
+    raw: raw ?? '',
+    field: field(),
+    eventText,
+    eventBytes,
+  });
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     if (name === EVENT_FIELD || name === EVENTS_FIELD) {
@@ -141,14 +160,26 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
     return done();
   }
   if (tooLarge(raw, opts.maxEntryBytes)) {
-    rejected.push({ reason: 'oversized', detail: `entry exceeds ${opts.maxEntryBytes} bytes`, payload: raw, field: field(), index: 0 });
+    rejected.push({
+      reason: 'oversized',
+      detail: `entry exceeds ${opts.maxEntryBytes} bytes`,
+      payload: raw,
+      field: field(),
+      index: 0,
+    });
     return done();
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch (err) {
-    rejected.push({ reason: 'invalid-json', detail: (err as Error).message, payload: raw, field: field(), index: 0 });
+    rejected.push({
+      reason: 'invalid-json',
+      detail: (err as Error).message,
+      payload: raw,
+      field: field(),
+      index: 0,
+    });
     return done();
   }
   if (!batch) {
@@ -158,7 +189,13 @@ export function decodeEntry(fields: readonly string[], ingestedMs: number, opts:
     return done();
   }
   if (!Array.isArray(parsed)) {
-    rejected.push({ reason: 'invalid-batch', detail: `"${EVENTS_FIELD}" is not a JSON array`, payload: raw, field: field(), index: 0 });
+    rejected.push({
+      reason: 'invalid-batch',
+      detail: `"${EVENTS_FIELD}" is not a JSON array`,
+      payload: raw,
+      field: field(),
+      index: 0,
+    });
     return done();
   }
   if (parsed.length > opts.maxEventsPerEntry) {

@@ -1,4 +1,11 @@
-export { UsageEventSchema, usageEventChecker, parseEventTime, explainInvalidEvent, hasLoneSurrogate, type UsageEvent } from './schema.js';
+export {
+  UsageEventSchema,
+  usageEventChecker,
+  parseEventTime,
+  explainInvalidEvent,
+  hasLoneSurrogate,
+  type UsageEvent,
+} from './schema.js';
 export {
   decodeEntry,
   describeError,

@@ -78,7 +78,10 @@ export function jsonArrayElements(text: string): string[] | undefined {
  * Character ranges of `text` as 1-based, inclusive UTF-8 byte ranges (what Lua's string.sub takes),
  * in one pass over the text. Ranges must be in order and not overlap.
  */
-export function utf8ByteRanges(text: string, ranges: readonly (readonly [number, number])[]): [from: number, to: number][] {
+export function utf8ByteRanges(
+  text: string,
+  ranges: readonly (readonly [number, number])[],
+): [from: number, to: number][] {
   if (Buffer.byteLength(text) === text.length) return ranges.map(([start, end]) => [start + 1, end]);
   let bytes = 0;
   let at = 0;

@@ -50,12 +50,18 @@ export function explainInvalidEvent(value: unknown): { reason: string; detail: s
   if (usageEventChecker.Check(value)) {
     for (const field of IDENTITY_FIELDS) {
       if (hasLoneSurrogate(value[field])) {
-        return { reason: 'invalid-field', detail: `${field}: contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
+        return {
+          reason: 'invalid-field',
+          detail: `${field}: contains an unpaired UTF-16 surrogate (not valid Unicode text)`,
+        };
       }
     }
     const time = value.time;
     if (time !== undefined && parseEventTime(time) === undefined) {
-      return { reason: 'invalid-field', detail: `time: not an RFC 3339 timestamp of a real instant: ${JSON.stringify(time.slice(0, 64))}` };
+      return {
+        reason: 'invalid-field',
+        detail: `time: not an RFC 3339 timestamp of a real instant: ${JSON.stringify(time.slice(0, 64))}`,
+      };
     }
     return undefined;
   }

@@ -4,7 +4,8 @@
  * and refuses a valid leap second (`23:59:60`), so the fields are checked one by one here.
  */
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 
 function isLeapYear(year: number): boolean {
   return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
@@ -15,7 +16,15 @@ function daysInMonth(year: number, month: number): number {
 }
 
 /** Epoch ms of a UTC calendar time (years 0-99 too, which Date.UTC maps to 1900-1999). */
-function utcMs(year: number, month: number, day: number, hour: number, minute: number, second: number, ms: number): number {
+function utcMs(
+  year: number,
+  month: number,
+  day: number,
+  hour: number,
+  minute: number,
+  second: number,
+  ms: number,
+): number {
   const d = new Date(0);
   d.setUTCFullYear(year, month - 1, day);
   d.setUTCHours(hour, minute, second, ms);
@@ -32,7 +41,14 @@ function utcMs(year: number, month: number, day: number, hour: number, minute: n
 export function parseEventTime(time: string): number | undefined {
   const m = RFC3339.exec(time);
   if (!m) return undefined;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const fraction = m[7] ?? '';
   const offsetMinutes = m[8] ? 0 : (m[9] === '-' ? -1 : 1) * (Number(m[10]) * 60 + Number(m[11]));
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
@@ -42,7 +58,8 @@ export function parseEventTime(time: string): number | undefined {
     // Only the last second of a UTC day, at the end of a month, can be a leap second.
     const utc = new Date(utcMs(year, month, day, hour, minute, 59, 0) - offsetMinutes * 60_000);
     const lastDay = daysInMonth(utc.getUTCFullYear(), utc.getUTCMonth() + 1);
-    if (utc.getUTCHours() !== 23 || utc.getUTCMinutes() !== 59 || utc.getUTCDate() !== lastDay) return undefined;
+    if (utc.getUTCHours() !== 23 || utc.getUTCMinutes() !== 59 || utc.getUTCDate() !== lastDay)
+      return undefined;
     return utc.getTime() + 999;
   }
   const ms = Number(fraction.slice(0, 3).padEnd(3, '0'));

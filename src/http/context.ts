@@ -1,6 +1,12 @@
 // The schema fields @fastify/swagger adds (tags, summary, hide, operationId).
 import type {} from '@fastify/swagger';
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TallyConfig } from '../config/index.js';
 import type { EntitlementChecker } from '../entitlements/index.js';

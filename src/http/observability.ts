@@ -27,7 +27,10 @@ export async function redisCheck(client: RedisClient): Promise<ReadinessCheck> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer to PING within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new Error(`no answer to PING within ${PING_TIMEOUT_MS} ms`)),
+        PING_TIMEOUT_MS,
+      );
     });
     await Promise.race([client.ping(), timeout]);
     return { ok: true };
@@ -44,15 +47,25 @@ const ReadySchema = Type.Object({ ready: Type.Boolean(), checks: Type.Record(Typ
 /** GET /healthz (alive), GET /readyz (200 or 503 with each check), GET /metrics (Prometheus text). */
 export function registerObservability(app: App, options: ObservabilityOptions): void {
   const hide = { hide: true, tags: ['Operations'] };
-  app.get('/healthz', { schema: { ...hide, summary: 'Alive', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, () => Promise.resolve({ status: 'ok' as const }));
-  app.get('/readyz', { schema: { ...hide, summary: 'Ready', response: { 200: ReadySchema, 503: ReadySchema } } }, async (_request, reply) => {
-    const checks = await options.readiness();
-    const ready = Object.values(checks).every((c) => c.ok);
-    return reply.code(ready ? 200 : 503).send({ ready, checks });
-  });
+  app.get(
+    '/healthz',
+    { schema: { ...hide, summary: 'Alive', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    () => Promise.resolve({ status: 'ok' as const }),
+  );
+  app.get(
+    '/readyz',
+    { schema: { ...hide, summary: 'Ready', response: { 200: ReadySchema, 503: ReadySchema } } },
+    async (_request, reply) => {
+      const checks = await options.readiness();
+      const ready = Object.values(checks).every((c) => c.ok);
+      return reply.code(ready ? 200 : 503).send({ ready, checks });
+    },
+  );
   const { metrics } = options;
   if (metrics) {
-    app.get('/metrics', { schema: hide }, async (_request, reply) => reply.type(PROMETHEUS_CONTENT_TYPE).send(await metrics.scrape()));
+    app.get('/metrics', { schema: hide }, async (_request, reply) =>
+      reply.type(PROMETHEUS_CONTENT_TYPE).send(await metrics.scrape()),
+    );
   }
 }
 
@@ -63,7 +76,10 @@ export function registerObservability(app: App, options: ObservabilityOptions): 
 export async function startObservabilityServer(
   options: ObservabilityOptions & { readonly port: number; readonly host: string; readonly logger: Logger },
 ): Promise<{ readonly address: string; close(): Promise<void> }> {
-  const app = Fastify({ loggerInstance: options.logger.child({ component: 'metrics-server' }), logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({
+    loggerInstance: options.logger.child({ component: 'metrics-server' }),
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   registerObservability(app as unknown as App, options);
   const address = await app.listen({ port: options.port, host: options.host });
   return { address, close: () => app.close() };

@@ -29,7 +29,11 @@ export class HttpProblem extends Error {
 }
 
 /** Sends an RFC 7807 problem: `type` about:blank, so `title` is the status phrase. */
-export function sendProblem(reply: FastifyReply, request: FastifyRequest, problem: HttpProblem): FastifyReply {
+export function sendProblem(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  problem: HttpProblem,
+): FastifyReply {
   const body: Problem = {
     type: 'about:blank',
     title: TITLES[problem.status] ?? 'Error',
@@ -46,17 +50,23 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, proble
  * Messages of ioredis errors that mean Redis cannot be reached now (offline queue off, connection
  * closed, retries exhausted, command timed out, socket errors).
  */
-const UNAVAILABLE = /enableOfflineQueue|Connection is closed|MaxRetriesPerRequest|max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|LOADING|CLUSTERDOWN|TRYAGAIN/i;
+const UNAVAILABLE =
+  /enableOfflineQueue|Connection is closed|MaxRetriesPerRequest|max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|LOADING|CLUSTERDOWN|TRYAGAIN/i;
 
 /** Whether an error means Redis is unreachable (answer 503 and let the client retry). */
 export function isUnavailable(err: unknown): boolean {
   // The producer's own deadline (sendTimeout) says so with its code.
   if (err instanceof TallyError) return err.code === ErrorCode.Unavailable;
-  return err instanceof Error && UNAVAILABLE.test(`${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`);
+  return (
+    err instanceof Error &&
+    UNAVAILABLE.test(`${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`)
+  );
 }
 
 export function unavailable(err: unknown, extra: Partial<Pick<Problem, 'acknowledged'>> = {}): HttpProblem {
-  return new HttpProblem(503, `Redis is unreachable (${(err as Error).message}); retry later`, extra, { 'retry-after': '1' });
+  return new HttpProblem(503, `Redis is unreachable (${(err as Error).message}); retry later`, extra, {
+    'retry-after': '1',
+  });
 }
 
 /** Maps any error a route or fastify raised to a problem. */
@@ -69,7 +79,10 @@ export function toProblem(err: unknown): HttpProblem {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new HttpProblem(413, 'the request body is larger than the limit (http.bodyLimit)');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new HttpProblem(415, `unsupported Content-Type: send application/cloudevents+json, application/cloudevents-batch+json or application/json`);
+      return new HttpProblem(
+        415,
+        `unsupported Content-Type: send application/cloudevents+json, application/cloudevents-batch+json or application/json`,
+      );
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new HttpProblem(400, `invalid JSON: ${e.message}`);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -78,20 +91,28 @@ export function toProblem(err: unknown): HttpProblem {
       return new HttpProblem(400, 'Content-Length does not match the body');
   }
   if (e.validation) {
-    const errors = e.validation.map((v) => {
-      const missing = (v.params as { missingProperty?: string }).missingProperty;
-      const path = (v.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
-      const field = [path, missing].filter(Boolean).join('.') || (e.validationContext ?? 'request');
-      const allowed = (v.params as { allowedValues?: unknown[] }).allowedValues;
-      return {
-        field: `${e.validationContext ?? 'request'}${field ? `.${field}` : ''}`.replace(/^(\w+)\.\1$/, '$1'),
-        detail: `${v.message ?? 'invalid'}${allowed ? `: ${allowed.join(', ')}` : ''}`,
-      };
-    }).filter((x, i, all) => all.findIndex((y) => y.field === x.field && y.detail === x.detail) === i);
+    const errors = e.validation
+      .map((v) => {
+        const missing = (v.params as { missingProperty?: string }).missingProperty;
+        const path = (v.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
+        const field = [path, missing].filter(Boolean).join('.') || (e.validationContext ?? 'request');
+        const allowed = (v.params as { allowedValues?: unknown[] }).allowedValues;
+        return {
+          field: `${e.validationContext ?? 'request'}${field ? `.${field}` : ''}`.replace(
+            /^(\w+)\.\1$/,
+            '$1',
+          ),
+          detail: `${v.message ?? 'invalid'}${allowed ? `: ${allowed.join(', ')}` : ''}`,
+        };
+      })
+      .filter((x, i, all) => all.findIndex((y) => y.field === x.field && y.detail === x.detail) === i);
     return new HttpProblem(400, errors.map((x) => `${x.field}: ${x.detail}`).join('; '), { errors });
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new HttpProblem(e.statusCode, e.statusCode === 400 && e instanceof SyntaxError ? `invalid JSON: ${e.message}` : e.message);
+    return new HttpProblem(
+      e.statusCode,
+      e.statusCode === 400 && e instanceof SyntaxError ? `invalid JSON: ${e.message}` : e.message,
+    );
   }
   return new HttpProblem(500, 'internal error');
 }

@@ -15,7 +15,11 @@ export const IngestEventSchema = Type.Object(
     datacontenttype: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     dataschema: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   },
-  { additionalProperties: true, $id: 'Event', description: 'A usage event: a CloudEvents 1.0 JSON object (docs/contract.md)' },
+  {
+    additionalProperties: true,
+    $id: 'Event',
+    description: 'A usage event: a CloudEvents 1.0 JSON object (docs/contract.md)',
+  },
 );
 
 export const IngestBodySchema = Type.Union([IngestEventSchema, Type.Array(IngestEventSchema)], {
@@ -36,7 +40,9 @@ export const ProblemSchema = Type.Object(
         { description: 'Each invalid event or parameter: its index in the batch, the field, why' },
       ),
     ),
-    acknowledged: Type.Optional(Type.Array(Type.Integer(), { description: '503 on ingest: indices of the events Redis acknowledged' })),
+    acknowledged: Type.Optional(
+      Type.Array(Type.Integer(), { description: '503 on ingest: indices of the events Redis acknowledged' }),
+    ),
   },
   { $id: 'Problem', description: 'RFC 7807 problem details (application/problem+json)' },
 );
@@ -67,10 +73,22 @@ const WindowSize = Type.Unsafe<(typeof WindowSizes)[number]>({ type: 'string', e
 const Strings = (description: string) => Type.Array(Type.String(), { description });
 
 const queryFields = {
-  from: Type.Optional(Type.String({ format: 'date-time', description: 'Start, inclusive; aligned to the windows (default: the retention horizon)' })),
-  to: Type.Optional(Type.String({ format: 'date-time', description: 'End, exclusive for Tally (see docs/http-api.md); default: the end of the current window' })),
+  from: Type.Optional(
+    Type.String({
+      format: 'date-time',
+      description: 'Start, inclusive; aligned to the windows (default: the retention horizon)',
+    }),
+  ),
+  to: Type.Optional(
+    Type.String({
+      format: 'date-time',
+      description: 'End, exclusive for Tally (see docs/http-api.md); default: the end of the current window',
+    }),
+  ),
   windowSize: Type.Optional(WindowSize),
-  windowTimeZone: Type.Optional(Type.String({ description: "IANA zone (default: the meter's, UTC unless configured)" })),
+  windowTimeZone: Type.Optional(
+    Type.String({ description: "IANA zone (default: the meter's, UTC unless configured)" }),
+  ),
   subject: Type.Optional(Strings('Only these subjects; rows are then split by subject')),
   groupBy: Type.Optional(Strings('Group-by keys to split rows by; `subject` splits by subject')),
   clientId: Type.Optional(Type.String({ description: 'Accepted and ignored' })),
@@ -117,7 +135,10 @@ export const EntitlementValueSchema = Type.Object(
 );
 
 /** Error responses every API route may give. */
-export function withProblems<T extends Record<number, TSchema>>(ok: T, ...codes: number[]): T & Record<number, TSchema> {
+export function withProblems<T extends Record<number, TSchema>>(
+  ok: T,
+  ...codes: number[]
+): T & Record<number, TSchema> {
   const out: Record<number, TSchema> = { ...ok };
   for (const code of [400, 401, 503, ...codes]) out[code] = Type.Ref(ProblemSchema);
   return out as T & Record<number, TSchema>;

@@ -27,7 +27,10 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  * Where to listen, and whether requests need an API key: with keys, bearer auth on every /api route;
  * with none, only a loopback address unless the config says `http.auth: none` explicitly.
  */
-export function listenAddress(http: TallyConfig['http'], requested: ListenOptions = {}): { host: string; port: number } {
+export function listenAddress(
+  http: TallyConfig['http'],
+  requested: ListenOptions = {},
+): { host: string; port: number } {
   const port = requested.port ?? http.port;
   const open = http.apiKeys.length > 0 || http.auth === 'none';
   const host = requested.host ?? http.host ?? (open ? '0.0.0.0' : '127.0.0.1');
@@ -57,10 +60,16 @@ export class TallyHttpServer {
     const opts = { ...defaultHttpServerOptions, ...options };
     const { config } = opts;
     this.commandTimeoutMs = opts.commandTimeoutMs;
-    this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ component: 'http' });
+    this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
+      component: 'http',
+    });
     // No offline queue and no retries: while Redis is unreachable a request fails at once with 503
     // instead of waiting; the connection itself keeps reconnecting in the background.
-    this.client = connect(config.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: opts.commandTimeoutMs });
+    this.client = connect(config.redis, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: opts.commandTimeoutMs,
+    });
     let down = false;
     this.client.on('error', (err: Error) => {
       if (!down) this.logger.warn({ err }, 'Redis unreachable; answering 503 until it is back');
@@ -73,7 +82,12 @@ export class TallyHttpServer {
     this.ctx = {
       config,
       meters: new MeterIndex(config.meters),
-      producer: new UsageProducer({ redis: this.client, prefix: config.prefix, partitions: config.partitions, maxEntryBytes: config.maxEntryBytes }),
+      producer: new UsageProducer({
+        redis: this.client,
+        prefix: config.prefix,
+        partitions: config.partitions,
+        maxEntryBytes: config.maxEntryBytes,
+      }),
       usage: new UsageQuery({ config, connection: this.client, logger: this.logger }),
       checker: new EntitlementChecker({ config, connection: this.client, logger: this.logger }),
     };
@@ -89,7 +103,8 @@ export class TallyHttpServer {
   private build(opts: HttpServerOptions): void {
     const { app, ctx } = this;
     const { http } = ctx.config;
-    for (const schema of [ProblemSchema, MeterSchema, MeterQueryResultSchema, EntitlementValueSchema]) app.addSchema(schema);
+    for (const schema of [ProblemSchema, MeterSchema, MeterQueryResultSchema, EntitlementValueSchema])
+      app.addSchema(schema);
     // JSON media types only (no text/plain): anything else is a 415.
     const json = app.getDefaultJsonParser('error', 'error');
     app.removeAllContentTypeParsers();
@@ -99,24 +114,42 @@ export class TallyHttpServer {
       if (problem.status >= 500 && problem.status !== 503) request.log.error({ err }, 'request failed');
       return sendProblem(reply, request, problem);
     });
-    app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new HttpProblem(404, `no route ${request.method} ${request.url.split('?')[0]}`)));
+    app.setNotFoundHandler((request, reply) =>
+      sendProblem(
+        reply,
+        request,
+        new HttpProblem(404, `no route ${request.method} ${request.url.split('?')[0]}`),
+      ),
+    );
     // Problems go out as exactly `application/problem+json` (fastify appends a charset to JSON types):
     // OpenMeter's clients compare the header verbatim before they read a problem's detail.
     app.addHook('onSend', async (_request, reply, payload) => {
       const type = reply.getHeader('content-type');
-      if (typeof type === 'string' && type !== PROBLEM_CONTENT_TYPE && type.startsWith(PROBLEM_CONTENT_TYPE)) reply.header('content-type', PROBLEM_CONTENT_TYPE);
+      if (typeof type === 'string' && type !== PROBLEM_CONTENT_TYPE && type.startsWith(PROBLEM_CONTENT_TYPE))
+        reply.header('content-type', PROBLEM_CONTENT_TYPE);
       return payload;
     });
     app.addHook('onResponse', async (request, reply) => {
-      const attrs = { 'tally.route': request.routeOptions.url ?? 'unmatched', 'tally.method': request.method, 'tally.status': reply.statusCode };
+      const attrs = {
+        'tally.route': request.routeOptions.url ?? 'unmatched',
+        'tally.method': request.method,
+        'tally.status': reply.statusCode,
+      };
       instruments.httpRequests.add(1, attrs);
       instruments.httpRequestDuration.record(reply.elapsedTime, attrs);
     });
     void app.register(swagger, {
-      refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+      refResolver: {
+        buildLocalReference: (json, _base, _fragment, i) =>
+          typeof json.$id === 'string' ? json.$id : `def-${i}`,
+      },
       openapi: {
         openapi: '3.1.0',
-        info: { title: 'Tally HTTP API', version: '1', description: 'OpenMeter-compatible where they overlap; see docs/http-api.md' },
+        info: {
+          title: 'Tally HTTP API',
+          version: '1',
+          description: 'OpenMeter-compatible where they overlap; see docs/http-api.md',
+        },
         components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
         ...(http.apiKeys.length > 0 ? { security: [{ bearerAuth: [] }] } : {}),
       },
@@ -133,7 +166,12 @@ export class TallyHttpServer {
           verifyErrorLogLevel: 'debug',
           contentType: PROBLEM_CONTENT_TYPE,
           // The plugin's types want { error }; any object is sent.
-          errorResponse: ((err: Error) => ({ type: 'about:blank', title: 'Unauthorized', status: 401, detail: err.message })) as unknown as (err: Error) => {
+          errorResponse: ((err: Error) => ({
+            type: 'about:blank',
+            title: 'Unauthorized',
+            status: 401,
+            detail: err.message,
+          })) as unknown as (err: Error) => {
             error: string;
           },
         });
@@ -162,7 +200,10 @@ export class TallyHttpServer {
       if (!ready) this.logger.warn('Redis not reachable yet: listening anyway, answering 503 until it is');
     }
     const address = await this.app.listen({ host, port });
-    this.logger.info({ address, auth: this.ctx.config.http.apiKeys.length > 0 ? 'bearer' : 'none' }, 'HTTP API listening');
+    this.logger.info(
+      { address, auth: this.ctx.config.http.apiKeys.length > 0 ? 'bearer' : 'none' },
+      'HTTP API listening',
+    );
     return address;
   }
 

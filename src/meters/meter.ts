@@ -75,10 +75,14 @@ export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
   const seen = new Set<string>();
   return inputs.map((input, i) => {
     const field = `meters[${i}]`;
-    if (seen.has(input.slug)) throw new TallyConfigError(`${field}.slug`, `duplicate meter slug ${JSON.stringify(input.slug)}`);
+    if (seen.has(input.slug))
+      throw new TallyConfigError(`${field}.slug`, `duplicate meter slug ${JSON.stringify(input.slug)}`);
     seen.add(input.slug);
     if (input.aggregation === 'COUNT' && input.valueProperty !== undefined) {
-      throw new TallyConfigError(`${field}.valueProperty`, 'COUNT meters count events and take no valueProperty');
+      throw new TallyConfigError(
+        `${field}.valueProperty`,
+        'COUNT meters count events and take no valueProperty',
+      );
     }
     if (input.aggregation !== 'COUNT' && input.valueProperty === undefined) {
       throw new TallyConfigError(`${field}.valueProperty`, `required for ${input.aggregation} meters`);
@@ -91,8 +95,13 @@ export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
       code: AggregationCode[input.aggregation],
       window: windowSpec(input, field),
       groupKeys,
-      groupAccessors: groupKeys.map((k) => compileJsonPath(input.groupBy?.[k] as string, `${field}.groupBy.${k}`)),
-      value: input.valueProperty === undefined ? undefined : compileJsonPath(input.valueProperty, `${field}.valueProperty`),
+      groupAccessors: groupKeys.map((k) =>
+        compileJsonPath(input.groupBy?.[k] as string, `${field}.groupBy.${k}`),
+      ),
+      value:
+        input.valueProperty === undefined
+          ? undefined
+          : compileJsonPath(input.valueProperty, `${field}.valueProperty`),
     };
   });
 }
@@ -120,7 +129,10 @@ const NUMERIC_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** Why toScaledString refused a value: a number too large to keep, or no number at all. */
 function whyNotScaled(raw: unknown): string {
-  const numeric = (typeof raw === 'number' && Number.isFinite(raw)) || typeof raw === 'bigint' || (typeof raw === 'string' && NUMERIC_TEXT.test(raw));
+  const numeric =
+    (typeof raw === 'number' && Number.isFinite(raw)) ||
+    typeof raw === 'bigint' ||
+    (typeof raw === 'string' && NUMERIC_TEXT.test(raw));
   return numeric ? 'is out of range (values are kept within ±9,223,372,036,854.775807)' : 'is not a number';
 }
 
@@ -137,7 +149,10 @@ function preview(raw: unknown): string {
 
 /** A value with an unpaired surrogate: it would merge with others once UTF-8 encoded (see hasLoneSurrogate). */
 function notUnicode(meter: Meter, what: string): MeterRejection {
-  return { reason: 'invalid-value', detail: `${meter.slug}: ${what} contains an unpaired UTF-16 surrogate (not valid Unicode text)` };
+  return {
+    reason: 'invalid-value',
+    detail: `${meter.slug}: ${what} contains an unpaired UTF-16 surrogate (not valid Unicode text)`,
+  };
 }
 
 /** The update one event makes to one meter, or why the event is invalid for it. */
@@ -161,7 +176,10 @@ export function meterUpdate(
     } else {
       const scaled = toScaledString(raw);
       if (scaled === undefined) {
-        return { reason: 'invalid-value', detail: `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}` };
+        return {
+          reason: 'invalid-value',
+          detail: `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}`,
+        };
       }
       value = scaled;
     }

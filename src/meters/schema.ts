@@ -13,13 +13,22 @@ export const MeterSchema = Type.Object(
       Aggregations.map((a) => Type.Literal(a)),
       { description: Aggregations.join(', ') },
     ),
-    valueProperty: Type.Optional(Type.String({ minLength: 1, description: 'JSONPath into `data`, e.g. $.tokens' })),
-    groupBy: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' }), Type.String({ minLength: 1 }), {
-        description: 'Group-by name → JSONPath into `data`',
-      }),
+    valueProperty: Type.Optional(
+      Type.String({ minLength: 1, description: 'JSONPath into `data`, e.g. $.tokens' }),
     ),
-    windowSize: Type.String({ default: 'HOUR', description: 'MINUTE, HOUR, DAY or a duration dividing a day (5m)' }),
+    groupBy: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' }),
+        Type.String({ minLength: 1 }),
+        {
+          description: 'Group-by name → JSONPath into `data`',
+        },
+      ),
+    ),
+    windowSize: Type.String({
+      default: 'HOUR',
+      description: 'MINUTE, HOUR, DAY or a duration dividing a day (5m)',
+    }),
     timeZone: Type.String({ default: 'UTC', description: 'IANA time zone the windows are aligned to' }),
   },
   { additionalProperties: false },

@@ -49,7 +49,9 @@ export class UsageProducer {
     const redis = opts.redis;
     const isClient = typeof redis === 'object' && 'pipeline' in redis;
     this.ownsClient = !isClient;
-    this.client = isClient ? redis : connect(typeof redis === 'string' ? { url: redis, cluster: opts.cluster } : redis);
+    this.client = isClient
+      ? redis
+      : connect(typeof redis === 'string' ? { url: redis, cluster: opts.cluster } : redis);
     this.target = isClient ? 'Redis' : `Redis at ${maskUrl(typeof redis === 'string' ? redis : redis.url)}`;
     if (this.ownsClient) {
       this.client.on('error', (err: Error) => (this.lastError = err));
@@ -67,7 +69,9 @@ export class UsageProducer {
   async send(event: UsageEvent): Promise<string> {
     this.assertOpen();
     const json = this.serialize(event);
-    const id = await this.bounded(this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json));
+    const id = await this.bounded(
+      this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json),
+    );
     return id as string;
   }
 
@@ -91,7 +95,10 @@ export class UsageProducer {
    * Invalid events still throw TallyValidationError before anything is sent, unless `validated` says
    * the caller already checked each one with `explainInvalidEvent` (sizes are checked regardless).
    */
-  async sendBatchSettled(events: readonly UsageEvent[], options: { validated?: boolean } = {}): Promise<BatchOutcome> {
+  async sendBatchSettled(
+    events: readonly UsageEvent[],
+    options: { validated?: boolean } = {},
+  ): Promise<BatchOutcome> {
     this.assertOpen();
     const byPartition = new Map<number, { jsons: string[]; indices: number[] }>();
     events.forEach((event, index) => {
@@ -122,24 +129,34 @@ export class UsageProducer {
       };
       jsons.forEach((json, k) => {
         const size = Buffer.byteLength(json) + 1;
-        if (chunk.length >= this.eventsPerEntry || (chunk.length > 0 && bytes + size > this.maxEntryBytes)) flush();
+        if (chunk.length >= this.eventsPerEntry || (chunk.length > 0 && bytes + size > this.maxEntryBytes))
+          flush();
         chunk.push(json);
         members.push(indices[k] as number);
         bytes += size;
       });
       flush();
-      return { entries, done: pipeline.exec().then((r) => r ?? [], (err: unknown) => err as Error) };
+      return {
+        entries,
+        done: pipeline.exec().then(
+          (r) => r ?? [],
+          (err: unknown) => err as Error,
+        ),
+      };
     });
     const ids: string[] = [];
     const acknowledged: number[] = [];
     const unacknowledged: number[] = [];
     let error: Error | undefined;
     // One deadline for all the partitions' pipelines: past it, every entry not answered is unknown.
-    const settled = await this.bounded(Promise.all(pipelines.map((p) => p.done))).catch((err: unknown) => err as Error);
+    const settled = await this.bounded(Promise.all(pipelines.map((p) => p.done))).catch(
+      (err: unknown) => err as Error,
+    );
     pipelines.forEach(({ entries }, i) => {
       const results = settled instanceof Error ? settled : (settled[i] as [Error | null, unknown][] | Error);
       entries.forEach((members, k) => {
-        const [err, id] = results instanceof Error ? [results, null] : (results[k] ?? [new Error('no reply'), null]);
+        const [err, id] =
+          results instanceof Error ? [results, null] : (results[k] ?? [new Error('no reply'), null]);
         if (err) {
           error ??= err;
           unacknowledged.push(...members);
@@ -149,7 +166,12 @@ export class UsageProducer {
         }
       });
     });
-    return { ids, acknowledged: acknowledged.sort((a, b) => a - b), unacknowledged: unacknowledged.sort((a, b) => a - b), ...(error ? { error } : {}) };
+    return {
+      ids,
+      acknowledged: acknowledged.sort((a, b) => a - b),
+      unacknowledged: unacknowledged.sort((a, b) => a - b),
+      ...(error ? { error } : {}),
+    };
   }
 
   /**
@@ -170,7 +192,11 @@ export class UsageProducer {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const why = this.lastError ? `: ${this.lastError.message}` : this.client.status !== 'ready' ? ` (connection ${this.client.status})` : '';
+        const why = this.lastError
+          ? `: ${this.lastError.message}`
+          : this.client.status !== 'ready'
+            ? ` (connection ${this.client.status})`
+            : '';
         reject(
           new TallyError(
             ErrorCode.Unavailable,
@@ -197,4 +223,3 @@ export class UsageProducer {
     if (this.closed) throw new TallyError(ErrorCode.Closed, 'the producer is closed');
   }
 }
-

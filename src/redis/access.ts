@@ -54,7 +54,11 @@ async function probe<T>(what: string, run: () => Promise<T>): Promise<T | undefi
     return await run();
   } catch (err) {
     if (isDenied(err)) {
-      throw new TallyError(ErrorCode.Permission, `the Redis user may not ${what} (${deniedMessage(err)}); grant it: ${DOCS}`, { cause: err });
+      throw new TallyError(
+        ErrorCode.Permission,
+        `the Redis user may not ${what} (${deniedMessage(err)}); grant it: ${DOCS}`,
+        { cause: err },
+      );
     }
     if (isReply(err)) return undefined;
     throw err;
@@ -95,7 +99,8 @@ export async function checkRedisAccess(client: RedisClient, scope: AccessScope):
     ['XINFO', () => client.xinfo('GROUPS', key)],
     ['SET', () => client.set(key, '1', 'PX', 1, 'XX')],
   ];
-  for (const [command, run] of streamCommands) await probe(`run ${command} on keys under ${scope.prefix}:*`, run);
+  for (const [command, run] of streamCommands)
+    await probe(`run ${command} on keys under ${scope.prefix}:*`, run);
   const policy = typeof info === 'string' ? /^maxmemory_policy:(\S+)/m.exec(info)?.[1] : undefined;
   return { maxmemoryPolicy: policy };
 }
@@ -110,7 +115,10 @@ export function checkEvictionPolicy(facts: ServerFacts, allowEviction: boolean, 
   if (policy === undefined || policy === 'noeviction') return;
   const risk = `Redis maxmemory-policy is ${policy}, not noeviction: under memory pressure Redis deletes keys, and Tally would count events twice (evicted dedup buckets) and lose totals and rollups`;
   if (!allowEviction) {
-    throw new TallyError(ErrorCode.Config, `${risk}. Set maxmemory-policy noeviction, or run with --allow-eviction (option allowEviction) to accept that`);
+    throw new TallyError(
+      ErrorCode.Config,
+      `${risk}. Set maxmemory-policy noeviction, or run with --allow-eviction (option allowEviction) to accept that`,
+    );
   }
   logger?.warn({ maxmemoryPolicy: policy }, `${risk}; running anyway (allowEviction)`);
 }

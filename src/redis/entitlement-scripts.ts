@@ -25,12 +25,19 @@ export class EntitlementScripts {
 
   private checkKeys(t: EntitlementTarget): string[] {
     const k = this.keys;
-    return [k.entitlementDefinition(t.partition, t.subject), k.entitlementUsage(t.partition, t.feature, t.subject), k.partitionBase(t.partition)];
+    return [
+      k.entitlementDefinition(t.partition, t.subject),
+      k.entitlementUsage(t.partition, t.feature, t.subject),
+      k.partitionBase(t.partition),
+    ];
   }
 
   /** checkEntitlement.lua, version only: false when the definition changed since the caller read it. */
   async definitionCurrent(t: EntitlementTarget): Promise<boolean> {
-    const reply = (await runScript(this.client, 'checkEntitlement', this.checkKeys(t), [t.version, 'v'])) as string[];
+    const reply = (await runScript(this.client, 'checkEntitlement', this.checkKeys(t), [
+      t.version,
+      'v',
+    ])) as string[];
     return reply[0] !== 'stale';
   }
 
@@ -39,17 +46,29 @@ export class EntitlementScripts {
    * ARGV[3..] (now, meter, ...). 'stale' when the definition changed since the caller read it.
    */
   async checkMetered(t: EntitlementTarget, args: readonly Arg[]): Promise<string[] | 'stale'> {
-    const reply = (await runScript(this.client, 'checkEntitlement', this.checkKeys(t), [t.version, 'm', ...args])) as string[];
+    const reply = (await runScript(this.client, 'checkEntitlement', this.checkKeys(t), [
+      t.version,
+      'm',
+      ...args,
+    ])) as string[];
     return reply[0] === 'stale' ? 'stale' : reply;
   }
 
   /** defineEntitlement.lua: set, remove, grant or ungrant under optimistic concurrency. `args` are ARGV[5..]. */
-  async define(t: EntitlementTarget, op: 'set' | 'remove' | 'grant' | 'ungrant', args: readonly Arg[]): Promise<string[] | 'stale'> {
+  async define(
+    t: EntitlementTarget,
+    op: 'set' | 'remove' | 'grant' | 'ungrant',
+    args: readonly Arg[],
+  ): Promise<string[] | 'stale'> {
     const k = this.keys;
     const reply = (await runScript(
       this.client,
       'defineEntitlement',
-      [k.entitlementDefinition(t.partition, t.subject), k.entitlementUsage(t.partition, t.feature, t.subject), k.entitlementResets(t.partition)],
+      [
+        k.entitlementDefinition(t.partition, t.subject),
+        k.entitlementUsage(t.partition, t.feature, t.subject),
+        k.entitlementResets(t.partition),
+      ],
       [t.version, op, t.feature, t.subject, ...args],
     )) as string[];
     return reply[0] === 'stale' ? 'stale' : reply;
@@ -71,8 +90,22 @@ export class EntitlementScripts {
     const [status, n] = (await runScript(
       this.client,
       'resetEntitlementPeriod',
-      [k.entitlementDefinition(p, t.subject), k.entitlementUsage(p, t.feature, t.subject), k.entitlementResets(p), k.entitlementOutbox(p)],
-      [t.version, op, t.feature, t.subject, scheduled, ...(period ? [period.start, period.end, period.allowance, period.keepFrom, period.expireAt] : [0, 0, 0, 0, 0])],
+      [
+        k.entitlementDefinition(p, t.subject),
+        k.entitlementUsage(p, t.feature, t.subject),
+        k.entitlementResets(p),
+        k.entitlementOutbox(p),
+      ],
+      [
+        t.version,
+        op,
+        t.feature,
+        t.subject,
+        scheduled,
+        ...(period
+          ? [period.start, period.end, period.allowance, period.keepFrom, period.expireAt]
+          : [0, 0, 0, 0, 0]),
+      ],
     )) as [string, number];
     return { status, notifications: Number(n ?? 0) };
   }
@@ -81,7 +114,12 @@ export class EntitlementScripts {
    * applyEntitlementRollup.lua: applies one rollup to a feature's usage exactly once and writes its
    * notifications. `day` is the UTC day of the window start; `args` are ARGV[4..].
    */
-  async applyRollup(t: EntitlementTarget, meter: string, day: number, args: readonly Arg[]): Promise<[status: string, delta: string, periodUsage: string, notifications: number]> {
+  async applyRollup(
+    t: EntitlementTarget,
+    meter: string,
+    day: number,
+    args: readonly Arg[],
+  ): Promise<[status: string, delta: string, periodUsage: string, notifications: number]> {
     const k = this.keys;
     const p = t.partition;
     const [status, delta, periodUsage, , , notifications] = (await runScript(
@@ -103,6 +141,11 @@ export class EntitlementScripts {
 
   /** publishEntitlementDefinitions.lua: a new version of the prefix's definitions unless they are unchanged. */
   async publishDefinitions(fingerprint: string, json: string, publisher: string): Promise<string[]> {
-    return (await runScript(this.client, 'publishEntitlementDefinitions', [this.keys.entitlementDefinitions()], [fingerprint, json, publisher])) as string[];
+    return (await runScript(
+      this.client,
+      'publishEntitlementDefinitions',
+      [this.keys.entitlementDefinitions()],
+      [fingerprint, json, publisher],
+    )) as string[];
   }
 }

@@ -10,11 +10,19 @@ export class FailureLog {
 
   constructor(private readonly logger: Logger) {}
 
-  failed(op: string, partition: number | undefined, err: unknown, fields: Record<string, unknown> = {}): void {
+  failed(
+    op: string,
+    partition: number | undefined,
+    err: unknown,
+    fields: Record<string, unknown> = {},
+  ): void {
     const key = `${op}:${partition ?? ''}`;
     if (this.failing.has(key)) return;
     this.failing.add(key);
-    this.logger.error({ err, op, ...(partition === undefined ? {} : { partition }), ...fields }, `${op} failed; retrying`);
+    this.logger.error(
+      { err, op, ...(partition === undefined ? {} : { partition }), ...fields },
+      `${op} failed; retrying`,
+    );
   }
 
   /** The operations failing now, as `<op>:<partition>` (`<op>:` without a partition). */

@@ -2,7 +2,13 @@ export { TallyKeys, RELAY_GROUP } from './keys.js';
 export { Scripts, registerScripts, runScript, type RedisClient, type ScriptName } from './scripts.js';
 export { connect, duplicate, maskUrl, type RedisTarget, type RedisTls } from './connection.js';
 export { OutageLog } from './outages.js';
-export { MeteringScripts, type ApplyBatchParams, type ApplyBatchReply, type CloseWindowsReply, type WindowParams } from './metering-scripts.js';
+export {
+  MeteringScripts,
+  type ApplyBatchParams,
+  type ApplyBatchReply,
+  type CloseWindowsReply,
+  type WindowParams,
+} from './metering-scripts.js';
 export { StreamGroup, STALE_CONSUMER_MS } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';

@@ -51,7 +51,12 @@ export class MeteringScripts {
   ) {}
 
   /** applyBatch.lua: dedup, aggregate and acknowledge entries of one partition (a long entry over several calls), atomically per call. */
-  async applyBatch(partition: number, p: ApplyBatchParams, records: Buffer, fingerprints: Buffer): Promise<ApplyBatchReply> {
+  async applyBatch(
+    partition: number,
+    p: ApplyBatchParams,
+    records: Buffer,
+    fingerprints: Buffer,
+  ): Promise<ApplyBatchReply> {
     const k = this.keys;
     const [applied, duplicates, deadLettered, corrected] = (await runScript(
       this.client,
@@ -65,18 +70,46 @@ export class MeteringScripts {
         k.dedupEpochs(partition),
         k.partitionBase(partition),
       ],
-      [p.group, p.windows.graceMs, p.windows.latePolicy, p.windows.retentionMs, p.generations, p.bucketBits, p.consumer, records, fingerprints],
+      [
+        p.group,
+        p.windows.graceMs,
+        p.windows.latePolicy,
+        p.windows.retentionMs,
+        p.generations,
+        p.bucketBits,
+        p.consumer,
+        records,
+        fingerprints,
+      ],
     )) as unknown[];
-    return { applied: num(applied), duplicates: num(duplicates), deadLettered: num(deadLettered), corrected: num(corrected) };
+    return {
+      applied: num(applied),
+      duplicates: num(duplicates),
+      deadLettered: num(deadLettered),
+      corrected: num(corrected),
+    };
   }
 
   /** closeWindows.lua: closes due windows and emits pending corrections into the outbox, in one bounded step. */
-  async closeWindows(partition: number, group: string, windows: WindowParams, maxWindows: number, maxCorrections: number): Promise<CloseWindowsReply> {
+  async closeWindows(
+    partition: number,
+    group: string,
+    windows: WindowParams,
+    maxWindows: number,
+    maxCorrections: number,
+  ): Promise<CloseWindowsReply> {
     const k = this.keys;
     const [w, r, c, more, closedThrough, status] = (await runScript(
       this.client,
       'closeWindows',
-      [k.events(partition), k.state(partition), k.windowIndex(partition), k.corrections(partition), k.outbox(partition), k.partitionBase(partition)],
+      [
+        k.events(partition),
+        k.state(partition),
+        k.windowIndex(partition),
+        k.corrections(partition),
+        k.outbox(partition),
+        k.partitionBase(partition),
+      ],
       [group, windows.graceMs, windows.idleTimeoutMs, windows.retentionMs, maxWindows, maxCorrections],
     )) as [number, number, number, number, string, string];
     return {
@@ -90,7 +123,11 @@ export class MeteringScripts {
   }
 
   /** deadLetterEntries.lua: moves entries still pending to the dead-letter stream as poison. Returns how many moved. */
-  async deadLetterEntries(partition: number, group: string, entries: readonly (readonly [id: string, deliveries: number])[]): Promise<number> {
+  async deadLetterEntries(
+    partition: number,
+    group: string,
+    entries: readonly (readonly [id: string, deliveries: number])[],
+  ): Promise<number> {
     const k = this.keys;
     return num(
       await runScript(
@@ -103,7 +140,12 @@ export class MeteringScripts {
   }
 
   /** sweepDedup.lua: deletes dedup buckets of epochs past the horizon, at most `maxKeys` per call. */
-  async sweepDedup(partition: number, currentEpoch: number, generations: number, maxKeys: number): Promise<{ deleted: number; more: boolean }> {
+  async sweepDedup(
+    partition: number,
+    currentEpoch: number,
+    generations: number,
+    maxKeys: number,
+  ): Promise<{ deleted: number; more: boolean }> {
     const [deleted, , more] = (await runScript(
       this.client,
       'sweepDedup',
@@ -114,12 +156,24 @@ export class MeteringScripts {
   }
 
   /** trimStream.lua: trims entries every group has applied, older than `retainAckedMs`, or beyond `maxLength`. */
-  async trimStream(partition: number, group: string, retainAckedMs: number, maxLength: number): Promise<void> {
-    await runScript(this.client, 'trimStream', [this.keys.events(partition)], [group, retainAckedMs, maxLength]);
+  async trimStream(
+    partition: number,
+    group: string,
+    retainAckedMs: number,
+    maxLength: number,
+  ): Promise<void> {
+    await runScript(
+      this.client,
+      'trimStream',
+      [this.keys.events(partition)],
+      [group, retainAckedMs, maxLength],
+    );
   }
 
   /** renewLease.lua: extends a partition lease this consumer holds (`ttlMs` 0 releases it). True if held. */
   async renewLease(partition: number, consumer: string, ttlMs: number): Promise<boolean> {
-    return (await runScript(this.client, 'renewLease', [this.keys.lease(partition)], [consumer, ttlMs])) === 1;
+    return (
+      (await runScript(this.client, 'renewLease', [this.keys.lease(partition)], [consumer, ttlMs])) === 1
+    );
   }
 }

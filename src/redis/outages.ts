@@ -38,7 +38,10 @@ export class OutageLog {
     if (this.down.has(client)) return;
     if (this.down.size === 0) {
       this.since = Date.now();
-      this.logger.warn({ err: this.lastError }, 'lost the connection to Redis; reconnecting with backoff, commands wait meanwhile');
+      this.logger.warn(
+        { err: this.lastError },
+        'lost the connection to Redis; reconnecting with backoff, commands wait meanwhile',
+      );
     }
     this.down.add(client);
   }

@@ -25,8 +25,21 @@ export const StreamGroup = {
    * (`minIdleMs` null: a process leaving) or, with a minimum idle time, every other one idle that long
    * (replicas gone long ago), never the named. Returns how many it removed.
    */
-  async forget(client: RedisClient, stream: string, group: string, minIdleMs: number | null, names: readonly string[]): Promise<number> {
-    return Number(await runScript(client, 'forgetConsumers', [stream], [group, minIdleMs === null ? '' : minIdleMs, ...names]));
+  async forget(
+    client: RedisClient,
+    stream: string,
+    group: string,
+    minIdleMs: number | null,
+    names: readonly string[],
+  ): Promise<number> {
+    return Number(
+      await runScript(
+        client,
+        'forgetConsumers',
+        [stream],
+        [group, minIdleMs === null ? '' : minIdleMs, ...names],
+      ),
+    );
   },
 
   /** The group (or its stream) is gone. */

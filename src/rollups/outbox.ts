@@ -34,7 +34,9 @@ export class OutboxReader {
 
   /** Forgets relay consumers with nothing pending: this one (`minIdleMs` null) or others idle that long. */
   forget(partition: number, minIdleMs: number | null): Promise<number> {
-    return StreamGroup.forget(this.client, this.options.key(partition), this.options.group, minIdleMs, [this.options.consumer]);
+    return StreamGroup.forget(this.client, this.options.key(partition), this.options.group, minIdleMs, [
+      this.options.consumer,
+    ]);
   }
 
   async ensureGroup(partition: number): Promise<void> {
@@ -53,26 +55,48 @@ export class OutboxReader {
       const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
       if (live.length > 0) await publish(live);
       const ids = entries.map(([id]) => id);
-      await this.client.pipeline().xack(outbox, group, ...ids).xdel(outbox, ...ids).exec();
+      await this.client
+        .pipeline()
+        .xack(outbox, group, ...ids)
+        .xdel(outbox, ...ids)
+        .exec();
       total += live.length;
     };
     for (;;) {
       let entries: OutboxEntry[];
       try {
-        const reply = (await this.client.xreadgroup('GROUP', group, consumer, 'COUNT', count, 'STREAMS', outbox, '>')) as
-          | [string, OutboxEntry[]][]
-          | null;
+        const reply = (await this.client.xreadgroup(
+          'GROUP',
+          group,
+          consumer,
+          'COUNT',
+          count,
+          'STREAMS',
+          outbox,
+          '>',
+        )) as [string, OutboxEntry[]][] | null;
         entries = reply?.[0]?.[1] ?? [];
       } catch (err) {
         if (!StreamGroup.isMissing(err)) throw err;
-        logger.error({ partition, outbox }, 'outbox consumer group is missing (Redis lost its data?); recreating it');
+        logger.error(
+          { partition, outbox },
+          'outbox consumer group is missing (Redis lost its data?); recreating it',
+        );
         await this.ensureGroup(partition);
         continue;
       }
       if (entries.length === 0) break;
       await handle(entries);
     }
-    const [, stale] = (await this.client.xautoclaim(outbox, group, consumer, claimIdleMs, '0-0', 'COUNT', count)) as [string, OutboxEntry[]];
+    const [, stale] = (await this.client.xautoclaim(
+      outbox,
+      group,
+      consumer,
+      claimIdleMs,
+      '0-0',
+      'COUNT',
+      count,
+    )) as [string, OutboxEntry[]];
     if (stale.length > 0) await handle(stale);
     return total;
   }

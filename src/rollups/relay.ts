@@ -9,7 +9,6 @@ import { rollupJobId } from './job-id.js';
 import { OutboxReader, outboxJobOptions } from './outbox.js';
 import { ROLLUP_JOB_NAME, type RollupJob } from './schema.js';
 
-
 /** Decodes one outbox entry (written by closeWindows.lua) into rollup job data. */
 export function outboxToRollup(fields: readonly string[], meters: MeterIndex, partition: number): RollupJob {
   const f: Record<string, string> = {};
@@ -105,7 +104,12 @@ export class RollupRelay {
     return this.outbox.drain(partition, async (entries) => {
       const jobs = entries.map(([, fields]) => {
         const data = outboxToRollup(fields, this.meters, partition);
-        const jobId = rollupJobId(data.meter, Date.parse(data.windowStart), fieldOf(fields, 'g'), data.revision);
+        const jobId = rollupJobId(
+          data.meter,
+          Date.parse(data.windowStart),
+          fieldOf(fields, 'g'),
+          data.revision,
+        );
         return { name: ROLLUP_JOB_NAME, data, opts: { ...this.jobOptions, jobId } };
       });
       await Promise.all(this.queues.map((queue) => queue.addBulk(jobs)));
@@ -113,7 +117,10 @@ export class RollupRelay {
       // Latency of first emissions only: a correction is late by nature.
       const now = Date.now();
       for (const { data } of jobs) {
-        if (data.revision === 1) instruments.rollupLatency.record(Math.max(0, now - Date.parse(data.windowEnd) - this.graceMs), { 'tally.partition': partition });
+        if (data.revision === 1)
+          instruments.rollupLatency.record(Math.max(0, now - Date.parse(data.windowEnd) - this.graceMs), {
+            'tally.partition': partition,
+          });
       }
     });
   }

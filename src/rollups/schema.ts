@@ -20,7 +20,9 @@ export const RollupJobSchema = Type.Object(
     windowStart: Type.String({ description: 'ISO 8601 UTC, inclusive' }),
     windowEnd: Type.String({ description: 'ISO 8601 UTC, exclusive' }),
     value: Type.Number({ description: 'The aggregate as a JS number' }),
-    valueDecimal: Type.String({ description: 'The exact aggregate as a decimal string (6 fractional digits at most)' }),
+    valueDecimal: Type.String({
+      description: 'The exact aggregate as a decimal string (6 fractional digits at most)',
+    }),
     eventCount: Type.Integer({ minimum: 0 }),
     revision: Type.Integer({ minimum: 1, description: '1 for the first emission, +1 per correction' }),
     partition: Type.Integer({ minimum: 0 }),

@@ -14,14 +14,20 @@ export interface RollupSubscriberOptions extends Partial<Omit<WorkerOptions, 'co
  * (meter, subject, groupBy, windowStart, revision) and keep the highest revision. Guarded against
  * spinning on an error that repeats at once (see guardWorker).
  */
-export function createRollupSubscriber(queue: string, handler: RollupHandler, options: RollupSubscriberOptions): Worker<RollupJob> {
+export function createRollupSubscriber(
+  queue: string,
+  handler: RollupHandler,
+  options: RollupSubscriberOptions,
+): Worker<RollupJob> {
   const worker = new Worker<RollupJob>(
     queue,
     async (job) => {
       if (job.name !== ROLLUP_JOB_NAME) return;
       if (!rollupJobChecker.Check(job.data)) {
         const first = rollupJobChecker.Errors(job.data).First();
-        throw new UnrecoverableError(`invalid rollup job ${job.id}: ${first?.path ?? ''} ${first?.message ?? ''}`);
+        throw new UnrecoverableError(
+          `invalid rollup job ${job.id}: ${first?.path ?? ''} ${first?.message ?? ''}`,
+        );
       }
       await handler(job.data, job);
     },

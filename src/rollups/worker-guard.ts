@@ -42,7 +42,10 @@ export function guardWorker(worker: Worker, name: string, logger?: Logger): () =
     // A trip long after the last one starts the backoff afresh.
     if (now - lastTrip > 2 * MAX_PAUSE_MS) pauseMs = FIRST_PAUSE_MS;
     lastTrip = now;
-    logger?.warn({ err, queue: name, pauseMs }, 'the BullMQ worker keeps failing at once, without waiting: pausing it so it cannot spin the process');
+    logger?.warn(
+      { err, queue: name, pauseMs },
+      'the BullMQ worker keeps failing at once, without waiting: pausing it so it cannot spin the process',
+    );
     // pause() sets the flag that ends BullMQ's fetch loop before its first await.
     void worker.pause(true).catch(() => undefined);
     timer = setTimeout(() => {

@@ -11,7 +11,9 @@ import { metrics, type BatchObservableCallback, type Meter, type Observable } fr
  */
 const MS = { unit: 'ms' } as const;
 /** Bucket bounds for the latency histograms (ms): 1 ms to 10 min. */
-const LATENCY_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000, 600_000];
+const LATENCY_BUCKETS = [
+  1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000, 600_000,
+];
 
 function build(meter: Meter) {
   const counter = (name: string, description: string) => meter.createCounter(name, { description });
@@ -31,24 +33,53 @@ function build(meter: Meter) {
     rollupsEmitted: counter('tally.rollups.emitted', 'Rollup jobs added to BullMQ queues'),
     // Worker histograms.
     batchDuration: histogram('tally.batch.duration', 'Time to apply one batch'),
-    rollupLatency: histogram('tally.rollup.latency', 'Wall-clock time from a window close point (end + grace) to its first rollup job being added'),
+    rollupLatency: histogram(
+      'tally.rollup.latency',
+      'Wall-clock time from a window close point (end + grace) to its first rollup job being added',
+    ),
     // Worker gauges, observed per owned partition on each collection (worker/gauges.ts).
-    partitionLag: gauge('tally.partition.lag', 'Entries in the partition stream not yet delivered to the consumer group'),
-    partitionPending: gauge('tally.partition.pending', 'Entries delivered and not yet applied (acknowledged)'),
-    partitionOldestPendingAge: gauge('tally.partition.oldest_pending_age', 'Age of the oldest pending entry, from its id', 'ms'),
-    partitionOpenWindows: gauge('tally.partition.open_windows', 'Windows open (not yet closed) in the partition'),
-    partitionEventTimeLag: gauge('tally.partition.event_time_lag', 'Wall clock minus stream time (largest event time applied)', 'ms'),
+    partitionLag: gauge(
+      'tally.partition.lag',
+      'Entries in the partition stream not yet delivered to the consumer group',
+    ),
+    partitionPending: gauge(
+      'tally.partition.pending',
+      'Entries delivered and not yet applied (acknowledged)',
+    ),
+    partitionOldestPendingAge: gauge(
+      'tally.partition.oldest_pending_age',
+      'Age of the oldest pending entry, from its id',
+      'ms',
+    ),
+    partitionOpenWindows: gauge(
+      'tally.partition.open_windows',
+      'Windows open (not yet closed) in the partition',
+    ),
+    partitionEventTimeLag: gauge(
+      'tally.partition.event_time_lag',
+      'Wall clock minus stream time (largest event time applied)',
+      'ms',
+    ),
     partitionOutbox: gauge('tally.partition.outbox', 'Rollups in the outbox not yet relayed to BullMQ'),
     partitionDeadLetters: gauge('tally.partition.dead_letters', 'Length of the dead-letter stream'),
     partitionsOwned: gauge('tally.worker.partitions_owned', 'Partitions this worker consumes'),
     // Entitlements.
-    entitlementRollupsApplied: counter('tally.entitlements.rollups', 'Rollup applications to entitlement usage, by status'),
-    entitlementNotificationsRelayed: counter('tally.entitlements.notifications', 'Entitlement notifications added to the queue'),
+    entitlementRollupsApplied: counter(
+      'tally.entitlements.rollups',
+      'Rollup applications to entitlement usage, by status',
+    ),
+    entitlementNotificationsRelayed: counter(
+      'tally.entitlements.notifications',
+      'Entitlement notifications added to the queue',
+    ),
     entitlementChecks: counter('tally.entitlements.checks', 'Entitlement checks answered'),
     entitlementCheckDuration: histogram('tally.entitlements.check.duration', 'Time to answer a check'),
     // HTTP API (`tally serve`): attributes tally.route, tally.method, tally.status.
     httpRequests: counter('tally.http.requests', 'HTTP requests answered, by route and status'),
-    httpEventsIngested: counter('tally.http.events.ingested', 'Events accepted by POST /api/v1/events (acknowledged by Redis)'),
+    httpEventsIngested: counter(
+      'tally.http.events.ingested',
+      'Events accepted by POST /api/v1/events (acknowledged by Redis)',
+    ),
     httpRequestDuration: histogram('tally.http.request.duration', 'Time to answer an HTTP request'),
   };
 }

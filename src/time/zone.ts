@@ -15,10 +15,7 @@ import { SECOND_MS } from './units.js';
  */
 export function normalizeTimeZone(timeZone: unknown, field = 'timeZone'): string {
   if (typeof timeZone !== 'string' || timeZone === '') {
-    throw new TallyConfigError(
-      field,
-      `expected an IANA time zone name, got ${JSON.stringify(timeZone)}`,
-    );
+    throw new TallyConfigError(field, `expected an IANA time zone name, got ${JSON.stringify(timeZone)}`);
   }
   let resolved: string;
   try {

@@ -33,7 +33,11 @@ interface Row {
 
 function toMs(value: string | number | Date, field: string): number {
   const ms = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : Date.parse(value);
-  if (!Number.isFinite(ms)) throw new TallyValidationError('invalid-time', `${field}: expected an ISO 8601 date-time or epoch ms, got ${JSON.stringify(value)}`);
+  if (!Number.isFinite(ms))
+    throw new TallyValidationError(
+      'invalid-time',
+      `${field}: expected an ISO 8601 date-time or epoch ms, got ${JSON.stringify(value)}`,
+    );
   return ms;
 }
 
@@ -62,10 +66,15 @@ export class UsageQuery extends RedisComponent {
   async query(params: UsageQueryParams): Promise<UsageRow[]> {
     if (this.isClosing) throw new TallyError(ErrorCode.Closed, 'UsageQuery is closed');
     const meter = this.meters.bySlug(params.meter);
-    if (!meter) throw new TallyValidationError('unknown-meter', `unknown meter ${JSON.stringify(params.meter)}`);
+    if (!meter)
+      throw new TallyValidationError('unknown-meter', `unknown meter ${JSON.stringify(params.meter)}`);
     const from = toMs(params.from, 'from');
     const to = toMs(params.to, 'to');
-    if (!(from < to)) throw new TallyValidationError('invalid-range', `from must be before to, got ${formatIsoUtc(from)} .. ${formatIsoUtc(to)}`);
+    if (!(from < to))
+      throw new TallyValidationError(
+        'invalid-range',
+        `from must be before to, got ${formatIsoUtc(from)} .. ${formatIsoUtc(to)}`,
+      );
     const horizon = Date.now() - this.config.windows.retentionMs;
     if (windowOf(meter.window, from).end <= horizon) {
       throw new TallyValidationError(
@@ -77,55 +86,78 @@ export class UsageQuery extends RedisComponent {
     const bySubject = params.bySubject ?? true;
     const groupKeys = [...new Set(params.groupBy ?? [])];
     for (const k of groupKeys) {
-      if (!meter.groupKeys.includes(k)) throw new TallyValidationError('invalid-group-by', `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`);
+      if (!meter.groupKeys.includes(k))
+        throw new TallyValidationError(
+          'invalid-group-by',
+          `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`,
+        );
     }
     const filter = new Map<number, Set<string>>();
     for (const [k, v] of Object.entries(params.filter ?? {})) {
       const index = meter.groupKeys.indexOf(k);
-      if (index < 0) throw new TallyValidationError('invalid-filter', `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`);
+      if (index < 0)
+        throw new TallyValidationError(
+          'invalid-filter',
+          `meter ${meter.slug} has no group-by ${JSON.stringify(k)}`,
+        );
       filter.set(index, new Set(typeof v === 'string' ? [v] : v));
     }
-    const subjects = params.subject === undefined ? undefined : new Set(typeof params.subject === 'string' ? [params.subject] : params.subject);
+    const subjects =
+      params.subject === undefined
+        ? undefined
+        : new Set(typeof params.subject === 'string' ? [params.subject] : params.subject);
     const partitions = subjects
       ? [...new Set([...subjects].map((s) => partitionOf(s, this.config.partitions)))]
       : Array.from({ length: this.config.partitions }, (_, i) => i);
     // One stored (window, group) per row is read from its aggregate; otherwise UNIQUE_COUNT needs the values.
     const needUniques =
-      meter.aggregation === 'UNIQUE_COUNT' && (!rows?.isMeterWindow || groupKeys.length < meter.groupKeys.length || !bySubject);
+      meter.aggregation === 'UNIQUE_COUNT' &&
+      (!rows?.isMeterWindow || groupKeys.length < meter.groupKeys.length || !bySubject);
     const starts: number[] = [];
     for (const w of windowsBetween(meter.window, from, to)) if (w.start >= from) starts.push(w.start);
 
-    return withSpan('usage.query', { 'tally.meter': meter.slug, 'tally.windows': starts.length * partitions.length }, async () => {
-      const out = new Map<string, Row>();
-      for (const p of partitions) {
-        for (let i = 0; i < starts.length; i += CHUNK) {
-          const chunk = starts.slice(i, i + CHUNK);
-          const pipeline = this.client.pipeline();
-          for (const ws of chunk) {
-            pipeline.hgetall(this.keys.window(p, meter.slug, ws));
-            if (needUniques) pipeline.hgetall(this.keys.uniques(p, meter.slug, ws));
-          }
-          const replies = (await pipeline.exec()) ?? [];
-          const per = needUniques ? 2 : 1;
-          chunk.forEach((ws, k) => {
-            const [err, hash] = replies[k * per] ?? [null, {}];
-            if (err) throw err;
-            const uniquesReply = needUniques ? replies[k * per + 1] : undefined;
-            if (uniquesReply?.[0]) throw uniquesReply[0];
-            this.accumulate(out, meter, ws, hash as Record<string, string>, uniquesReply?.[1] as Record<string, string> | undefined, {
-              rows,
-              bySubject,
-              from,
-              to,
-              groupKeys,
-              filter,
-              subjects,
+    return withSpan(
+      'usage.query',
+      { 'tally.meter': meter.slug, 'tally.windows': starts.length * partitions.length },
+      async () => {
+        const out = new Map<string, Row>();
+        for (const p of partitions) {
+          for (let i = 0; i < starts.length; i += CHUNK) {
+            const chunk = starts.slice(i, i + CHUNK);
+            const pipeline = this.client.pipeline();
+            for (const ws of chunk) {
+              pipeline.hgetall(this.keys.window(p, meter.slug, ws));
+              if (needUniques) pipeline.hgetall(this.keys.uniques(p, meter.slug, ws));
+            }
+            const replies = (await pipeline.exec()) ?? [];
+            const per = needUniques ? 2 : 1;
+            chunk.forEach((ws, k) => {
+              const [err, hash] = replies[k * per] ?? [null, {}];
+              if (err) throw err;
+              const uniquesReply = needUniques ? replies[k * per + 1] : undefined;
+              if (uniquesReply?.[0]) throw uniquesReply[0];
+              this.accumulate(
+                out,
+                meter,
+                ws,
+                hash as Record<string, string>,
+                uniquesReply?.[1] as Record<string, string> | undefined,
+                {
+                  rows,
+                  bySubject,
+                  from,
+                  to,
+                  groupKeys,
+                  filter,
+                  subjects,
+                },
+              );
             });
-          });
+          }
         }
-      }
-      return [...out.values()].map((r) => toRow(meter, r)).sort(compareRows);
-    });
+        return [...out.values()].map((r) => toRow(meter, r)).sort(compareRows);
+      },
+    );
   }
 
   private accumulate(
@@ -220,7 +252,17 @@ export class UsageQuery extends RedisComponent {
 }
 
 function emptyCell(): Cell {
-  return { count: 0n, sum: 0n, min: undefined, max: undefined, latestKey: '', latest: undefined, uniques: undefined, uniqueValue: 0n, cells: 0 };
+  return {
+    count: 0n,
+    sum: 0n,
+    min: undefined,
+    max: undefined,
+    latestKey: '',
+    latest: undefined,
+    uniques: undefined,
+    uniqueValue: 0n,
+    cells: 0,
+  };
 }
 
 function toRow(meter: Meter, r: Row): UsageRow {

@@ -15,14 +15,23 @@ export interface RowWindows {
  * The row windows of a query: `MONTH` (calendar months in the zone), or any size `parseWindowSize`
  * accepts that is at least the meter's; undefined (one row over [from, to)) without a size.
  */
-export function rowWindows(meter: Meter, windowSize: string | undefined, timeZone: string | undefined): RowWindows | undefined {
+export function rowWindows(
+  meter: Meter,
+  windowSize: string | undefined,
+  timeZone: string | undefined,
+): RowWindows | undefined {
   if (windowSize === undefined) return undefined;
   const zone = timeZone ?? meter.window.timeZone;
   let spec: WindowSpec;
   try {
-    spec = parseWindowSize(windowSize.trim().toUpperCase() === 'MONTH' ? 'DAY' : windowSize, zone, 'windowSize');
+    spec = parseWindowSize(
+      windowSize.trim().toUpperCase() === 'MONTH' ? 'DAY' : windowSize,
+      zone,
+      'windowSize',
+    );
   } catch (err) {
-    if (err instanceof TallyConfigError) throw new TallyValidationError('invalid-window-size', err.message, { cause: err });
+    if (err instanceof TallyConfigError)
+      throw new TallyValidationError('invalid-window-size', err.message, { cause: err });
     throw err;
   }
   if (windowSize.trim().toUpperCase() === 'MONTH') return monthRows(spec);
@@ -39,7 +48,12 @@ export function rowWindows(meter: Meter, windowSize: string | undefined, timeZon
 
 /** Calendar months in the zone of `day` (a DAY spec): from the local 1st's midnight to the next one's. */
 function monthRows(day: WindowSpec): RowWindows {
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: day.timeZone, year: 'numeric', month: 'numeric', day: 'numeric' });
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: day.timeZone,
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+  });
   const local = (t: number) => {
     const p = Object.fromEntries(parts.formatToParts(t).map((x) => [x.type, Number(x.value)]));
     return { year: p.year as number, month: p.month as number, day: p.day as number };

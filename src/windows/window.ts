@@ -1,5 +1,13 @@
 import { TallyConfigError } from '../errors/index.js';
-import { alignDown, DAY_MS, HOUR_MS, MINUTE_MS, normalizeTimeZone, SECOND_MS, zoneFor } from '../time/index.js';
+import {
+  alignDown,
+  DAY_MS,
+  HOUR_MS,
+  MINUTE_MS,
+  normalizeTimeZone,
+  SECOND_MS,
+  zoneFor,
+} from '../time/index.js';
 
 /**
  * Tumbling-window arithmetic. Everything here except `parseWindowSize` sits on the per-event hot
@@ -24,7 +32,6 @@ export interface WindowBounds {
   readonly start: number;
   readonly end: number;
 }
-
 
 /**
  * Parses `MINUTE`, `HOUR`, `DAY` (any case) or `<n>s|m|h|d` (lower-case unit; `1d`, `24h`, `1440m`
@@ -82,7 +89,6 @@ function sizeLabel(ms: number): string {
   if (ms % MINUTE_MS === 0) return `${ms / MINUTE_MS}m`;
   return `${ms / SECOND_MS}s`;
 }
-
 
 /**
  * The window containing `tMs` (an integer epoch ms): start <= tMs < end.

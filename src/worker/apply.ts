@@ -27,13 +27,20 @@ export interface ConsumerContext {
  * an entry spread over several calls is acknowledged by its last). Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
  * (the caller retries in place).
  */
-export async function applyPrepared(ctx: ConsumerContext, partition: number, entries: number, prepared: PreparedBatch): Promise<void> {
+export async function applyPrepared(
+  ctx: ConsumerContext,
+  partition: number,
+  entries: number,
+  prepared: PreparedBatch,
+): Promise<void> {
   const { client, keys, stats, config, consumer, scripts } = ctx;
   const started = performance.now();
   await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': entries }, async () => {
     // Forwarded copies must be in their home stream before this entry is acked (a crash in
     // between re-forwards them, and the home partition drops the copy as a duplicate).
-    await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, f.json)));
+    await Promise.all(
+      prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, f.json)),
+    );
     const params = {
       group: config.consumerGroup,
       consumer,
@@ -73,7 +80,12 @@ export async function applyPrepared(ctx: ConsumerContext, partition: number, ent
 }
 
 /** Keeps the last error of an entry, for the dead letter if it turns out to be poison. */
-export async function recordError(ctx: ConsumerContext, partition: number, id: string, err: unknown): Promise<void> {
+export async function recordError(
+  ctx: ConsumerContext,
+  partition: number,
+  id: string,
+  err: unknown,
+): Promise<void> {
   const errors = ctx.keys.errors(partition);
   const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   await ctx.client
@@ -85,7 +97,11 @@ export async function recordError(ctx: ConsumerContext, partition: number, id: s
 }
 
 /** Moves entries still pending to the dead-letter stream as poison (deadLetterEntries.lua). */
-export async function deadLetterPoison(ctx: ConsumerContext, partition: number, entries: readonly (readonly [string, number])[]): Promise<number> {
+export async function deadLetterPoison(
+  ctx: ConsumerContext,
+  partition: number,
+  entries: readonly (readonly [string, number])[],
+): Promise<number> {
   const moved = await ctx.scripts.deadLetterEntries(partition, ctx.config.consumerGroup, entries);
   ctx.stats.poison += moved;
   ctx.stats.deadLettered += moved;

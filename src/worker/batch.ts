@@ -73,7 +73,13 @@ function decodeSafely(fields: readonly string[], ingestedMs: number, opts: Decod
     const at = fields.findIndex((f, i) => i % 2 === 0 && (f === EVENT_FIELD || f === EVENTS_FIELD));
     const raw = at >= 0 ? (fields[at + 1] ?? '') : '';
     const field = fields[at] === EVENTS_FIELD ? EVENTS_FIELD : EVENT_FIELD;
-    const rejected: RejectedEvent = { reason: UNPROCESSABLE, detail: describeError(err), payload: raw, field, index: 0 };
+    const rejected: RejectedEvent = {
+      reason: UNPROCESSABLE,
+      detail: describeError(err),
+      payload: raw,
+      field,
+      index: 0,
+    };
     return { events: [], rejected: [rejected], raw, field, eventText: () => raw, eventBytes: () => [0, 0] };
   }
 }
@@ -159,7 +165,10 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         // Pin the event time: a forwarded copy is ingested later than the original. The copy is the
         // event's own text (with `time` added if it had none), never a re-serialization.
         const text = decoded.eventText(index);
-        forwards.push({ partition: home, json: event.time === undefined ? withTime(text, new Date(timeMs).toISOString()) : text });
+        forwards.push({
+          partition: home,
+          json: event.time === undefined ? withTime(text, new Date(timeMs).toISOString()) : text,
+        });
         return undefined;
       }
     }
@@ -177,7 +186,15 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     records.push('V', index, fingerprints.length, timeMs, from, to, updates.length);
     fingerprints.push(fp);
     for (const u of updates) {
-      records.push(u.meter.slug, u.meter.code, String(u.windowStart), String(u.windowEnd), u.group, u.value, u.sortKey);
+      records.push(
+        u.meter.slug,
+        u.meter.code,
+        String(u.windowStart),
+        String(u.windowEnd),
+        u.group,
+        u.value,
+        u.sortKey,
+      );
     }
     return undefined;
   };
@@ -197,7 +214,8 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         rejection = { reason: UNPROCESSABLE, detail: describeError(err) };
       }
       // One event of a batch entry is dead-lettered alone (its own text), not with the whole batch.
-      if (rejection) deadLetter(d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
+      if (rejection)
+        deadLetter(d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
     }
   }
   if (records.length > 0) flush();

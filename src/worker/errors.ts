@@ -19,7 +19,12 @@ export function isTransientRedisError(err: unknown): boolean {
   let cause: unknown = err;
   for (let depth = 0; depth < 5 && cause instanceof Error; depth++) {
     if (cause instanceof ReplyError) return TRANSIENT_REPLIES.test(cause.message);
-    if (cause instanceof RangeError || cause instanceof TypeError || cause instanceof SyntaxError || cause instanceof ReferenceError) {
+    if (
+      cause instanceof RangeError ||
+      cause instanceof TypeError ||
+      cause instanceof SyntaxError ||
+      cause instanceof ReferenceError
+    ) {
       return false;
     }
     cause = cause.cause;

@@ -68,7 +68,10 @@ export class PartitionConsumer {
     const claimed = takeover ? await this.retrying('takeover', () => this.claimPending(0)) : 0;
     const own = await this.applyOwnPending();
     if (takeover || own > 0) {
-      this.log.info({ claimed, applied: own, ms: Date.now() - started }, 'partition resumed: pending entries applied in order');
+      this.log.info(
+        { claimed, applied: own, ms: Date.now() - started },
+        'partition resumed: pending entries applied in order',
+      );
     }
     let next = this.readNew();
     while (!this.signal.aborted) {
@@ -97,20 +100,33 @@ export class PartitionConsumer {
     let start = '-';
     let claimedTotal = 0;
     for (;;) {
-      const pending = (await client.xpending(this.stream, group, 'IDLE', minIdleMs, start, '+', batchSize)) as [
-        string,
-        string,
-        number,
-        number,
-      ][];
+      const pending = (await client.xpending(
+        this.stream,
+        group,
+        'IDLE',
+        minIdleMs,
+        start,
+        '+',
+        batchSize,
+      )) as [string, string, number, number][];
       const poison = pending.filter((p) => p[3] >= maxDeliveries);
       if (poison.length > 0) {
-        const moved = await deadLetterPoison(this.ctx, this.partition, poison.map(([id, , , deliveries]) => [id, deliveries] as const));
+        const moved = await deadLetterPoison(
+          this.ctx,
+          this.partition,
+          poison.map(([id, , , deliveries]) => [id, deliveries] as const),
+        );
         this.log.warn({ moved, maxDeliveries }, 'poison entries moved to the dead-letter stream');
       }
       const retry = pending.filter((p) => p[3] < maxDeliveries).map((p) => p[0]);
       if (retry.length > 0) {
-        const claimed = (await client.xclaim(this.stream, group, consumer, minIdleMs, ...retry)) as (StreamEntry | null)[];
+        const claimed = (await client.xclaim(
+          this.stream,
+          group,
+          consumer,
+          minIdleMs,
+          ...retry,
+        )) as (StreamEntry | null)[];
         const live = claimed.filter((e): e is StreamEntry => e !== null);
         if (live.length > 0) {
           stats.reclaimed += live.length;
@@ -170,9 +186,12 @@ export class PartitionConsumer {
     const { config, consumer } = this.ctx;
     const args: (string | number)[] = ['GROUP', config.consumerGroup, consumer, 'COUNT', this.readCount()];
     if (blockMs > 0) args.push('BLOCK', blockMs);
-    const reply = (await this.conn.xreadgroup(...(args as ['GROUP', string, string]), 'STREAMS', this.stream, id)) as
-      | [string, (StreamEntry | [string, null])[]][]
-      | null;
+    const reply = (await this.conn.xreadgroup(
+      ...(args as ['GROUP', string, string]),
+      'STREAMS',
+      this.stream,
+      id,
+    )) as [string, (StreamEntry | [string, null])[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
     const gone = entries.filter((e) => e[1] === null).map((e) => e[0]);
     if (gone.length > 0) await this.ctx.client.xack(this.stream, config.consumerGroup, ...gone);
@@ -231,7 +250,10 @@ export class PartitionConsumer {
       if (!transient) failures++;
       if (!transient && entries.length > 1 && failures >= 2) {
         const mid = entries.length >> 1;
-        this.log.warn({ entries: entries.length, err: error }, 'a batch keeps failing: bisecting it to find the entry that fails');
+        this.log.warn(
+          { entries: entries.length, err: error },
+          'a batch keeps failing: bisecting it to find the entry that fails',
+        );
         await this.applyInPlace(entries.slice(0, mid), undefined);
         await this.applyInPlace(entries.slice(mid), undefined);
         return;
@@ -239,8 +261,13 @@ export class PartitionConsumer {
       if (!transient && failures >= maxDeliveries) {
         const [id] = entries[0] as StreamEntry;
         await recordError(this.ctx, this.partition, id, error);
-        const moved = await this.retrying('dead-letter', () => deadLetterPoison(this.ctx, this.partition, [[id, failures]]));
-        this.log.warn({ moved, entry: id, attempts: failures, err: error }, 'poison entries moved to the dead-letter stream');
+        const moved = await this.retrying('dead-letter', () =>
+          deadLetterPoison(this.ctx, this.partition, [[id, failures]]),
+        );
+        this.log.warn(
+          { moved, entry: id, attempts: failures, err: error },
+          'poison entries moved to the dead-letter stream',
+        );
         return;
       }
       if (this.signal.aborted) return;

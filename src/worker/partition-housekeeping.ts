@@ -17,7 +17,12 @@ const MAX_DEDUP_KEYS_PER_CALL = 2000;
  * Removes consumers with nothing pending from the partition's consumer groups (events and outbox):
  * this replica's own (`minIdleMs` null) or, with a minimum idle time, other replicas' long gone ones.
  */
-export async function forgetConsumers(ctx: ConsumerContext, relay: RollupRelay, partition: number, minIdleMs: number | null): Promise<number> {
+export async function forgetConsumers(
+  ctx: ConsumerContext,
+  relay: RollupRelay,
+  partition: number,
+  minIdleMs: number | null,
+): Promise<number> {
   const { client, keys, config, consumer } = ctx;
   return (
     (await StreamGroup.forget(client, keys.events(partition), config.consumerGroup, minIdleMs, [consumer])) +
@@ -29,7 +34,11 @@ export async function forgetConsumers(ctx: ConsumerContext, relay: RollupRelay, 
  * The housekeeping table of one partition: what runs, how often. Every step is a bounded script call
  * that is safe to run from any number of replicas at once.
  */
-export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionConsumer, relay: RollupRelay): HousekeepingStep[] {
+export function partitionHousekeeping(
+  ctx: ConsumerContext,
+  consumer: PartitionConsumer,
+  relay: RollupRelay,
+): HousekeepingStep[] {
   const { partition } = consumer;
   const { config, scripts, logger, stats } = ctx;
   const { claimIdleMs } = config.worker;
@@ -42,14 +51,21 @@ export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionC
         let windowsClosed = 0;
         let corrections = 0;
         for (;;) {
-          const r = await scripts.closeWindows(partition, config.consumerGroup, config.windows, MAX_WINDOWS_PER_CALL, MAX_CORRECTIONS_PER_CALL);
+          const r = await scripts.closeWindows(
+            partition,
+            config.consumerGroup,
+            config.windows,
+            MAX_WINDOWS_PER_CALL,
+            MAX_CORRECTIONS_PER_CALL,
+          );
           windowsClosed += r.windowsClosed;
           corrections += r.corrections;
           if (!r.more) break;
         }
         stats.windowsClosed += windowsClosed;
         instruments.windowsClosed.add(windowsClosed, { 'tally.partition': partition });
-        if (windowsClosed > 0 || corrections > 0) logger.debug({ partition, windowsClosed, corrections }, 'windows closed');
+        if (windowsClosed > 0 || corrections > 0)
+          logger.debug({ partition, windowsClosed, corrections }, 'windows closed');
       },
     },
     {
@@ -67,13 +83,18 @@ export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionC
       every: Math.max(250, Math.floor(claimIdleMs / 2)),
       run: async () => {
         const claimed = await consumer.claimPending(claimIdleMs);
-        if (claimed > 0) logger.info({ partition, reclaimed: claimed }, 'reclaimed entries left pending by another consumer');
+        if (claimed > 0)
+          logger.info(
+            { partition, reclaimed: claimed },
+            'reclaimed entries left pending by another consumer',
+          );
       },
     },
     {
       step: 'trim',
       every: TRIM_EVERY_MS,
-      run: () => scripts.trimStream(partition, config.consumerGroup, config.trim.retainAckedMs, config.trim.maxLength),
+      run: () =>
+        scripts.trimStream(partition, config.consumerGroup, config.trim.retainAckedMs, config.trim.maxLength),
     },
     {
       // Deletes dedup buckets of epochs that have left the horizon (sweepDedup.lua), in bounded steps.
@@ -83,7 +104,12 @@ export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionC
         const current = epochOf(now, config.dedup.epochMs);
         let deleted = 0;
         for (;;) {
-          const r = await scripts.sweepDedup(partition, current, config.dedup.generations, MAX_DEDUP_KEYS_PER_CALL);
+          const r = await scripts.sweepDedup(
+            partition,
+            current,
+            config.dedup.generations,
+            MAX_DEDUP_KEYS_PER_CALL,
+          );
           deleted += r.deleted;
           if (!r.more) break;
         }
@@ -95,7 +121,8 @@ export function partitionHousekeeping(ctx: ConsumerContext, consumer: PartitionC
       every: SWEEP_EVERY_MS,
       run: async () => {
         const removed = await forgetConsumers(ctx, relay, partition, STALE_CONSUMER_MS);
-        if (removed > 0) logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
+        if (removed > 0)
+          logger.info({ partition, removed }, 'removed consumers of dead replicas (idle, nothing pending)');
       },
     },
   ];

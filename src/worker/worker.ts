@@ -1,7 +1,16 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { MeterIndex } from '../meters/index.js';
-import { checkEvictionPolicy, checkRedisAccess, duplicate, MeteringScripts, processConsumerName, RedisComponent, StreamGroup, TallyKeys } from '../redis/index.js';
+import {
+  checkEvictionPolicy,
+  checkRedisAccess,
+  duplicate,
+  MeteringScripts,
+  processConsumerName,
+  RedisComponent,
+  StreamGroup,
+  TallyKeys,
+} from '../redis/index.js';
 import { RollupRelay } from '../rollups/index.js';
 import type { ConsumerContext } from './apply.js';
 import { runHousekeeping } from './housekeeping.js';
@@ -59,13 +68,27 @@ export class TallyWorker extends RedisComponent {
     this.ctx = { client, scripts, config, keys, meters, consumer, logger, stats, failures };
     for (const p of options.partitions ?? []) {
       if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
-        throw new TallyConfigError('partitions', `${p} is not a partition of 0..${this.config.partitions - 1}`);
+        throw new TallyConfigError(
+          'partitions',
+          `${p} is not a partition of 0..${this.config.partitions - 1}`,
+        );
       }
     }
     const leased = options.partitions === undefined && this.config.worker.leases;
-    this.staticPartitions = leased ? undefined : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
+    this.staticPartitions = leased
+      ? undefined
+      : (options.partitions ?? Array.from({ length: this.config.partitions }, (_, i) => i));
     this.leases = leased
-      ? new PartitionLeases(this.client, scripts, this.keys, this.consumer, this.config.partitions, this.config.worker.leaseTtlMs, this.logger, this.stop.signal)
+      ? new PartitionLeases(
+          this.client,
+          scripts,
+          this.keys,
+          this.consumer,
+          this.config.partitions,
+          this.config.worker.leaseTtlMs,
+          this.logger,
+          this.stop.signal,
+        )
       : undefined;
     this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
   }
@@ -84,7 +107,12 @@ export class TallyWorker extends RedisComponent {
       queues: this.config.rollups.queues,
     });
     checkEvictionPolicy(facts, this.allowEviction, this.logger);
-    this.unobserve = observePartitionGauges({ client: this.client, keys: this.keys, group: this.config.consumerGroup, partitions: () => this.activePartitions });
+    this.unobserve = observePartitionGauges({
+      client: this.client,
+      keys: this.keys,
+      group: this.config.consumerGroup,
+      partitions: () => this.activePartitions,
+    });
     if (this.staticPartitions) {
       for (const p of this.staticPartitions) await this.startPartition(p, false);
     } else {
@@ -120,9 +148,10 @@ export class TallyWorker extends RedisComponent {
     this.outages.watch(conn);
     const signal = AbortSignal.any([abort.signal, this.stop.signal]);
     const consumer = new PartitionConsumer(this.ctx, partition, conn, signal);
-    const done = Promise.allSettled([this.consumeLoop(consumer, takeover, signal), this.maintenanceLoop(consumer, signal)]).then(() =>
-      conn.disconnect(),
-    );
+    const done = Promise.allSettled([
+      this.consumeLoop(consumer, takeover, signal),
+      this.maintenanceLoop(consumer, signal),
+    ]).then(() => conn.disconnect());
     this.runners.set(partition, { abort, consumer, done });
   }
 
@@ -164,7 +193,10 @@ export class TallyWorker extends RedisComponent {
    * (`<op>:<partition>`) failing now, each logged once until it recovers.
    */
   get health(): { running: boolean; failing: string[] } {
-    return { running: this.started !== undefined && !this.stop.signal.aborted, failing: this.failures.current };
+    return {
+      running: this.started !== undefined && !this.stop.signal.aborted,
+      failing: this.failures.current,
+    };
   }
 
   /** Counters since start (a copy). */
@@ -182,13 +214,19 @@ export class TallyWorker extends RedisComponent {
     await this.started?.catch(() => undefined);
     await this.supervisor;
     await Promise.allSettled([...this.runners.keys()].map((p) => this.stopPartition(p)));
-    await this.leases?.releaseAll().catch((err: unknown) => this.logger.warn({ err }, 'releasing partition leases failed'));
+    await this.leases
+      ?.releaseAll()
+      .catch((err: unknown) => this.logger.warn({ err }, 'releasing partition leases failed'));
     // Leave the consumer groups (only where this consumer holds nothing pending), so they do not fill
     // up with the names of replicas that came and went.
     for (const p of this.groupsSeen) {
-      await forgetConsumers(this.ctx, this.relay, p, null).catch((err: unknown) => this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'));
+      await forgetConsumers(this.ctx, this.relay, p, null).catch((err: unknown) =>
+        this.logger.warn({ err, partition: p }, 'leaving consumer groups failed'),
+      );
     }
-    await this.relay.close().catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
+    await this.relay
+      .close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
 
@@ -202,7 +240,8 @@ export class TallyWorker extends RedisComponent {
   private async ensureGroup(partition: number, logRecreation = true): Promise<void> {
     const stream = this.keys.events(partition);
     const created = await StreamGroup.ensure(this.client, stream, this.config.consumerGroup);
-    if (created && logRecreation && this.groupsSeen.has(partition)) this.logger.error({ partition, stream }, GROUP_LOST);
+    if (created && logRecreation && this.groupsSeen.has(partition))
+      this.logger.error({ partition, stream }, GROUP_LOST);
     this.groupsSeen.add(partition);
   }
 
@@ -210,7 +249,11 @@ export class TallyWorker extends RedisComponent {
    * Runs a partition consumer until `signal` aborts. A consumer group that vanished (Redis lost its data)
    * is recreated and consumption goes on.
    */
-  private async consumeLoop(consumer: PartitionConsumer, takeover: boolean, signal: AbortSignal): Promise<void> {
+  private async consumeLoop(
+    consumer: PartitionConsumer,
+    takeover: boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
     const partition = consumer.partition;
     while (!signal.aborted) {
       try {
@@ -219,7 +262,9 @@ export class TallyWorker extends RedisComponent {
       } catch (err) {
         if (StreamGroup.isMissing(err)) {
           this.logger.error({ partition, stream: this.keys.events(partition) }, GROUP_LOST);
-          await this.ensureGroup(partition, false).catch((e: unknown) => this.failures.failed('create-group', partition, e));
+          await this.ensureGroup(partition, false).catch((e: unknown) =>
+            this.failures.failed('create-group', partition, e),
+          );
         } else {
           this.failures.failed('consume', partition, err);
           await sleep(1000, signal);
@@ -232,9 +277,14 @@ export class TallyWorker extends RedisComponent {
   /** Closes due windows, relays rollups, reclaims stale entries, trims, sweeps old dedup epochs. */
   private maintenanceLoop(consumer: PartitionConsumer, signal: AbortSignal): Promise<void> {
     const partition = consumer.partition;
-    return runHousekeeping(partitionHousekeeping(this.ctx, consumer, this.relay), this.config.worker.closeIntervalMs, signal, {
-      failed: (step, err) => this.failures.failed(step, partition, err),
-      succeeded: (step) => this.failures.succeeded(step, partition),
-    });
+    return runHousekeeping(
+      partitionHousekeeping(this.ctx, consumer, this.relay),
+      this.config.worker.closeIntervalMs,
+      signal,
+      {
+        failed: (step, err) => this.failures.failed(step, partition, err),
+        succeeded: (step) => this.failures.succeeded(step, partition),
+      },
+    );
   }
 }

@@ -94,12 +94,26 @@ export function makeChaosMix(opts: ChaosMixOptions): ChaosMix {
       main.push(
         rnd() < 0.5
           ? { id, source: 'chaos', type: 'llm', subject, time, data: { tokens: 'lots', model: 'a' } }
-          : { id, source: 'chaos', type: 'req', subject, time, data: { route: '/x', latency: 'slow', user: 'u1', balance: 1 } },
+          : {
+              id,
+              source: 'chaos',
+              type: 'req',
+              subject,
+              time,
+              data: { route: '/x', latency: 'slow', user: 'u1', balance: 1 },
+            },
       );
       nextInvalid += invalidEvery;
     }
   }
   const late = Array.from({ length: lateDuplicates }, () => pick(originals));
   const soon = main.length - n - invalidIds.size;
-  return { main, lateDuplicates: late, invalidIds, total: main.length + late.length, duplicates: soon + late.length, delayed };
+  return {
+    main,
+    lateDuplicates: late,
+    invalidIds,
+    total: main.length + late.length,
+    duplicates: soon + late.length,
+    delayed,
+  };
 }

@@ -29,14 +29,27 @@ export interface RunOptions {
 }
 
 /** Runs a command to its end in the repository root (default: the tally CLI), at most 3 minutes. */
-export function run(args: readonly string[], env: NodeJS.ProcessEnv = {}, options: RunOptions = {}): Promise<RunResult> {
+export function run(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  options: RunOptions = {},
+): Promise<RunResult> {
   assertBuilt();
   const [file, ...pre] = options.command ?? [process.execPath, CLI];
   return new Promise((done) => {
-    const child = execFile(file as string, [...pre, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
+    const child = execFile(
+      file as string,
+      [...pre, ...args],
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 180_000 },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 1
+          : 0;
+        done({ code, stdout, stderr });
+      },
+    );
     child.stdin?.end(options.input ?? '');
   });
 }
@@ -52,10 +65,18 @@ export interface Running {
 }
 
 /** Starts a long-running command (default: the tally CLI); it is stopped when the current test ends. */
-export function start(args: readonly string[], env: NodeJS.ProcessEnv = {}, command: readonly string[] = [process.execPath, CLI]): Running {
+export function start(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  command: readonly string[] = [process.execPath, CLI],
+): Running {
   assertBuilt();
   const [file, ...pre] = command;
-  const child = spawn(file as string, [...pre, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file as string, [...pre, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let text = '';
   child.stdout?.on('data', (b: Buffer) => (text += b.toString()));
   child.stderr?.on('data', (b: Buffer) => (text += b.toString()));
@@ -81,11 +102,16 @@ export function start(args: readonly string[], env: NodeJS.ProcessEnv = {}, comm
     child,
     output: () => text,
     waitForOutput: async (pattern, timeoutMs = 20_000) => {
-      await waitFor(() => pattern.test(text) || (child.exitCode !== null ? Promise.reject(new Error(`exited ${child.exitCode}:\n${text}`)) : false), {
-        timeoutMs,
-        intervalMs: 100,
-        message: `${pattern} in the output of ${args.join(' ')}; so far:\n${text}`,
-      });
+      await waitFor(
+        () =>
+          pattern.test(text) ||
+          (child.exitCode !== null ? Promise.reject(new Error(`exited ${child.exitCode}:\n${text}`)) : false),
+        {
+          timeoutMs,
+          intervalMs: 100,
+          message: `${pattern} in the output of ${args.join(' ')}; so far:\n${text}`,
+        },
+      );
     },
     stop,
   };

@@ -5,7 +5,14 @@ import type { ModelMeter } from './model.js';
 const MINUTE = 60_000;
 
 export const METERS = [
-  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: '1m' },
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    groupBy: { model: '$.model' },
+    windowSize: '1m',
+  },
   { slug: 'calls', eventType: 'req', aggregation: 'COUNT', groupBy: { route: '$.route' }, windowSize: '1m' },
   { slug: 'lat_min', eventType: 'req', aggregation: 'MIN', valueProperty: '$.latency', windowSize: '1m' },
   { slug: 'lat_max', eventType: 'req', aggregation: 'MAX', valueProperty: '$.latency', windowSize: '1m' },
@@ -15,7 +22,14 @@ export const METERS = [
 ];
 
 export const MODEL_METERS: ModelMeter[] = [
-  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueKey: 'tokens', groupBy: { model: 'model' }, windowMs: MINUTE },
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueKey: 'tokens',
+    groupBy: { model: 'model' },
+    windowMs: MINUTE,
+  },
   { slug: 'calls', eventType: 'req', aggregation: 'COUNT', groupBy: { route: 'route' }, windowMs: MINUTE },
   { slug: 'lat_min', eventType: 'req', aggregation: 'MIN', valueKey: 'latency', windowMs: MINUTE },
   { slug: 'lat_max', eventType: 'req', aggregation: 'MAX', valueKey: 'latency', windowMs: MINUTE },
@@ -25,9 +39,22 @@ export const MODEL_METERS: ModelMeter[] = [
 ];
 
 /** One event of the fixture mix (LLM tokens or an API request), drawing its values from `rnd`. */
-export function fixtureEvent(id: string, source: string, subject: string, time: string, rnd: () => number): UsageEvent {
+export function fixtureEvent(
+  id: string,
+  source: string,
+  subject: string,
+  time: string,
+  rnd: () => number,
+): UsageEvent {
   return rnd() < 0.5
-    ? { id, source, type: 'llm', subject, time, data: { tokens: Math.floor(rnd() * 1000) + 0.125, model: rnd() < 0.5 ? 'a' : 'b' } }
+    ? {
+        id,
+        source,
+        type: 'llm',
+        subject,
+        time,
+        data: { tokens: Math.floor(rnd() * 1000) + 0.125, model: rnd() < 0.5 ? 'a' : 'b' },
+      }
     : {
         id,
         source,
@@ -44,9 +71,12 @@ export function fixtureEvent(id: string, source: string, subject: string, time: 
 }
 
 /** Deterministic events over `minutes` past minutes, in time order, with `dupRate` re-sent duplicates. */
-export function makeEvents(n: number, opts: { minutes?: number; dupRate?: number; subjects?: number; seed?: number } = {}): UsageEvent[] {
+export function makeEvents(
+  n: number,
+  opts: { minutes?: number; dupRate?: number; subjects?: number; seed?: number } = {},
+): UsageEvent[] {
   let s = opts.seed ?? 7;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   const minutes = opts.minutes ?? 3;
   const start = Math.floor(Date.now() / MINUTE) * MINUTE - (minutes + 2) * MINUTE;
   const events: UsageEvent[] = [];
@@ -62,4 +92,3 @@ export function makeEvents(n: number, opts: { minutes?: number; dupRate?: number
   }
   return events;
 }
-

@@ -76,7 +76,15 @@ export class TotalsModel {
       const key = JSON.stringify([m.slug, event.subject, groupBy, windowStart]);
       let cell = this.cells.get(key);
       if (!cell) {
-        cell = { meter: m.slug, subject: event.subject, groupBy, windowStart, count: 0, sum: 0n, uniques: new Set() };
+        cell = {
+          meter: m.slug,
+          subject: event.subject,
+          groupBy,
+          windowStart,
+          count: 0,
+          sum: 0n,
+          uniques: new Set(),
+        };
         this.cells.set(key, cell);
       }
       cell.count++;
@@ -124,18 +132,27 @@ export class TotalsModel {
           const r = scaled % BigInt(cell.count);
           const twice = 2n * (r < 0n ? -r : r);
           let rounded = q;
-          if (twice > BigInt(cell.count) || (twice === BigInt(cell.count) && q % 2n !== 0n)) rounded += scaled < 0n ? -1n : 1n;
+          if (twice > BigInt(cell.count) || (twice === BigInt(cell.count) && q % 2n !== 0n))
+            rounded += scaled < 0n ? -1n : 1n;
           value = decimal(rounded);
           break;
         }
       }
-      out.set(rollupKey(cell.meter, cell.subject, cell.groupBy, cell.windowStart), { value, eventCount: cell.count });
+      out.set(rollupKey(cell.meter, cell.subject, cell.groupBy, cell.windowStart), {
+        value,
+        eventCount: cell.count,
+      });
     }
     return out;
   }
 }
 
-export function rollupKey(meter: string, subject: string, groupBy: Record<string, string | null>, windowStart: number): string {
+export function rollupKey(
+  meter: string,
+  subject: string,
+  groupBy: Record<string, string | null>,
+  windowStart: number,
+): string {
   const sorted = Object.fromEntries(Object.entries(groupBy).sort(([a], [b]) => a.localeCompare(b)));
   return `${meter}|${subject}|${JSON.stringify(sorted)}|${windowStart}`;
 }

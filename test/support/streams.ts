@@ -29,12 +29,27 @@ export function compareIds(a: string, b: string): number {
 }
 
 /** The stream and its group `group`, read atomically; undefined when the stream or the group does not exist. */
-export async function snapshotStream(redis: Redis | Cluster, stream: string, group: string): Promise<StreamSnapshot | undefined> {
-  const replies = await redis.multi().xinfo('STREAM', stream).xinfo('GROUPS', stream).xpending(stream, group).exec();
+export async function snapshotStream(
+  redis: Redis | Cluster,
+  stream: string,
+  group: string,
+): Promise<StreamSnapshot | undefined> {
+  const replies = await redis
+    .multi()
+    .xinfo('STREAM', stream)
+    .xinfo('GROUPS', stream)
+    .xpending(stream, group)
+    .exec();
   if (!replies || replies.some(([err]) => err)) return undefined;
-  const [[, rawStream], [, rawGroups], [, rawPending]] = replies as [unknown, unknown][] as [[null, unknown[]], [null, unknown[][]], [null, unknown[]]];
+  const [[, rawStream], [, rawGroups], [, rawPending]] = replies as [unknown, unknown][] as [
+    [null, unknown[]],
+    [null, unknown[][]],
+    [null, unknown[]],
+  ];
   const info = toRecord(rawStream) as unknown as Record<string, unknown>;
-  const g = rawGroups.map((x) => toRecord(x) as unknown as Record<string, unknown>).find((x) => x.name === group);
+  const g = rawGroups
+    .map((x) => toRecord(x) as unknown as Record<string, unknown>)
+    .find((x) => x.name === group);
   if (!g) return undefined;
   const first = info['first-entry'] as [string, string[]] | null;
   return {

@@ -11,7 +11,14 @@ import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { connect } from '../../src/redis/index.js';
-import { resolveConfig, TallyKeys, TallyWorker, UsageProducer, type RollupJob, type TallyConfig } from '../../src/index.js';
+import {
+  resolveConfig,
+  TallyKeys,
+  TallyWorker,
+  UsageProducer,
+  type RollupJob,
+  type TallyConfig,
+} from '../../src/index.js';
 import { createTestRedis, testRedisUrl, uniquePrefix, waitFor } from './redis.js';
 import { rollupKey } from './model.js';
 
@@ -62,13 +69,21 @@ export class Harness {
       windows: { grace: '100ms', idleTimeout: '300ms', ...options.windows },
       ...(options.dedup ? { dedup: options.dedup } : {}),
       worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', ...options.worker },
-      rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h', ...(options.cluster ? { queuePrefix: '{tally}' } : {}), ...options.rollups },
+      rollups: {
+        queues: [`${prefix}-billing`],
+        keepCompleted: '1h',
+        ...(options.cluster ? { queuePrefix: '{tally}' } : {}),
+        ...options.rollups,
+      },
       meters: options.meters,
     };
     this.config = resolveConfig(this.raw, {});
     this.keys = new TallyKeys(prefix);
     this.redis = options.cluster ? connect({ url, cluster: true }) : createTestRedis({ url });
-    this.queue = new Queue(`${prefix}-billing`, { connection: this.redis, prefix: this.config.rollups.queuePrefix });
+    this.queue = new Queue(`${prefix}-billing`, {
+      connection: this.redis,
+      prefix: this.config.rollups.queuePrefix,
+    });
     // Tests that stop Redis expect connection errors: without a listener BullMQ prints each to stderr.
     this.queue.on('error', () => undefined);
   }
@@ -106,7 +121,11 @@ export class Harness {
     writeFileSync(file, stringify(this.raw));
     const child = spawn(process.execPath, [CLI, 'worker', '--config', file], {
       // The harness's Redis, also when REDIS_URL names another one (it would override the config).
-      env: { ...process.env, REDIS_URL: this.config.redisUrl, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' },
+      env: {
+        ...process.env,
+        REDIS_URL: this.config.redisUrl,
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     this.children.add(child);
@@ -134,7 +153,11 @@ export class Harness {
 
   /** All rollup jobs in the billing queue. */
   async rollups(): Promise<RollupJob[]> {
-    const jobs = await this.queue.getJobs(['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized'], 0, -1);
+    const jobs = await this.queue.getJobs(
+      ['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized'],
+      0,
+      -1,
+    );
     return jobs.map((j) => j.data as RollupJob);
   }
 
@@ -154,7 +177,10 @@ export class Harness {
   }
 
   async deadLetters(partition = 0): Promise<DeadLetter[]> {
-    const entries = (await this.redis.xrange(this.keys.deadLetter(partition), '-', '+')) as [string, string[]][];
+    const entries = (await this.redis.xrange(this.keys.deadLetter(partition), '-', '+')) as [
+      string,
+      string[],
+    ][];
     return entries.map(([id, fields]) => ({ id, ...(toRecord(fields) as Omit<DeadLetter, 'id'>) }));
   }
 
@@ -184,7 +210,9 @@ export function diffTotals(
     const got = latest.get(key);
     if (!got) problems.push(`missing ${key} (want ${want.value})`);
     else if (got.valueDecimal !== want.value || got.eventCount !== want.eventCount) {
-      problems.push(`${key}: got ${got.valueDecimal}/${got.eventCount} want ${want.value}/${want.eventCount}`);
+      problems.push(
+        `${key}: got ${got.valueDecimal}/${got.eventCount} want ${want.value}/${want.eventCount}`,
+      );
     }
   }
   for (const key of latest.keys()) if (!expected.has(key)) problems.push(`unexpected ${key}`);

@@ -59,7 +59,10 @@ async function replay(flags: ReplayFlags): Promise<void> {
     ...(flags.limit !== undefined ? { limit: flags.limit } : {}),
   };
   if ([options.ids, options.reason, options.all].filter((x) => x !== undefined).length !== 1) {
-    throw new TallyConfigError('dead-letter replay', 'choose what to replay with exactly one of --id P/ID (repeatable), --reason R, --all');
+    throw new TallyConfigError(
+      'dead-letter replay',
+      'choose what to replay with exactly one of --id P/ID (repeatable), --reason R, --all',
+    );
   }
   const config = await loadCommandConfig(flags.config);
   const result = await withClient(config, (client) => replayDeadLetters(client, config, options));
@@ -71,7 +74,9 @@ export function registerAdmin(program: Command): void {
   withConfigOption(
     program
       .command('status')
-      .description('per partition: stream length, lag, pending, consumers, leases, open windows, stream time, dead letters, outbox'),
+      .description(
+        'per partition: stream length, lag, pending, consumers, leases, open windows, stream time, dead letters, outbox',
+      ),
   )
     .option('--json', 'print JSON')
     .action(async (flags: { config: string; json?: boolean }) => {
@@ -89,7 +94,9 @@ export function registerAdmin(program: Command): void {
     .option('--json', 'print JSON')
     .action(list);
   withConfigOption(
-    deadLetter.command('replay').description('re-inject dead-lettered events (they still dedup by source and id)'),
+    deadLetter
+      .command('replay')
+      .description('re-inject dead-lettered events (they still dedup by source and id)'),
   )
     .option('--id <P/ID>', 'replay this dead letter (repeatable)', repeatable)
     .option('--reason <reason>', 'replay every dead letter with this reason')

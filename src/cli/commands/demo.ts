@@ -6,8 +6,14 @@ import { duration, integer } from '../options.js';
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run a worker, a synthetic producer and a rollup subscriber (on REDIS_URL, the local Redis, or an ephemeral one)')
-    .option('--duration <duration>', 'stop after this long, e.g. 30s (default: until Ctrl-C)', duration('--duration'))
+    .description(
+      'run a worker, a synthetic producer and a rollup subscriber (on REDIS_URL, the local Redis, or an ephemeral one)',
+    )
+    .option(
+      '--duration <duration>',
+      'stop after this long, e.g. 30s (default: until Ctrl-C)',
+      duration('--duration'),
+    )
     .option('--rate <n>', 'synthetic events per second', integer(1, 10_000_000))
     .action(async (flags: { duration?: number; rate?: number }) => {
       await runDemo({

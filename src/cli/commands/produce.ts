@@ -8,7 +8,12 @@ import { produceSynthetic } from '../synthetic.js';
 import { integer, loadCommandConfig, withConfigOption } from '../options.js';
 
 function producerFor(config: TallyConfig): UsageProducer {
-  return new UsageProducer({ redis: config.redis, prefix: config.prefix, partitions: config.partitions, maxEntryBytes: config.maxEntryBytes });
+  return new UsageProducer({
+    redis: config.redis,
+    prefix: config.prefix,
+    partitions: config.partitions,
+    maxEntryBytes: config.maxEntryBytes,
+  });
 }
 
 async function produce(flags: { config: string; batch: number }): Promise<void> {
@@ -54,8 +59,15 @@ async function demoProducer(flags: { config: string; rate: number }): Promise<vo
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
-  console.log(`producing ~${flags.rate} synthetic events/s to ${config.prefix} (${config.partitions} partitions); Ctrl-C stops`);
-  const { sent } = await produceSynthetic({ send: (b) => producer.sendBatch(b), rate: flags.rate, signal: stop.signal, subjects: 50 });
+  console.log(
+    `producing ~${flags.rate} synthetic events/s to ${config.prefix} (${config.partitions} partitions); Ctrl-C stops`,
+  );
+  const { sent } = await produceSynthetic({
+    send: (b) => producer.sendBatch(b),
+    rate: flags.rate,
+    signal: stop.signal,
+    subjects: 50,
+  });
   await producer.close();
   console.log(`sent ${sent} events`);
 }
@@ -64,11 +76,17 @@ export function registerProduce(program: Command): void {
   withConfigOption(
     program
       .command('produce')
-      .description('send CloudEvents from stdin, one JSON object per line (exit code 1 if a line was rejected)'),
+      .description(
+        'send CloudEvents from stdin, one JSON object per line (exit code 1 if a line was rejected)',
+      ),
   )
     .option('--batch <n>', 'events per pipelined send', integer(1, 100_000), 500)
     .action(produce);
-  withConfigOption(program.command('demo-producer').description('send synthetic events for the meters of config/tally.yaml until Ctrl-C'))
+  withConfigOption(
+    program
+      .command('demo-producer')
+      .description('send synthetic events for the meters of config/tally.yaml until Ctrl-C'),
+  )
     .option('--rate <n>', 'events per second', integer(1, 10_000_000), 1000)
     .action(demoProducer);
 }

@@ -35,7 +35,14 @@ export function usageTable(rows: readonly UsageRow[]): string {
   const groupKeys = Object.keys(rows[0]?.groupBy ?? {});
   return renderTable(
     ['windowStart', 'windowEnd', 'subject', ...groupKeys, '>value', '>events'],
-    rows.map((r) => [r.windowStart, r.windowEnd, r.subject ?? '(all)', ...groupKeys.map((k) => r.groupBy[k] ?? '(none)'), r.valueDecimal, String(r.eventCount)]),
+    rows.map((r) => [
+      r.windowStart,
+      r.windowEnd,
+      r.subject ?? '(all)',
+      ...groupKeys.map((k) => r.groupBy[k] ?? '(none)'),
+      r.valueDecimal,
+      String(r.eventCount),
+    ]),
     '',
   );
 }
@@ -52,7 +59,12 @@ async function usage(flags: UsageFlags): Promise<void> {
       ...(flags.subject ? { subject: flags.subject } : {}),
       ...(flags.windowSize ? { windowSize: flags.windowSize } : {}),
       ...(flags.timeZone ? { timeZone: flags.timeZone } : {}),
-      groupBy: (flags.groupBy ?? []).flatMap((g) => g.split(',').map((s) => s.trim()).filter(Boolean)),
+      groupBy: (flags.groupBy ?? []).flatMap((g) =>
+        g
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
       filter,
     }),
   );
@@ -60,12 +72,20 @@ async function usage(flags: UsageFlags): Promise<void> {
   else console.log(usageTable(rows));
 }
 
-async function check(subject: string, feature: string, flags: { config: string; at?: string }): Promise<void> {
+async function check(
+  subject: string,
+  feature: string,
+  flags: { config: string; at?: string },
+): Promise<void> {
   const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
   const config = await loadCommandConfig(flags.config);
   const result = await withClient(config, async (connection) => {
     // The checker's own warning would repeat the note below as a JSON log line.
-    const checker = new EntitlementChecker({ config, connection, logger: stderrLogger(process.env.LOG_LEVEL ?? 'error') });
+    const checker = new EntitlementChecker({
+      config,
+      connection,
+      logger: stderrLogger(process.env.LOG_LEVEL ?? 'error'),
+    });
     const note = definitionsNote(await checker.definitionsCatalog(), config, flags.config);
     if (note) process.stderr.write(`tally: ${note}\n`);
     return checker.check(subject, feature, at);
@@ -77,10 +97,21 @@ async function check(subject: string, feature: string, flags: { config: string; 
 export function registerQueries(program: Command): void {
   withConfigOption(program.command('usage').description('query stored usage, as a table or NDJSON'))
     .requiredOption('--meter <slug>', 'the meter')
-    .requiredOption('--from <time>', 'start of the range (inclusive): ISO 8601, or relative such as now-24h, now-7d', instant('--from'))
-    .option('--to <time>', 'end of the range (exclusive): ISO 8601, now, now-1h... (default: now)', instant('--to'))
+    .requiredOption(
+      '--from <time>',
+      'start of the range (inclusive): ISO 8601, or relative such as now-24h, now-7d',
+      instant('--from'),
+    )
+    .option(
+      '--to <time>',
+      'end of the range (exclusive): ISO 8601, now, now-1h... (default: now)',
+      instant('--to'),
+    )
     .option('--subject <subject>', 'only this subject (repeatable)', repeatable)
-    .option('--window-size <size>', 'rows per MINUTE, HOUR, DAY or a duration (default: one row over the range)')
+    .option(
+      '--window-size <size>',
+      'rows per MINUTE, HOUR, DAY or a duration (default: one row over the range)',
+    )
     .option('--time-zone <zone>', "align rows in this IANA zone (default: the meter's)")
     .option('--group-by <key>', 'split rows by this group-by key (repeatable or comma-separated)', repeatable)
     .option('--filter <key=value>', 'only usage with this group-by value (repeatable)', repeatable)
@@ -93,6 +124,10 @@ export function registerQueries(program: Command): void {
       .argument('<subject>', 'the customer (event subject)')
       .argument('<feature>', 'the feature key'),
   )
-    .option('--at <time>', 'check as of this time: ISO 8601, or relative such as now-1h (default: now)', instant('--at'))
+    .option(
+      '--at <time>',
+      'check as of this time: ISO 8601, or relative such as now-1h (default: now)',
+      instant('--at'),
+    )
     .action(check);
 }

@@ -11,7 +11,13 @@ interface ServeFlags {
 }
 
 export function registerServe(program: Command): void {
-  withConfigOption(program.command('serve').description('run the HTTP API (OpenMeter-compatible events, meter queries, entitlement values; /metrics, /healthz, /readyz)'))
+  withConfigOption(
+    program
+      .command('serve')
+      .description(
+        'run the HTTP API (OpenMeter-compatible events, meter queries, entitlement values; /metrics, /healthz, /readyz)',
+      ),
+  )
     .option('--port <n>', "port (default: the config's http.port, 8888)", integer(0, 65535))
     .option('--host <address>', 'address to bind (default 0.0.0.0 with API keys, else 127.0.0.1)')
     .action(async (flags: ServeFlags) => {

@@ -6,7 +6,14 @@ import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
 import { SignalShutdown } from '../shutdown.js';
-import { accessScope, integer, loadCommandConfig, partitionList, withClient, withConfigOption } from '../options.js';
+import {
+  accessScope,
+  integer,
+  loadCommandConfig,
+  partitionList,
+  withClient,
+  withConfigOption,
+} from '../options.js';
 import { checkEvictionPolicy, checkRedisAccess } from '../../redis/index.js';
 
 interface WorkerFlags {
@@ -18,32 +25,46 @@ interface WorkerFlags {
 }
 
 export function registerWorker(program: Command): void {
-  withConfigOption(program.command('worker').description('run one worker replica (start several to scale out)'))
+  withConfigOption(
+    program.command('worker').description('run one worker replica (start several to scale out)'),
+  )
     .addOption(
-      new Option('--partitions <list>', 'consume only these partitions, e.g. 0,1 (default: share all through leases)').argParser(
-        partitionList,
-      ),
+      new Option(
+        '--partitions <list>',
+        'consume only these partitions, e.g. 0,1 (default: share all through leases)',
+      ).argParser(partitionList),
     )
     .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
-    .option('--metrics-port <n>', "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)", integer(0, 65535))
-    .option('--allow-eviction', "run even if Redis's maxmemory-policy is not noeviction (evicted keys mean double counts and lost totals)")
+    .option(
+      '--metrics-port <n>',
+      "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)",
+      integer(0, 65535),
+    )
+    .option(
+      '--allow-eviction',
+      "run even if Redis's maxmemory-policy is not noeviction (evicted keys mean double counts and lost totals)",
+    )
     .action(async (flags: WorkerFlags) => {
       const config = await loadCommandConfig(flags.config);
       const { roles, explicit } = parseRoles(flags.roles);
       for (const p of flags.partitions ?? []) {
-        if (p >= config.partitions) throw new TallyConfigError('--partitions', `partition ${p} does not exist (the config has ${config.partitions})`);
+        if (p >= config.partitions)
+          throw new TallyConfigError(
+            '--partitions',
+            `partition ${p} does not exist (the config has ${config.partitions})`,
+          );
       }
       // Before any long-lived connection exists: a denied command ends here in one line (and no
       // connection's ready check prints its own warning about a denied INFO).
       // A Redis that is down is waited for (the components probe again once it is up); one that will
       // never do, because its certificate cannot be verified, ends here too.
-      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), { enableReadyCheck: false }).catch(
-        (err: unknown) => {
-          if (err instanceof TallyError && err.code === ErrorCode.Permission) throw err;
-          if (/certificate|altnames/i.test((err as Error).message)) throw err;
-          return undefined;
-        },
-      );
+      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), {
+        enableReadyCheck: false,
+      }).catch((err: unknown) => {
+        if (err instanceof TallyError && err.code === ErrorCode.Permission) throw err;
+        if (/certificate|altnames/i.test((err as Error).message)) throw err;
+        return undefined;
+      });
       const allowEviction = flags.allowEviction ?? false;
       if (facts) checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
@@ -51,12 +72,21 @@ export function registerWorker(program: Command): void {
       // Before the worker exists, so its instruments record into the SDK.
       if (metricsPort !== undefined) prepareWorkerMetrics();
       const worker = roles.has('metering')
-        ? new TallyWorker({ config, logger, allowEviction, ...(flags.partitions ? { partitions: flags.partitions } : {}) })
+        ? new TallyWorker({
+            config,
+            logger,
+            allowEviction,
+            ...(flags.partitions ? { partitions: flags.partitions } : {}),
+          })
         : undefined;
       const shutdown = new SignalShutdown(logger, config.worker.shutdownTimeoutMs);
       shutdown.add(worker);
-      if (metricsPort !== undefined) shutdown.add(await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host }));
+      if (metricsPort !== undefined)
+        shutdown.add(
+          await startWorkerMetrics({ config, logger, worker, port: metricsPort, host: config.metrics.host }),
+        );
       await worker?.start();
-      if (roles.has('entitlements') && !shutdown.stopping) shutdown.add(await startEvaluatorRole(config, logger, explicit, allowEviction));
+      if (roles.has('entitlements') && !shutdown.stopping)
+        shutdown.add(await startEvaluatorRole(config, logger, explicit, allowEviction));
     });
 }

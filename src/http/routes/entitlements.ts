@@ -19,7 +19,11 @@ export function registerEntitlementRoutes(app: App, ctx: ApiContext): void {
     async (request) => {
       const { subjectIdOrKey: subject, entitlementIdOrFeatureKey: feature } = request.params;
       const check = await ctx.checker.check(subject, feature);
-      if (check.type === 'none') throw new HttpProblem(404, `subject ${JSON.stringify(subject)} has no entitlement to feature ${JSON.stringify(feature)}`);
+      if (check.type === 'none')
+        throw new HttpProblem(
+          404,
+          `subject ${JSON.stringify(subject)} has no entitlement to feature ${JSON.stringify(feature)}`,
+        );
       return {
         hasAccess: check.hasAccess,
         ...(check.balance !== undefined ? { balance: check.balance } : {}),

@@ -30,11 +30,16 @@ function mediaType(header: string | undefined): string {
 /** The events of a request body, as its media type says: one, an array, or either. */
 function eventsOf(body: unknown, type: string): unknown[] {
   if (type === CLOUDEVENT) {
-    if (Array.isArray(body)) throw new HttpProblem(400, `${CLOUDEVENT} carries one event object; send an array as ${CLOUDEVENT_BATCH}`);
+    if (Array.isArray(body))
+      throw new HttpProblem(
+        400,
+        `${CLOUDEVENT} carries one event object; send an array as ${CLOUDEVENT_BATCH}`,
+      );
     return [body];
   }
   if (type === CLOUDEVENT_BATCH) {
-    if (!Array.isArray(body)) throw new HttpProblem(400, `${CLOUDEVENT_BATCH} carries a JSON array of events`);
+    if (!Array.isArray(body))
+      throw new HttpProblem(400, `${CLOUDEVENT_BATCH} carries a JSON array of events`);
     return body;
   }
   return Array.isArray(body) ? body : [body];
@@ -54,7 +59,11 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
         summary: 'Ingest events',
         tags: ['Events'],
         body: IngestBodySchema,
-        response: withProblems({ 204: Type.Null({ description: 'Every event was acknowledged by Redis' }) }, 413, 415),
+        response: withProblems(
+          { 204: Type.Null({ description: 'Every event was acknowledged by Redis' }) },
+          413,
+          415,
+        ),
       },
       // The events are validated below, one by one, so that a 400 names the event's index and field.
       validatorCompiler: () => () => true,
@@ -62,7 +71,10 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
     async (request, reply) => {
       const list = eventsOf(request.body, mediaType(request.headers['content-type']));
       if (list.length > maxEventsPerRequest) {
-        throw new HttpProblem(413, `${list.length} events in one request; at most ${maxEventsPerRequest} (http.maxEventsPerRequest)`);
+        throw new HttpProblem(
+          413,
+          `${list.length} events in one request; at most ${maxEventsPerRequest} (http.maxEventsPerRequest)`,
+        );
       }
       const events: UsageEvent[] = [];
       const errors: { index: number; field: string; detail: string }[] = [];
@@ -78,14 +90,17 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
       });
       if (events.length < list.length) {
         const more = list.length - events.length - errors.length;
-        const detail = errors.map((e) => `event ${e.index}: ${e.field}: ${e.detail}`).join('; ') + (more > 0 ? `; and ${more} more` : '');
+        const detail =
+          errors.map((e) => `event ${e.index}: ${e.field}: ${e.detail}`).join('; ') +
+          (more > 0 ? `; and ${more} more` : '');
         throw new HttpProblem(400, `nothing was written: ${detail}`, { errors });
       }
       let outcome;
       try {
         outcome = await ctx.producer.sendBatchSettled(events, { validated: true });
       } catch (err) {
-        if (err instanceof TallyValidationError) throw new HttpProblem(400, `nothing was written: ${err.message}`);
+        if (err instanceof TallyValidationError)
+          throw new HttpProblem(400, `nothing was written: ${err.message}`);
         throw err;
       }
       if (outcome.error) {
@@ -95,7 +110,11 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
         const { acknowledged } = outcome;
         if (isUnavailable(outcome.error)) throw unavailable(outcome.error, { acknowledged });
         request.log.error({ err: outcome.error }, 'writing events failed');
-        throw new HttpProblem(500, `writing events failed (${outcome.error.message}); ${acknowledged.length} of ${events.length} acknowledged`, { acknowledged });
+        throw new HttpProblem(
+          500,
+          `writing events failed (${outcome.error.message}); ${acknowledged.length} of ${events.length} acknowledged`,
+          { acknowledged },
+        );
       }
       instruments.httpEventsIngested.add(events.length);
       return reply.code(204).send(null);

@@ -43,7 +43,10 @@ function meterBody(m: MeterInput): MeterBody {
 function instant(value: string | undefined, field: string): number | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
-  if (!Number.isFinite(ms)) throw new HttpProblem(400, `${field}: expected an RFC 3339 date-time, got ${JSON.stringify(value)}`, { errors: [{ field, detail: 'not an RFC 3339 date-time' }] });
+  if (!Number.isFinite(ms))
+    throw new HttpProblem(400, `${field}: expected an RFC 3339 date-time, got ${JSON.stringify(value)}`, {
+      errors: [{ field, detail: 'not an RFC 3339 date-time' }],
+    });
   return ms;
 }
 
@@ -54,7 +57,11 @@ function csvCell(value: string): string {
 function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
   const lines = [['windowStart', 'windowEnd', 'subject', ...keys, 'value'].join(',')];
   for (const r of rows) {
-    lines.push([r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? ''), r.valueDecimal].map(csvCell).join(','));
+    lines.push(
+      [r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? ''), r.valueDecimal]
+        .map(csvCell)
+        .join(','),
+    );
   }
   return `${lines.join('\r\n')}\r\n`;
 }
@@ -64,16 +71,36 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
   const bySlug = new Map(ctx.config.data.meters.map((m) => [m.slug, m]));
   const Slug = Type.Object({ meterIdOrSlug: Type.String() });
 
-  app.get('/api/v1/meters', { schema: { operationId: 'listMeters', summary: 'List meters', tags: ['Meters'], response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }) } }, () =>
-    Promise.resolve(ctx.config.data.meters.map(meterBody)),
+  app.get(
+    '/api/v1/meters',
+    {
+      schema: {
+        operationId: 'listMeters',
+        summary: 'List meters',
+        tags: ['Meters'],
+        response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }),
+      },
+    },
+    () => Promise.resolve(ctx.config.data.meters.map(meterBody)),
   );
 
   app.get(
     '/api/v1/meters/:meterIdOrSlug',
-    { schema: { operationId: 'getMeter', summary: 'Get meter', tags: ['Meters'], params: Slug, response: withProblems({ 200: Type.Ref(MeterSchema) }, 404) } },
+    {
+      schema: {
+        operationId: 'getMeter',
+        summary: 'Get meter',
+        tags: ['Meters'],
+        params: Slug,
+        response: withProblems({ 200: Type.Ref(MeterSchema) }, 404),
+      },
+    },
     (request) => {
       const meter = bySlug.get(request.params.meterIdOrSlug);
-      if (!meter) return Promise.reject(new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`));
+      if (!meter)
+        return Promise.reject(
+          new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`),
+        );
       return Promise.resolve(meterBody(meter));
     },
   );
@@ -104,17 +131,33 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       from: formatIsoUtc(from),
       to: formatIsoUtc(to),
       ...(q.windowSize ? { windowSize: q.windowSize } : {}),
-      data: data.map((r) => ({ value: r.value, windowStart: r.windowStart, windowEnd: r.windowEnd, subject: r.subject, groupBy: r.groupBy })),
+      data: data.map((r) => ({
+        value: r.value,
+        windowStart: r.windowStart,
+        windowEnd: r.windowEnd,
+        subject: r.subject,
+        groupBy: r.groupBy,
+      })),
     };
     return result;
   };
 
   const responses = withProblems({ 200: Type.Ref(MeterQueryResultSchema) }, 404);
-  const wantsCsv = (accept: string | undefined) => /\btext\/csv\b/i.test(accept ?? '') && !/application\/json/i.test(accept ?? '');
+  const wantsCsv = (accept: string | undefined) =>
+    /\btext\/csv\b/i.test(accept ?? '') && !/application\/json/i.test(accept ?? '');
 
   app.get(
     '/api/v1/meters/:meterIdOrSlug/query',
-    { schema: { operationId: 'queryMeter', summary: 'Query meter (Accept: text/csv for CSV)', tags: ['Meters'], params: Slug, querystring: MeterQueryStringSchema, response: responses } },
+    {
+      schema: {
+        operationId: 'queryMeter',
+        summary: 'Query meter (Accept: text/csv for CSV)',
+        tags: ['Meters'],
+        params: Slug,
+        querystring: MeterQueryStringSchema,
+        response: responses,
+      },
+    },
     async (request, reply) => {
       const filter: Record<string, string[]> = {};
       for (const [k, v] of Object.entries(request.query)) {
@@ -123,7 +166,11 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       }
       const q = request.query as MeterQuery;
       const csv = wantsCsv(request.headers.accept);
-      const out = await query(request.params.meterIdOrSlug, { ...q, ...(Object.keys(filter).length ? { filterGroupBy: filter } : {}) }, csv);
+      const out = await query(
+        request.params.meterIdOrSlug,
+        { ...q, ...(Object.keys(filter).length ? { filterGroupBy: filter } : {}) },
+        csv,
+      );
       if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);
       return out;
     },
@@ -131,7 +178,16 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
 
   app.post(
     '/api/v1/meters/:meterIdOrSlug/query',
-    { schema: { operationId: 'queryMeterPost', summary: 'Query meter with a JSON body', tags: ['Meters'], params: Slug, body: MeterQueryBodySchema, response: responses } },
+    {
+      schema: {
+        operationId: 'queryMeterPost',
+        summary: 'Query meter with a JSON body',
+        tags: ['Meters'],
+        params: Slug,
+        body: MeterQueryBodySchema,
+        response: responses,
+      },
+    },
     async (request, reply) => {
       const out = await query(request.params.meterIdOrSlug, request.body, wantsCsv(request.headers.accept));
       if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);

@@ -122,7 +122,10 @@ describe('the CLI answers --help and reports mistakes in one line', () => {
     try {
       const r = await tally(...args);
       expect(r.code, args.join(' ')).not.toBe(0);
-      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('tally: Redis '));
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('tally: Redis '));
       expect(lines, args.join(' ')).toHaveLength(1);
       expect(lines[0]).toMatch(message);
       expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -131,22 +134,43 @@ describe('the CLI answers --help and reports mistakes in one line', () => {
     }
   };
 
-  it('rejects an unknown command, a missing config, a bad number and an unreachable Redis', { timeout: 60_000 }, async () => {
-    const config = resolve(import.meta.dirname, '../../../config/tally.yaml');
-    await oneLine(['frobnicate'], /^tally: unknown command 'frobnicate'/);
-    await oneLine(['status'], /^tally: required option '-c, --config <file>' not specified/);
-    await oneLine(['status', '--config', '/nonexistent/tally.yaml'], /^tally: config: cannot read/);
-    await oneLine(['dead-letter', 'list', '--config', config, '--limit', 'ten'], /argument 'ten' is invalid. expected an integer/);
-    await oneLine(['worker', '--config', config, '--partitions', '0,x'], /expected an integer, got "x"/);
-    await oneLine(['demo', '--duration', 'soon'], /--duration/);
-    const down = { REDIS_URL: 'redis://127.0.0.1:1' };
-    await oneLine(['status', '--config', config], /^tally: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/, down);
-    await oneLine(['check', '--config', config, 'acme', 'gpt5_tokens'], /^tally: cannot reach Redis/, down);
-    const from = new Date(Date.now() - 3_600_000).toISOString();
-    await oneLine(
-      ['usage', '--config', config, '--meter', 'llm_tokens', '--from', from, '--to', new Date().toISOString()],
-      /^tally: cannot reach Redis/,
-      down,
-    );
-  });
+  it(
+    'rejects an unknown command, a missing config, a bad number and an unreachable Redis',
+    { timeout: 60_000 },
+    async () => {
+      const config = resolve(import.meta.dirname, '../../../config/tally.yaml');
+      await oneLine(['frobnicate'], /^tally: unknown command 'frobnicate'/);
+      await oneLine(['status'], /^tally: required option '-c, --config <file>' not specified/);
+      await oneLine(['status', '--config', '/nonexistent/tally.yaml'], /^tally: config: cannot read/);
+      await oneLine(
+        ['dead-letter', 'list', '--config', config, '--limit', 'ten'],
+        /argument 'ten' is invalid. expected an integer/,
+      );
+      await oneLine(['worker', '--config', config, '--partitions', '0,x'], /expected an integer, got "x"/);
+      await oneLine(['demo', '--duration', 'soon'], /--duration/);
+      const down = { REDIS_URL: 'redis://127.0.0.1:1' };
+      await oneLine(
+        ['status', '--config', config],
+        /^tally: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/,
+        down,
+      );
+      await oneLine(['check', '--config', config, 'acme', 'gpt5_tokens'], /^tally: cannot reach Redis/, down);
+      const from = new Date(Date.now() - 3_600_000).toISOString();
+      await oneLine(
+        [
+          'usage',
+          '--config',
+          config,
+          '--meter',
+          'llm_tokens',
+          '--from',
+          from,
+          '--to',
+          new Date().toISOString(),
+        ],
+        /^tally: cannot reach Redis/,
+        down,
+      );
+    },
+  );
 });

@@ -123,7 +123,9 @@ describe('dead letters: list and replay', () => {
       ['late', 'late-2', 'event', 1],
     ]);
     const [late] = await listDeadLetters(harness.redis, harness.config);
-    expect(late?.detail).toMatch(/^late: event time \d{4}-[\d-]+T[\d:.]+Z is in a window \(ended [\dT:.Z-]+\) already emitted, or closed by the watermark/);
+    expect(late?.detail).toMatch(
+      /^late: event time \d{4}-[\d-]+T[\d:.]+Z is in a window \(ended [\dT:.Z-]+\) already emitted, or closed by the watermark/,
+    );
     expect((await harness.rollups()).map((r) => [r.revision, r.valueDecimal])).toEqual([[1, '10']]);
 
     // The operator switches the late policy to `correct`, then replays the late events.

@@ -41,7 +41,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Id of the event a dead letter holds (a batch entry's payload is the whole array; `index` says which). */
 function deadEventId(d: DeadLetter): string | undefined {
   const parsed = JSON.parse(d.payload) as unknown;
-  const event = (d.field === 'events' && Array.isArray(parsed) ? parsed[Number(d.index)] : parsed) as { id?: string } | undefined;
+  const event = (d.field === 'events' && Array.isArray(parsed) ? parsed[Number(d.index)] : parsed) as
+    { id?: string } | undefined;
   return event?.id;
 }
 
@@ -136,7 +137,8 @@ describe('chaos', () => {
           const due = t0 + ((c + 1) * PRODUCE_MS) / chunks;
           if (Date.now() < due) await sleep(due - Date.now());
         }
-        for (let i = 0; i < mix.lateDuplicates.length; i += CHUNK) await send(mix.lateDuplicates.slice(i, i + CHUNK));
+        for (let i = 0; i < mix.lateDuplicates.length; i += CHUNK)
+          await send(mix.lateDuplicates.slice(i, i + CHUNK));
         sent += mix.lateDuplicates.length;
       } finally {
         producing = false;

@@ -29,7 +29,13 @@ describe('on a 3-master Redis Cluster', () => {
 
   it('spreads partitions over the masters and keeps totals exact through a resharding and a node restart', async () => {
     const node = cluster.nodes[0] as { host: string; port: number };
-    const harness = new Harness({ meters: METERS, partitions: 6, cluster: true, redisUrl: `redis://${node.host}:${node.port}`, label: 'cluster' });
+    const harness = new Harness({
+      meters: METERS,
+      partitions: 6,
+      cluster: true,
+      redisUrl: `redis://${node.host}:${node.port}`,
+      label: 'cluster',
+    });
     try {
       const keys = new TallyKeys(harness.prefix);
       const owners = new Set<number>();

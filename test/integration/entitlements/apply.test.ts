@@ -5,7 +5,14 @@
  * helpers.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { burnDownModel, decimalToScaled, EntHarness, M, scaledToDecimal, type ModelGrant } from './helpers.js';
+import {
+  burnDownModel,
+  decimalToScaled,
+  EntHarness,
+  M,
+  scaledToDecimal,
+  type ModelGrant,
+} from './helpers.js';
 
 const HOUR = 3_600_000;
 const SECOND = 1_000;
@@ -19,9 +26,21 @@ describe('applying rollups to entitlement usage', () => {
 
   it('counts a rollup once: redelivery changes nothing, a correction replaces its earlier value, an older revision is ignored', async () => {
     h = new EntHarness({
-      meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', groupBy: { model: '$.model' }, windowSize: 'HOUR' }],
+      meters: [
+        {
+          slug: 'tokens',
+          eventType: 'llm',
+          aggregation: 'SUM',
+          valueProperty: '$.t',
+          groupBy: { model: '$.model' },
+          windowSize: 'HOUR',
+        },
+      ],
       entitlements: {
-        features: [{ key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } }, { key: 'all', meter: 'tokens' }],
+        features: [
+          { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
+          { key: 'all', meter: 'tokens' },
+        ],
         defaults: [
           { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
           { feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
@@ -30,8 +49,20 @@ describe('applying rollups to entitlement usage', () => {
     });
     const ev = h.evaluator();
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
-    const r1 = await h.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model: 'gpt-5' }, start: hour, value: '10.5' });
-    const other = await h.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model: 'gpt-4' }, start: hour, value: '4' });
+    const r1 = await h.writeWindow({
+      meter: 'tokens',
+      subject: 'acme',
+      groupBy: { model: 'gpt-5' },
+      start: hour,
+      value: '10.5',
+    });
+    const other = await h.writeWindow({
+      meter: 'tokens',
+      subject: 'acme',
+      groupBy: { model: 'gpt-4' },
+      start: hour,
+      value: '4',
+    });
     expect((await ev.applyRollup(r1)).map((o) => [o.feature, o.status])).toEqual([
       ['all', 'applied'],
       ['gpt5', 'applied'],
@@ -43,7 +74,14 @@ describe('applying rollups to entitlement usage', () => {
     expect(await usage('all')).toBe('14.5');
 
     // Correction: revision 2 carries the new total.
-    const r2 = await h.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model: 'gpt-5' }, start: hour, value: '12.25', revision: 2 });
+    const r2 = await h.writeWindow({
+      meter: 'tokens',
+      subject: 'acme',
+      groupBy: { model: 'gpt-5' },
+      start: hour,
+      value: '12.25',
+      revision: 2,
+    });
     expect((await ev.applyRollup(r2)).map((o) => o.delta)).toEqual([String(1_750_000), String(1_750_000)]);
     expect(await ev.applyRollup(r2)).toMatchObject([{ status: 'duplicate' }, { status: 'duplicate' }]);
     // Revision 1 redelivered after revision 2: ignored.
@@ -60,12 +98,21 @@ describe('applying rollups to entitlement usage', () => {
       meters: [{ slug: 'calls', eventType: 'req', aggregation: 'COUNT', windowSize: 'HOUR' }],
       entitlements: {
         features: [{ key: 'api', meter: 'calls' }],
-        defaults: [{ feature: 'api', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 100, thresholds: [{ percent: 80 }, { value: 50 }] }],
+        defaults: [
+          {
+            feature: 'api',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY' },
+            limit: 100,
+            thresholds: [{ percent: 80 }, { value: 50 }],
+          },
+        ],
       },
     });
     const ev = h.evaluator();
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
-    const w = (value: string, revision: number) => h!.writeWindow({ meter: 'calls', subject: 's1', start: hour, value, revision });
+    const w = (value: string, revision: number) =>
+      h!.writeWindow({ meter: 'calls', subject: 's1', start: hour, value, revision });
     await ev.applyRollup(await w('40', 1));
     expect(await h.outbox()).toEqual([]);
     const r2 = await w('85', 2);
@@ -100,19 +147,39 @@ describe('applying rollups to entitlement usage', () => {
 
   it('burns grants down by priority then expiry, loses what is left at expiry, and matches the model', async () => {
     h = new EntHarness({
-      meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', windowSize: '1s' }],
+      meters: [
+        { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', windowSize: '1s' },
+      ],
       entitlements: { features: [{ key: 'tok', meter: 'tokens' }], lookback: '1s' },
     });
     const ev = h.evaluator();
     const t0 = Date.now();
     // A daily period that certainly contains the next minutes.
     const anchor = new Date(t0 - HOUR).toISOString();
-    await h.store.setEntitlement('acme', 'tok', { type: 'metered', usagePeriod: { interval: 'DAY', anchor }, limit: '10' });
+    await h.store.setEntitlement('acme', 'tok', {
+      type: 'metered',
+      usagePeriod: { interval: 'DAY', anchor },
+      limit: '10',
+    });
     const added = [
-      await h.store.addGrant('acme', 'tok', { id: 'a', amount: '5', expiresAt: new Date(t0 + 20 * SECOND).toISOString() }),
+      await h.store.addGrant('acme', 'tok', {
+        id: 'a',
+        amount: '5',
+        expiresAt: new Date(t0 + 20 * SECOND).toISOString(),
+      }),
       await h.store.addGrant('acme', 'tok', { id: 'b', amount: '5', priority: 2 }),
-      await h.store.addGrant('acme', 'tok', { id: 'c', amount: '3', priority: 0, expiresAt: new Date(t0 + 40 * SECOND).toISOString() }),
-      await h.store.addGrant('acme', 'tok', { id: 'd', amount: '2.5', priority: 0, effectiveAt: new Date(t0 + 30 * SECOND).toISOString() }),
+      await h.store.addGrant('acme', 'tok', {
+        id: 'c',
+        amount: '3',
+        priority: 0,
+        expiresAt: new Date(t0 + 40 * SECOND).toISOString(),
+      }),
+      await h.store.addGrant('acme', 'tok', {
+        id: 'd',
+        amount: '2.5',
+        priority: 0,
+        effectiveAt: new Date(t0 + 30 * SECOND).toISOString(),
+      }),
     ];
     const grants: ModelGrant[] = added.map((g) => ({
       id: g.id,
@@ -139,7 +206,12 @@ describe('applying rollups to entitlement usage', () => {
       const at = start + 3 * SECOND;
       const want = burnDownModel(10n * M, grants, period, usage, at);
       const got = await h.checker.check('acme', 'tok', at);
-      expect({ at: offset, usage: got.exact?.usage, balance: got.exact?.balance, overage: got.exact?.overage }).toEqual({
+      expect({
+        at: offset,
+        usage: got.exact?.usage,
+        balance: got.exact?.balance,
+        overage: got.exact?.overage,
+      }).toEqual({
         at: offset,
         usage: scaledToDecimal(want.usage),
         balance: scaledToDecimal(want.balance),
@@ -151,12 +223,27 @@ describe('applying rollups to entitlement usage', () => {
       expect(got.hasAccess).toBe(want.balance > 0n);
     }
     const last = await h.checker.check('acme', 'tok', since + 60 * SECOND);
-    expect(last).toMatchObject({ hasAccess: false, balance: 0, overage: 0.75, usage: 22.25, limit: 10, grants: 15.5 });
+    expect(last).toMatchObject({
+      hasAccess: false,
+      balance: 0,
+      overage: 0.75,
+      usage: 22.25,
+      limit: 10,
+      grants: 15.5,
+    });
     // Removing a grant re-plans the burn-down.
     expect(await h.store.removeGrant('acme', 'tok', 'b')).toBe(true);
     expect(await h.store.removeGrant('acme', 'tok', 'b')).toBe(false);
-    const without = burnDownModel(10n * M, grants.filter((g) => g.id !== 'b'), period, usage, since + 60 * SECOND);
-    expect((await h.checker.check('acme', 'tok', since + 60 * SECOND)).exact?.overage).toBe(scaledToDecimal(without.overage));
+    const without = burnDownModel(
+      10n * M,
+      grants.filter((g) => g.id !== 'b'),
+      period,
+      usage,
+      since + 60 * SECOND,
+    );
+    expect((await h.checker.check('acme', 'tok', since + 60 * SECOND)).exact?.overage).toBe(
+      scaledToDecimal(without.overage),
+    );
   });
 
   it('hard limits deny access once the balance is 0, open window included; soft limits only report overage', async () => {
@@ -170,20 +257,41 @@ describe('applying rollups to entitlement usage', () => {
     });
     const ev = h.evaluator();
     const minute = Math.floor(Date.now() / 60_000) * 60_000;
-    await ev.applyRollup(await h.writeWindow({ meter: 'calls', subject: 'hard', start: minute - 120_000, value: '6' }));
+    await ev.applyRollup(
+      await h.writeWindow({ meter: 'calls', subject: 'hard', start: minute - 120_000, value: '6' }),
+    );
     // The current window is open: written by the pipeline, no rollup yet.
     await h.writeWindow({ meter: 'calls', subject: 'hard', start: minute, value: '3' });
     let c = await h.checker.check('hard', 'api');
-    expect(c).toMatchObject({ hasAccess: true, usage: 9, balance: 1, overage: 0, limitType: 'hard', source: 'default' });
+    expect(c).toMatchObject({
+      hasAccess: true,
+      usage: 9,
+      balance: 1,
+      overage: 0,
+      limitType: 'hard',
+      source: 'default',
+    });
     expect(c.exact).toMatchObject({ appliedUsage: '6', liveUsage: '3' });
     await h.writeWindow({ meter: 'calls', subject: 'hard', start: minute, value: '10' });
     c = await h.checker.check('hard', 'api');
     expect(c).toMatchObject({ hasAccess: false, usage: 16, balance: 0, overage: 6 });
 
-    await h.store.setEntitlement('soft', 'api', { type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 10, limitType: 'soft' });
+    await h.store.setEntitlement('soft', 'api', {
+      type: 'metered',
+      usagePeriod: { interval: 'DAY' },
+      limit: 10,
+      limitType: 'soft',
+    });
     await h.writeWindow({ meter: 'calls', subject: 'soft', start: minute, value: '25' });
     c = await h.checker.check('soft', 'api');
-    expect(c).toMatchObject({ hasAccess: true, usage: 25, balance: 0, overage: 15, limitType: 'soft', source: 'explicit' });
+    expect(c).toMatchObject({
+      hasAccess: true,
+      usage: 25,
+      balance: 0,
+      overage: 15,
+      limitType: 'soft',
+      source: 'explicit',
+    });
 
     // Boolean and static entitlements, and none.
     await h.store.upsertFeature({ key: 'sso' });
@@ -191,7 +299,11 @@ describe('applying rollups to entitlement usage', () => {
     await h.store.setEntitlement('soft', 'sso', { type: 'boolean' });
     await h.store.setEntitlement('soft', 'models', { type: 'static', config: { allowed: ['gpt-5'] } });
     expect(await h.checker.check('soft', 'sso')).toMatchObject({ type: 'boolean', hasAccess: true });
-    expect(await h.checker.check('soft', 'models')).toMatchObject({ type: 'static', hasAccess: true, config: { allowed: ['gpt-5'] } });
+    expect(await h.checker.check('soft', 'models')).toMatchObject({
+      type: 'static',
+      hasAccess: true,
+      config: { allowed: ['gpt-5'] },
+    });
     expect(await h.checker.check('hard', 'sso')).toMatchObject({ type: 'none', hasAccess: false });
     // A cached definition is never served stale: removing the entitlement shows at once.
     expect(await h.store.removeEntitlement('soft', 'sso')).toBe(true);
@@ -204,7 +316,16 @@ describe('applying rollups to entitlement usage', () => {
   });
 
   it('sees group-by combinations no rollup has shown yet by scanning small window hashes, within a budget', async () => {
-    const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', groupBy: { model: '$.model', dir: '$.dir' }, windowSize: 'MINUTE' }];
+    const meters = [
+      {
+        slug: 'tokens',
+        eventType: 'llm',
+        aggregation: 'SUM',
+        valueProperty: '$.t',
+        groupBy: { model: '$.model', dir: '$.dir' },
+        windowSize: 'MINUTE',
+      },
+    ];
     const entitlements = {
       features: [{ key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } }],
       defaults: [{ feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 100 }],
@@ -214,10 +335,34 @@ describe('applying rollups to entitlement usage', () => {
     const minute = Math.floor(Date.now() / 60_000) * 60_000;
     // Glob characters in the subject must not widen the scan to other subjects.
     const subject = 'a*b[1]?';
-    await h.writeWindow({ meter: 'tokens', subject, groupBy: { model: 'gpt-5', dir: 'in' }, start: minute, value: '7' });
-    await h.writeWindow({ meter: 'tokens', subject, groupBy: { model: 'gpt-4', dir: 'in' }, start: minute, value: '100' });
-    await h.writeWindow({ meter: 'tokens', subject: 'aXb1Z', groupBy: { model: 'gpt-5', dir: 'out' }, start: minute, value: '50' });
-    await h.writeWindow({ meter: 'tokens', subject: 'a*b[1]?x', groupBy: { model: 'gpt-5', dir: 'out' }, start: minute, value: '60' });
+    await h.writeWindow({
+      meter: 'tokens',
+      subject,
+      groupBy: { model: 'gpt-5', dir: 'in' },
+      start: minute,
+      value: '7',
+    });
+    await h.writeWindow({
+      meter: 'tokens',
+      subject,
+      groupBy: { model: 'gpt-4', dir: 'in' },
+      start: minute,
+      value: '100',
+    });
+    await h.writeWindow({
+      meter: 'tokens',
+      subject: 'aXb1Z',
+      groupBy: { model: 'gpt-5', dir: 'out' },
+      start: minute,
+      value: '50',
+    });
+    await h.writeWindow({
+      meter: 'tokens',
+      subject: 'a*b[1]?x',
+      groupBy: { model: 'gpt-5', dir: 'out' },
+      start: minute,
+      value: '60',
+    });
     expect((await h.checker.check(subject, 'gpt5')).exact).toMatchObject({ usage: '7', liveUsage: '7' });
     const other = await h.checker.check('aXb1Z', 'gpt5');
     expect(other.exact?.usage).toBe('50');
@@ -225,7 +370,13 @@ describe('applying rollups to entitlement usage', () => {
     // Without a scan budget, only combinations learned from rollups are probed.
     const blind = new EntHarness({ meters, entitlements: { ...entitlements, maxScanFields: 0 } });
     try {
-      await blind.writeWindow({ meter: 'tokens', subject: 's', groupBy: { model: 'gpt-5', dir: 'in' }, start: minute, value: '7' });
+      await blind.writeWindow({
+        meter: 'tokens',
+        subject: 's',
+        groupBy: { model: 'gpt-5', dir: 'in' },
+        start: minute,
+        value: '7',
+      });
       expect((await blind.checker.check('s', 'gpt5')).exact?.usage).toBe('0');
       await blind.knowTail('tokens', 'someone-else', { model: 'gpt-5', dir: 'in' });
       expect((await blind.checker.check('s', 'gpt5')).exact?.usage).toBe('7');
@@ -236,13 +387,34 @@ describe('applying rollups to entitlement usage', () => {
 
   it('attributes windows by start: a window straddling a period boundary counts where it starts (time zones, DST, month ends)', async () => {
     h = new EntHarness({
-      meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', windowSize: 'HOUR' }],
+      meters: [
+        { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', windowSize: 'HOUR' },
+      ],
       entitlements: {
-        features: [{ key: 'ist', meter: 'tokens' }, { key: 'berlin', meter: 'tokens' }, { key: 'ny', meter: 'tokens' }],
+        features: [
+          { key: 'ist', meter: 'tokens' },
+          { key: 'berlin', meter: 'tokens' },
+          { key: 'ny', meter: 'tokens' },
+        ],
         defaults: [
-          { feature: 'ist', type: 'metered', usagePeriod: { interval: 'DAY', timeZone: 'Asia/Kolkata' }, limit: 1000 },
-          { feature: 'berlin', type: 'metered', usagePeriod: { interval: 'DAY', timeZone: 'Europe/Berlin' }, limit: 1000 },
-          { feature: 'ny', type: 'metered', usagePeriod: { interval: 'MONTH', timeZone: 'America/New_York' }, limit: 1000 },
+          {
+            feature: 'ist',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY', timeZone: 'Asia/Kolkata' },
+            limit: 1000,
+          },
+          {
+            feature: 'berlin',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY', timeZone: 'Europe/Berlin' },
+            limit: 1000,
+          },
+          {
+            feature: 'ny',
+            type: 'metered',
+            usagePeriod: { interval: 'MONTH', timeZone: 'America/New_York' },
+            limit: 1000,
+          },
         ],
         lookback: '1s',
       },
@@ -261,21 +433,45 @@ describe('applying rollups to entitlement usage', () => {
     await apply('in', '2024-06-10T17:00:00Z', '1');
     await apply('in', '2024-06-10T18:00:00Z', '2');
     await apply('in', '2024-06-10T19:00:00Z', '4');
-    expect(await usageAt('in', 'ist', '2024-06-10T18:20:00Z')).toEqual(['2024-06-09T18:30:00.000Z', '2024-06-10T18:30:00.000Z', '3']);
-    expect(await usageAt('in', 'ist', '2024-06-10T19:10:00Z')).toEqual(['2024-06-10T18:30:00.000Z', '2024-06-11T18:30:00.000Z', '4']);
+    expect(await usageAt('in', 'ist', '2024-06-10T18:20:00Z')).toEqual([
+      '2024-06-09T18:30:00.000Z',
+      '2024-06-10T18:30:00.000Z',
+      '3',
+    ]);
+    expect(await usageAt('in', 'ist', '2024-06-10T19:10:00Z')).toEqual([
+      '2024-06-10T18:30:00.000Z',
+      '2024-06-11T18:30:00.000Z',
+      '4',
+    ]);
 
     // Berlin's 2024-10-27 has 25 hourly windows; the day before 24.
     for (let t = Date.parse('2024-10-25T22:00:00Z'); t < Date.parse('2024-10-27T23:00:00Z'); t += HOUR) {
       await apply('de', new Date(t).toISOString(), '1');
     }
-    expect(await usageAt('de', 'berlin', '2024-10-26T12:00:00Z')).toEqual(['2024-10-25T22:00:00.000Z', '2024-10-26T22:00:00.000Z', '24']);
-    expect(await usageAt('de', 'berlin', '2024-10-27T12:00:00Z')).toEqual(['2024-10-26T22:00:00.000Z', '2024-10-27T23:00:00.000Z', '25']);
+    expect(await usageAt('de', 'berlin', '2024-10-26T12:00:00Z')).toEqual([
+      '2024-10-25T22:00:00.000Z',
+      '2024-10-26T22:00:00.000Z',
+      '24',
+    ]);
+    expect(await usageAt('de', 'berlin', '2024-10-27T12:00:00Z')).toEqual([
+      '2024-10-26T22:00:00.000Z',
+      '2024-10-27T23:00:00.000Z',
+      '25',
+    ]);
 
     // New York month end: 2024-03-01T04:00Z is still Feb 29 there.
     await apply('us', '2024-03-01T04:00:00Z', '7');
     await apply('us', '2024-03-01T05:00:00Z', '11');
-    expect(await usageAt('us', 'ny', '2024-03-01T04:30:00Z')).toEqual(['2024-02-01T05:00:00.000Z', '2024-03-01T05:00:00.000Z', '7']);
-    expect(await usageAt('us', 'ny', '2024-03-20T00:00:00Z')).toEqual(['2024-03-01T05:00:00.000Z', '2024-04-01T04:00:00.000Z', '11']);
+    expect(await usageAt('us', 'ny', '2024-03-01T04:30:00Z')).toEqual([
+      '2024-02-01T05:00:00.000Z',
+      '2024-03-01T05:00:00.000Z',
+      '7',
+    ]);
+    expect(await usageAt('us', 'ny', '2024-03-20T00:00:00Z')).toEqual([
+      '2024-03-01T05:00:00.000Z',
+      '2024-04-01T04:00:00.000Z',
+      '11',
+    ]);
   });
 
   it('a new or re-periodised entitlement counts from the current window; limit changes keep usage', async () => {
@@ -293,7 +489,11 @@ describe('applying rollups to entitlement usage', () => {
     const open = await h.writeWindow({ meter: 'calls', subject: 'x', start: minute, value: '3' });
     expect((await h.checker.check('x', 'api')).exact).toMatchObject({ usage: '3', liveUsage: '3' });
     await ev.applyRollup(open);
-    expect((await h.checker.check('x', 'api')).exact).toMatchObject({ usage: '3', appliedUsage: '3', liveUsage: '0' });
+    expect((await h.checker.check('x', 'api')).exact).toMatchObject({
+      usage: '3',
+      appliedUsage: '3',
+      liveUsage: '0',
+    });
     // A new limit keeps the usage.
     await h.store.setEntitlement('x', 'api', { ...spec, limit: 2 });
     expect(await h.checker.check('x', 'api')).toMatchObject({ usage: 3, hasAccess: false });
@@ -302,12 +502,22 @@ describe('applying rollups to entitlement usage', () => {
     const c = await h.checker.check('x', 'api');
     expect(c.exact?.appliedUsage).toBe('0');
     // Feature measures cannot change.
-    await expect(h.store.upsertFeature({ key: 'api', meter: 'calls', filter: {} })).resolves.toMatchObject({ key: 'api' });
+    await expect(h.store.upsertFeature({ key: 'api', meter: 'calls', filter: {} })).resolves.toMatchObject({
+      key: 'api',
+    });
     await h.store.upsertFeature({ key: 'new', meter: 'calls' });
-    await expect(h.store.upsertFeature({ key: 'new' })).rejects.toMatchObject({ reason: 'feature-immutable' });
-    await expect(h.store.setEntitlement('x', 'nope', spec)).rejects.toMatchObject({ reason: 'unknown-feature' });
-    await expect(h.store.addGrant('x', 'new', { amount: 1 })).rejects.toMatchObject({ reason: 'not-metered' });
-    await expect(h.store.addGrant('x', 'api', { amount: 1, expiresAt: new Date(Date.now() - 60_000).toISOString() })).rejects.toMatchObject({
+    await expect(h.store.upsertFeature({ key: 'new' })).rejects.toMatchObject({
+      reason: 'feature-immutable',
+    });
+    await expect(h.store.setEntitlement('x', 'nope', spec)).rejects.toMatchObject({
+      reason: 'unknown-feature',
+    });
+    await expect(h.store.addGrant('x', 'new', { amount: 1 })).rejects.toMatchObject({
+      reason: 'not-metered',
+    });
+    await expect(
+      h.store.addGrant('x', 'api', { amount: 1, expiresAt: new Date(Date.now() - 60_000).toISOString() }),
+    ).rejects.toMatchObject({
       reason: 'invalid-grant',
     });
   });

@@ -50,15 +50,26 @@ export class EntHarness {
       worker: { closeInterval: '50ms', claimIdle: '500ms', blockMs: 200, leaseTtl: '1s', ...options.worker },
       rollups: { queues: [`${prefix}-billing`, `${prefix}-ent`], keepCompleted: '1h' },
       meters: options.meters,
-      entitlements: { notificationsQueue: `${prefix}-notify`, interval: '50ms', lookback: '2s', ...options.entitlements },
+      entitlements: {
+        notificationsQueue: `${prefix}-notify`,
+        interval: '50ms',
+        lookback: '2s',
+        ...options.entitlements,
+      },
     };
     this.config = resolveConfig(this.raw, {});
     this.keys = new TallyKeys(prefix);
     this.redis = createTestRedis();
     this.store = new EntitlementStore({ config: this.config, connection: this.redis, logger });
     this.checker = new EntitlementChecker({ config: this.config, connection: this.redis, logger });
-    this.notificationsQueue = new Queue(`${prefix}-notify`, { connection: this.redis, prefix: this.config.rollups.queuePrefix });
-    this.rollupQueue = new Queue(`${prefix}-ent`, { connection: this.redis, prefix: this.config.rollups.queuePrefix });
+    this.notificationsQueue = new Queue(`${prefix}-notify`, {
+      connection: this.redis,
+      prefix: this.config.rollups.queuePrefix,
+    });
+    this.rollupQueue = new Queue(`${prefix}-ent`, {
+      connection: this.redis,
+      prefix: this.config.rollups.queuePrefix,
+    });
   }
 
   get prefix(): string {
@@ -67,7 +78,11 @@ export class EntHarness {
 
   /** An evaluator on its own connection (so it can be closed like a replica); not started. */
   evaluator(name?: string): EntitlementEvaluator {
-    const e = new EntitlementEvaluator({ config: this.config, logger, ...(name ? { consumerName: name } : {}) });
+    const e = new EntitlementEvaluator({
+      config: this.config,
+      logger,
+      ...(name ? { consumerName: name } : {}),
+    });
     this.evaluators.push(e);
     return e;
   }
@@ -114,19 +129,34 @@ export class EntHarness {
   async knowTail(meterSlug: string, subject: string, groupBy: Record<string, string | null>): Promise<void> {
     const meter = this.config.meters.find((m) => m.slug === meterSlug)!;
     const p = this.checker.definitions.partitionOf(subject);
-    await this.redis.sadd(this.keys.entitlementGroups(p, meterSlug), JSON.stringify(meter.groupKeys.map((k) => groupBy[k] ?? null)));
+    await this.redis.sadd(
+      this.keys.entitlementGroups(p, meterSlug),
+      JSON.stringify(meter.groupKeys.map((k) => groupBy[k] ?? null)),
+    );
   }
 
   async notifications(): Promise<NotificationJob[]> {
-    const jobs = await this.notificationsQueue.getJobs(['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized'], 0, -1);
+    const jobs = await this.notificationsQueue.getJobs(
+      ['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized'],
+      0,
+      -1,
+    );
     // Jobs written by one step share `at`: then by type and threshold id.
-    const order = (j: NotificationJob) => `${j.at}|${j.type}|${j.threshold?.id ?? ''}|${j.subject}|${j.feature}`;
-    return jobs.map((j) => j.data as NotificationJob).sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+    const order = (j: NotificationJob) =>
+      `${j.at}|${j.type}|${j.threshold?.id ?? ''}|${j.subject}|${j.feature}`;
+    return jobs
+      .map((j) => j.data as NotificationJob)
+      .sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
   }
 
   async outbox(partition = 0): Promise<Record<string, string>[]> {
-    const entries = (await this.redis.xrange(this.keys.entitlementOutbox(partition), '-', '+')) as [string, string[]][];
-    return entries.map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1] as string]] : []))));
+    const entries = (await this.redis.xrange(this.keys.entitlementOutbox(partition), '-', '+')) as [
+      string,
+      string[],
+    ][];
+    return entries.map(([, f]) =>
+      Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1] as string]] : []))),
+    );
   }
 
   async close(): Promise<void> {
@@ -197,16 +227,28 @@ export function burnDownModel(
   at: number,
 ): ModelResult {
   type A = { id: string; left: bigint; from: number; to: number; priority: number; isLimit: boolean };
-  const all: A[] = [{ id: 'limit', left: limit, from: period.start, to: period.end, priority: 1, isLimit: true }];
+  const all: A[] = [
+    { id: 'limit', left: limit, from: period.start, to: period.end, priority: 1, isLimit: true },
+  ];
   for (const g of grants) {
     if (g.from < period.start || g.from >= period.end) continue;
     const to = Math.min(g.expiresAt ?? period.end, period.end);
-    if (to > g.from) all.push({ id: g.id, left: g.amount, from: g.from, to, priority: g.priority ?? 1, isLimit: false });
+    if (to > g.from)
+      all.push({ id: g.id, left: g.amount, from: g.from, to, priority: g.priority ?? 1, isLimit: false });
   }
-  const order = [...all].sort((a, b) => a.priority - b.priority || a.to - b.to || (a.isLimit === b.isLimit ? 0 : a.isLimit ? -1 : 1) || a.from - b.from || a.id.localeCompare(b.id));
+  const order = [...all].sort(
+    (a, b) =>
+      a.priority - b.priority ||
+      a.to - b.to ||
+      (a.isLimit === b.isLimit ? 0 : a.isLimit ? -1 : 1) ||
+      a.from - b.from ||
+      a.id.localeCompare(b.id),
+  );
   let overage = 0n;
   let total = 0n;
-  const windows = usage.filter((u) => u.start >= period.start && u.start < period.end).sort((a, b) => a.start - b.start);
+  const windows = usage
+    .filter((u) => u.start >= period.start && u.start < period.end)
+    .sort((a, b) => a.start - b.start);
   for (const w of windows) {
     total += w.amount;
     let need = w.amount > 0n ? w.amount : 0n;

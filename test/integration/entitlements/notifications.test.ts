@@ -12,7 +12,6 @@ import { EntHarness } from './helpers.js';
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
-
 describe('entitlement notifications', () => {
   let h: EntHarness | undefined;
   afterEach(async () => {
@@ -27,7 +26,15 @@ describe('entitlement notifications', () => {
       partitions: 2,
       entitlements: {
         features: [{ key: 'api', meter: 'calls' }],
-        defaults: [{ feature: 'api', type: 'metered', usagePeriod: { interval: 'DAY', anchor }, limit: 10, thresholds: [{ percent: 50 }, { value: 8 }] }],
+        defaults: [
+          {
+            feature: 'api',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY', anchor },
+            limit: 10,
+            thresholds: [{ percent: 50 }, { value: 8 }],
+          },
+        ],
         concurrency: 8,
       },
     });
@@ -47,7 +54,13 @@ describe('entitlement notifications', () => {
         if (rnd() < 0.5) {
           // A correction: late events only ever add to a count.
           value = first + 1 + Math.floor(rnd() * 3);
-          const r2 = await h.writeWindow({ meter: 'calls', subject, start, value: String(value), revision: 2 });
+          const r2 = await h.writeWindow({
+            meter: 'calls',
+            subject,
+            start,
+            value: String(value),
+            revision: 2,
+          });
           jobs.push({ id: `${subject}.${w}.r2`, data: r2 });
         }
         total += value;
@@ -55,7 +68,10 @@ describe('entitlement notifications', () => {
       finals.set(subject, total);
     }
     // Every job twice (a redelivery), shuffled: corrections may arrive before their first revision.
-    const queued = [...jobs.map((j) => ({ ...j, id: `${j.id}.a` })), ...jobs.map((j) => ({ ...j, id: `${j.id}.b` }))];
+    const queued = [
+      ...jobs.map((j) => ({ ...j, id: `${j.id}.a` })),
+      ...jobs.map((j) => ({ ...j, id: `${j.id}.b` })),
+    ];
     for (let i = queued.length - 1; i > 0; i--) {
       const k = Math.floor(rnd() * (i + 1));
       [queued[i], queued[k]] = [queued[k]!, queued[i]!];
@@ -71,7 +87,9 @@ describe('entitlement notifications', () => {
       },
       { timeoutMs: 20_000, message: 'rollup queue drained' },
     );
-    await waitFor(async () => (await h!.outbox(0)).length === 0 && (await h!.outbox(1)).length === 0, { message: 'outboxes relayed' });
+    await waitFor(async () => (await h!.outbox(0)).length === 0 && (await h!.outbox(1)).length === 0, {
+      message: 'outboxes relayed',
+    });
     await new Promise((r) => setTimeout(r, 300));
 
     const expected: string[] = [];
@@ -97,18 +115,40 @@ describe('entitlement notifications', () => {
       meters: [{ slug: 'calls', eventType: 'req', aggregation: 'COUNT', windowSize: 'MINUTE' }],
       entitlements: {
         features: [{ key: 'api', meter: 'calls' }],
-        defaults: [{ feature: 'api', type: 'metered', usagePeriod: { interval: 'DAY', anchor: new Date(Date.now() - HOUR).toISOString() }, limit: 10, thresholds: [{ percent: 50 }] }],
+        defaults: [
+          {
+            feature: 'api',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY', anchor: new Date(Date.now() - HOUR).toISOString() },
+            limit: 10,
+            thresholds: [{ percent: 50 }],
+          },
+        ],
       },
     });
     const ev = h.evaluator('survivor');
-    const r = await h.writeWindow({ meter: 'calls', subject: 'x', start: Math.floor(Date.now() / MINUTE) * MINUTE - 2 * MINUTE, value: '6' });
+    const r = await h.writeWindow({
+      meter: 'calls',
+      subject: 'x',
+      start: Math.floor(Date.now() / MINUTE) * MINUTE - 2 * MINUTE,
+      value: '6',
+    });
     await ev.applyRollup(r);
     await ev.applyRollup(r);
     expect(await h.outbox()).toHaveLength(1);
     // A relay reads the entry, then dies before publishing it.
     const outbox = h.keys.entitlementOutbox(0);
     await h.redis.xgroup('CREATE', outbox, NOTIFICATION_RELAY_GROUP, '0', 'MKSTREAM').catch(() => undefined);
-    const read = (await h.redis.xreadgroup('GROUP', NOTIFICATION_RELAY_GROUP, 'dead-relay', 'COUNT', 10, 'STREAMS', outbox, '>')) as [string, [string, string[]][]][];
+    const read = (await h.redis.xreadgroup(
+      'GROUP',
+      NOTIFICATION_RELAY_GROUP,
+      'dead-relay',
+      'COUNT',
+      10,
+      'STREAMS',
+      outbox,
+      '>',
+    )) as [string, [string, string[]][]][];
     const [[, [[, fields]]]] = read as [[string, [[string, string[]]]]];
     await ev.tick();
     expect(await h.notifications()).toHaveLength(0);
@@ -118,7 +158,14 @@ describe('entitlement notifications', () => {
     await ev.tick();
     let jobs = await h.notifications();
     expect(jobs).toHaveLength(1);
-    expect(jobs[0]).toMatchObject({ type: 'entitlement.threshold', subject: 'x', feature: 'api', usage: '6', balance: '4', allowance: '10' });
+    expect(jobs[0]).toMatchObject({
+      type: 'entitlement.threshold',
+      subject: 'x',
+      feature: 'api',
+      usage: '6',
+      balance: '4',
+      allowance: '10',
+    });
     // A relay that published but died before acknowledging: the same entry again is a no-op job add.
     await h.redis.xadd(outbox, '*', ...fields);
     await ev.tick();
@@ -127,7 +174,10 @@ describe('entitlement notifications', () => {
     const ids = (await h.notificationsQueue.getJobs(['waiting', 'completed'], 0, -1)).map((j) => j.id);
     expect(ids).toEqual([notificationJobId(jobs[0]!)]);
     // A closing evaluator leaves the relay group (it holds nothing pending), so names do not pile up.
-    const consumers = async () => ((await h!.redis.xinfo('CONSUMERS', outbox, NOTIFICATION_RELAY_GROUP)) as unknown[][]).map((c) => String(c[1]));
+    const consumers = async () =>
+      ((await h!.redis.xinfo('CONSUMERS', outbox, NOTIFICATION_RELAY_GROUP)) as unknown[][]).map((c) =>
+        String(c[1]),
+      );
     expect(await consumers()).toContain('survivor');
     await ev.start();
     await ev.close();
@@ -159,10 +209,19 @@ describe('entitlement notifications', () => {
       },
       { timeoutMs: 10_000, message: 'reset notification' },
     );
-    expect(reset).toMatchObject({ subject: 'r', feature: 'api', periodStart: new Date(boundary).toISOString(), usage: '0', balance: '4', allowance: '4' });
+    expect(reset).toMatchObject({
+      subject: 'r',
+      feature: 'api',
+      periodStart: new Date(boundary).toISOString(),
+      usage: '0',
+      balance: '4',
+      allowance: '4',
+    });
     // The window of the new period crosses 50% again: a threshold of the new period.
     const nextSecond = Math.max(boundary, Math.floor(Date.now() / 1_000) * 1_000);
-    await e2.applyRollup(await h.writeWindow({ meter: 'calls', subject: 'r', start: nextSecond, value: '2' }));
+    await e2.applyRollup(
+      await h.writeWindow({ meter: 'calls', subject: 'r', start: nextSecond, value: '2' }),
+    );
     await waitFor(async () => (await h!.notifications()).length === 3, { message: 'three notifications' });
     await new Promise((r) => setTimeout(r, 400));
     const all = (await h.notifications()).map((n) => [n.type, n.periodStart]);

@@ -19,7 +19,16 @@ import { waitFor } from '../../support/redis.js';
 import { EntHarness, logger } from './helpers.js';
 
 const HOUR = 3_600_000;
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.t', groupBy: { model: '$.model' }, windowSize: 'HOUR' }];
+const meters = [
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.t',
+    groupBy: { model: '$.model' },
+    windowSize: 'HOUR',
+  },
+];
 const gpt5 = { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } };
 const daily = (limit: number | string, thresholds: unknown[] = [{ percent: 80 }, { value: 900 }]) => ({
   features: [gpt5],
@@ -37,7 +46,13 @@ describe('published entitlement definitions', () => {
 
   /** The harness's config on the same prefix and queues, with another entitlements section. */
   const variant = (entitlements: Record<string, unknown>): TallyConfig =>
-    resolveConfig({ ...h!.raw, entitlements: { ...(h!.raw.entitlements as object), features: [], defaults: [], ...entitlements } }, {});
+    resolveConfig(
+      {
+        ...h!.raw,
+        entitlements: { ...(h!.raw.entitlements as object), features: [], defaults: [], ...entitlements },
+      },
+      {},
+    );
   const checkerFor = (config: TallyConfig) => {
     const c = new EntitlementChecker({ config, connection: h!.redis, logger, definitionsRefreshMs: 0 });
     closers.push(c);
@@ -50,11 +65,15 @@ describe('published entitlement definitions', () => {
     const bareChecker = checkerFor(bare);
 
     // Nothing published yet: each process has only its own config, and says so.
-    expect(definitionsNote(await bareChecker.definitionsCatalog(), bare, 'bare.yaml')).toMatch(/^no entitlement definitions in bare.yaml or in this Redis/);
+    expect(definitionsNote(await bareChecker.definitionsCatalog(), bare, 'bare.yaml')).toMatch(
+      /^no entitlement definitions in bare.yaml or in this Redis/,
+    );
     expect(await bareChecker.check('acme', 'gpt5')).toMatchObject({ type: 'none', hasAccess: false });
     const own = await h.checker.definitionsCatalog();
     expect(own.source).toBe('config');
-    expect(definitionsNote(own, h.config)).toMatch(/^no evaluator has published entitlement definitions to this Redis \(prefix t-pub-\w+\): checking with the config's; usage counts only windows still read live/);
+    expect(definitionsNote(own, h.config)).toMatch(
+      /^no evaluator has published entitlement definitions to this Redis \(prefix t-pub-\w+\): checking with the config's; usage counts only windows still read live/,
+    );
 
     const ev1 = h.evaluator('ev1');
     await ev1.start();
@@ -64,11 +83,19 @@ describe('published entitlement definitions', () => {
     expect([...v1!.defaults.keys()]).toEqual(['gpt5']);
     // The same definitions, spelled differently (a string limit, thresholds in another order): no new version.
     const same = variant(daily('1000', [{ value: '900' }, { percent: 80 }]));
-    expect(await publishDefinitions(h.redis, same, 'other')).toMatchObject({ status: 'unchanged', version: 1, publishedBy: 'ev1' });
-    expect(definitionsNote((await checkerFor(same).definitionsCatalog()), same)).toBeUndefined();
+    expect(await publishDefinitions(h.redis, same, 'other')).toMatchObject({
+      status: 'unchanged',
+      version: 1,
+      publishedBy: 'ev1',
+    });
+    expect(definitionsNote(await checkerFor(same).definitionsCatalog(), same)).toBeUndefined();
 
     // A check with a config without entitlements answers from the published definitions, and says so.
-    expect(await bareChecker.check('acme', 'gpt5')).toMatchObject({ type: 'metered', source: 'default', limit: 1000 });
+    expect(await bareChecker.check('acme', 'gpt5')).toMatchObject({
+      type: 'metered',
+      source: 'default',
+      limit: 1000,
+    });
     expect(definitionsNote(await bareChecker.definitionsCatalog(), bare, 'bare.yaml')).toMatch(
       /^bare.yaml has no entitlement definitions; using those the workers apply \(v1, published \d{4}-.*Z by ev1\)$/,
     );
@@ -79,7 +106,12 @@ describe('published entitlement definitions', () => {
     const ev2 = new EntitlementEvaluator({ config: doubled, logger: logs.logger, consumerName: 'ev2' });
     closers.push(ev2);
     await ev2.start();
-    expect(logs.matching(/^published the config's entitlement definitions as v2, replacing v1, published .* by ev1/, LogLevel.warn)).toHaveLength(1);
+    expect(
+      logs.matching(
+        /^published the config's entitlement definitions as v2, replacing v1, published .* by ev1/,
+        LogLevel.warn,
+      ),
+    ).toHaveLength(1);
     const oldChecker = checkerFor(h.config);
     expect(await oldChecker.check('acme', 'gpt5')).toMatchObject({ limit: 2000, balance: 2000 });
     expect(definitionsNote(await oldChecker.definitionsCatalog(), h.config, 'old.yaml')).toMatch(
@@ -90,9 +122,20 @@ describe('published entitlement definitions', () => {
     expect(ev1.definitions.catalog.version).toBe(2);
     // ev1, started with the old config, applies the new defaults.
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
-    const rollup = await h.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model: 'gpt-5' }, start: hour, value: '1500' });
+    const rollup = await h.writeWindow({
+      meter: 'tokens',
+      subject: 'acme',
+      groupBy: { model: 'gpt-5' },
+      start: hour,
+      value: '1500',
+    });
     expect(await ev1.applyRollup(rollup)).toMatchObject([{ feature: 'gpt5', status: 'applied' }]);
-    expect(await oldChecker.check('acme', 'gpt5')).toMatchObject({ usage: 1500, limit: 2000, balance: 500, hasAccess: true });
+    expect(await oldChecker.check('acme', 'gpt5')).toMatchObject({
+      usage: 1500,
+      limit: 2000,
+      balance: 500,
+      hasAccess: true,
+    });
   });
 
   it('an evaluator without any feature leaves rollups waiting in its queue, says so, and consumes them once features are published', async () => {
@@ -104,14 +147,29 @@ describe('published entitlement definitions', () => {
     await ev.start();
     expect(ev.consuming).toBe(false);
     const queue = h.config.entitlements.queue as string;
-    expect(logs.matching(new RegExp(`^no entitlement features .*: not consuming ${queue}; its rollups wait there`), LogLevel.warn)).toHaveLength(1);
+    expect(
+      logs.matching(
+        new RegExp(`^no entitlement features .*: not consuming ${queue}; its rollups wait there`),
+        LogLevel.warn,
+      ),
+    ).toHaveLength(1);
 
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
-    const rollup = await h.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model: 'gpt-5' }, start: hour, value: '250' });
+    const rollup = await h.writeWindow({
+      meter: 'tokens',
+      subject: 'acme',
+      groupBy: { model: 'gpt-5' },
+      start: hour,
+      value: '250',
+    });
     await h.rollupQueue.add('rollup', rollup, { jobId: 'tokens.wait.r1' });
     // Maintenance rounds pass (each looks for definitions): the job stays in the queue, untouched.
     for (let i = 0; i < 3; i++) await ev.tick();
-    expect(await h.rollupQueue.getJobCounts('waiting', 'active', 'completed')).toEqual({ waiting: 1, active: 0, completed: 0 });
+    expect(await h.rollupQueue.getJobCounts('waiting', 'active', 'completed')).toEqual({
+      waiting: 1,
+      active: 0,
+      completed: 0,
+    });
     expect(ev.getStats().rollups).toBe(0);
 
     // Definitions are published (another evaluator's start would do the same): it starts consuming.
@@ -119,8 +177,14 @@ describe('published entitlement definitions', () => {
     await ev.tick();
     expect(ev.consuming).toBe(true);
     expect(logs.matching(new RegExp(`^entitlement evaluator consuming ${queue}`))).toHaveLength(1);
-    await waitFor(async () => (await h!.rollupQueue.getJobCounts('completed')).completed === 1, { message: 'the waiting rollup applied' });
-    expect(await h.checker.check('acme', 'gpt5')).toMatchObject({ source: 'default', usage: 250, balance: 750 });
+    await waitFor(async () => (await h!.rollupQueue.getJobCounts('completed')).completed === 1, {
+      message: 'the waiting rollup applied',
+    });
+    expect(await h.checker.check('acme', 'gpt5')).toMatchObject({
+      source: 'default',
+      usage: 250,
+      balance: 750,
+    });
     expect(ev.getStats()).toMatchObject({ rollups: 1, applied: 1 });
   });
 });

@@ -20,20 +20,49 @@ describe('real-time entitlement checks', () => {
 
   it('counts the open window live, the same usage once its rollup is applied, and enforces a hard limit before the window closes', async () => {
     h = new EntHarness({
-      meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: '5s' }],
+      meters: [
+        {
+          slug: 'tokens',
+          eventType: 'llm',
+          aggregation: 'SUM',
+          valueProperty: '$.tokens',
+          groupBy: { model: '$.model' },
+          windowSize: '5s',
+        },
+      ],
       entitlements: {
-        features: [{ key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } }, { key: 'all', meter: 'tokens' }],
-        defaults: [{ feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000, thresholds: [{ percent: 10 }] }],
+        features: [
+          { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
+          { key: 'all', meter: 'tokens' },
+        ],
+        defaults: [
+          {
+            feature: 'all',
+            type: 'metered',
+            usagePeriod: { interval: 'DAY' },
+            limit: 1000,
+            thresholds: [{ percent: 10 }],
+          },
+        ],
         lookback: '3s',
       },
     });
-    await h.store.setEntitlement('acme', 'gpt5', { type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 100, thresholds: [{ percent: 50 }] });
+    await h.store.setEntitlement('acme', 'gpt5', {
+      type: 'metered',
+      usagePeriod: { interval: 'DAY' },
+      limit: 100,
+      thresholds: [{ percent: 50 }],
+    });
     const worker = new TallyWorker({ config: h.config, logger });
     closers.push(() => worker.close());
     await worker.start();
     const evaluator = h.evaluator('ev-1');
     await evaluator.waitUntilReady();
-    const producer = new UsageProducer({ redis: h.config.redisUrl, prefix: h.prefix, partitions: h.config.partitions });
+    const producer = new UsageProducer({
+      redis: h.config.redisUrl,
+      prefix: h.prefix,
+      partitions: h.config.partitions,
+    });
     closers.push(() => producer.close());
 
     let n = 0;
@@ -63,28 +92,40 @@ describe('real-time entitlement checks', () => {
 
     await startOfNextUsefulWindow();
     await send([event('gpt-5', 10), event('gpt-5', 10), event('gpt-4', 20), event('gpt-5', 10)]);
-    const live = await waitFor(async () => {
-      const c = await check('gpt5');
-      return c.exact?.usage === String(model.gpt5) && c;
-    }, { message: 'gpt5 usage from the open window' });
+    const live = await waitFor(
+      async () => {
+        const c = await check('gpt5');
+        return c.exact?.usage === String(model.gpt5) && c;
+      },
+      { message: 'gpt5 usage from the open window' },
+    );
     expect(live.exact).toMatchObject({ appliedUsage: '0', liveUsage: '30' });
     expect(live).toMatchObject({ hasAccess: true, balance: 70 });
 
     // Once the window closes and its rollup is applied, the same usage is applied, not live: no double count.
-    const applied = await waitFor(async () => {
-      const c = await check('gpt5');
-      return c.exact?.appliedUsage === '30' && c;
-    }, { message: 'gpt5 rollup applied' });
+    const applied = await waitFor(
+      async () => {
+        const c = await check('gpt5');
+        return c.exact?.appliedUsage === '30' && c;
+      },
+      { message: 'gpt5 rollup applied' },
+    );
     expect(applied.exact).toMatchObject({ usage: '30', liveUsage: '0' });
-    expect((await check('all')).exact).toMatchObject({ usage: String(model.all), appliedUsage: String(model.all) });
+    expect((await check('all')).exact).toMatchObject({
+      usage: String(model.all),
+      appliedUsage: String(model.all),
+    });
 
     // Next window: the hard limit bites while the window is still open.
     await startOfNextUsefulWindow();
     await send([event('gpt-5', 50), event('gpt-5', 30), event('gpt-4', 5)]);
-    const denied = await waitFor(async () => {
-      const c = await check('gpt5');
-      return c.exact?.usage === String(model.gpt5) && c;
-    }, { message: 'gpt5 usage over the limit, live' });
+    const denied = await waitFor(
+      async () => {
+        const c = await check('gpt5');
+        return c.exact?.usage === String(model.gpt5) && c;
+      },
+      { message: 'gpt5 usage over the limit, live' },
+    );
     expect(denied).toMatchObject({ hasAccess: false, usage: 110, balance: 0, overage: 10 });
     expect(denied.exact?.liveUsage).toBe('80');
     // Group-by combinations learned from earlier rollups make unfiltered features real-time too.
@@ -97,8 +138,12 @@ describe('real-time entitlement checks', () => {
       ['entitlement.threshold', 'all', 'p10'],
       ['entitlement.threshold', 'gpt5', 'p50'],
     ];
-    const seen = () => h!.notifications().then((jobs) => jobs.map((j) => [j.type, j.feature, j.threshold?.id ?? '']).sort());
-    await waitFor(async () => (await seen()).length >= expected.length, { message: 'notifications', timeoutMs: 15_000 });
+    const seen = () =>
+      h!.notifications().then((jobs) => jobs.map((j) => [j.type, j.feature, j.threshold?.id ?? '']).sort());
+    await waitFor(async () => (await seen()).length >= expected.length, {
+      message: 'notifications',
+      timeoutMs: 15_000,
+    });
     await new Promise((r) => setTimeout(r, 500));
     expect(await seen()).toEqual(expected);
     const final = await waitFor(async () => {

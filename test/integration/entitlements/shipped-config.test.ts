@@ -41,95 +41,143 @@ describe('entitlement usage with the shipped config (worker, then check after th
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('keeps the usage: rollups wait for an evaluator with definitions, which applies them', { timeout: 150_000 }, async () => {
-    const env = { REDIS_URL: server.url, LOG_LEVEL: 'info' };
-    const shipped = parse(readFileSync(SHIPPED, 'utf8')) as Record<string, unknown>;
-    const config = await loadConfigFile(SHIPPED, { REDIS_URL: server.url });
-    const lookback = config.windows.graceMs + config.entitlements.lookbackMs;
+  it(
+    'keeps the usage: rollups wait for an evaluator with definitions, which applies them',
+    { timeout: 150_000 },
+    async () => {
+      const env = { REDIS_URL: server.url, LOG_LEVEL: 'info' };
+      const shipped = parse(readFileSync(SHIPPED, 'utf8')) as Record<string, unknown>;
+      const config = await loadConfigFile(SHIPPED, { REDIS_URL: server.url });
+      const lookback = config.windows.graceMs + config.entitlements.lookbackMs;
 
-    // An hourly window that ended hours ago, in the same gpt5_tokens period (a Berlin calendar month)
-    // as the instants checked: just after its end, and after grace + lookback.
-    const period = parseUsagePeriod({ interval: 'MONTH', timeZone: 'Europe/Berlin' });
-    let windowStart = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
-    while (periodAt(period, windowStart).start !== periodAt(period, windowStart + HOUR + lookback + 60_000).start) windowStart -= HOUR;
-    const windowEnd = windowStart + HOUR;
-    const afterClose = new Date(windowEnd + 60_000).toISOString();
-    const afterLookback = new Date(windowEnd + lookback + 60_000).toISOString();
+      // An hourly window that ended hours ago, in the same gpt5_tokens period (a Berlin calendar month)
+      // as the instants checked: just after its end, and after grace + lookback.
+      const period = parseUsagePeriod({ interval: 'MONTH', timeZone: 'Europe/Berlin' });
+      let windowStart = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
+      while (
+        periodAt(period, windowStart).start !== periodAt(period, windowStart + HOUR + lookback + 60_000).start
+      )
+        windowStart -= HOUR;
+      const windowEnd = windowStart + HOUR;
+      const afterClose = new Date(windowEnd + 60_000).toISOString();
+      const afterLookback = new Date(windowEnd + lookback + 60_000).toISOString();
 
-    // 1. A worker on a config without an entitlements section (the old shipped config).
-    const bareFile = join(dir, 'no-entitlements.yaml');
-    const withoutEntitlements = { ...shipped };
-    delete withoutEntitlements.entitlements;
-    writeFileSync(bareFile, stringify(withoutEntitlements));
-    const bare = start(['worker', '--config', bareFile], env);
-    await bare.waitForOutput(/no entitlement features .*not consuming tally-entitlements; its rollups wait there/);
-
-    const producer = new UsageProducer({ redis: server.url, prefix: config.prefix, partitions: config.partitions });
-    const event = (tokens: number, model: string, minute: number) => ({
-      id: randomUUID(),
-      source: 'first-hour-test',
-      type: 'llm.completion',
-      subject: 'customer-42',
-      time: new Date(windowStart + minute * 60_000).toISOString(),
-      data: { tokens, model, direction: 'output' },
-    });
-    await producer.sendBatch([event(1200, 'gpt-5', 5), event(2000, 'gpt-5', 20), event(368, 'gpt-5', 59), event(500, 'claude-4', 30)]);
-    await producer.close();
-
-    // The window closes on the idle partition; one rollup per model lands in each queue.
-    const billing = new Queue('tally-billing', { connection: redis, prefix: 'bull' });
-    const entitlements = new Queue('tally-entitlements', { connection: redis, prefix: 'bull' });
-    try {
-      await waitFor(async () => (await billing.getJobCounts('waiting')).waiting === 2, { timeoutMs: 40_000, message: 'two rollups in tally-billing' });
-      await waitFor(async () => (await entitlements.getJobCounts('waiting')).waiting === 2, { timeoutMs: 10_000, message: 'two rollups in tally-entitlements' });
-
-      const check = async (file: string, at?: string) => {
-        const r = await run(['check', '--config', file, 'customer-42', 'gpt5_tokens', ...(at ? ['--at', at] : [])], { REDIS_URL: server.url });
-        const notes = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('tally: Redis '));
-        return { code: r.code, notes, result: JSON.parse(r.stdout) as EntitlementCheck };
-      };
-      // Nobody applies the rollups yet: the check says so, and after lookback sees no usage.
-      const early = await check(SHIPPED, afterLookback);
-      expect(early.notes).toEqual([expect.stringMatching(/^tally: no evaluator has published entitlement definitions to this Redis \(prefix tally\)/)]);
-      expect(early.result.exact).toMatchObject({ usage: '0', appliedUsage: '0' });
-      expect((await check(SHIPPED, afterClose)).result.exact).toMatchObject({ usage: '3568', appliedUsage: '0', liveUsage: '3568' });
-      // Still waiting, untouched, after the bare worker's evaluator looked for definitions many times.
-      expect(await entitlements.getJobCounts('waiting', 'completed')).toEqual({ waiting: 2, completed: 0 });
-
-      // 2. A worker on the shipped config: it publishes the definitions and applies the waiting rollups.
-      const worker = start(['worker', '--config', SHIPPED], env);
-      await worker.waitForOutput(/published the config's entitlement definitions \(v1, published .* by /);
-      await waitFor(async () => (await entitlements.getJobCounts('completed')).completed === 2, { timeoutMs: 20_000, message: 'rollups applied' });
-
-      for (const at of [afterClose, afterLookback]) {
-        const c = await check(SHIPPED, at);
-        expect(c.code, at).toBe(0);
-        expect(c.notes, at).toEqual([]);
-        expect(c.result, at).toMatchObject({ type: 'metered', source: 'default', hasAccess: true, usage: 3568, limit: 1_000_000, balance: 996_432 });
-        expect(c.result.exact, at).toMatchObject({ appliedUsage: '3568', liveUsage: '0' });
-      }
-      // Now, when the window is long past lookback (unless a new month began since).
-      const now = await check(SHIPPED);
-      if (now.result.periodStart === new Date(periodAt(period, windowStart).start).toISOString()) expect(now.result.usage).toBe(3568);
-
-      // A check with a config that disagrees says so in one line, and answers from what the workers apply.
-      const otherFile = join(dir, 'other-limits.yaml');
-      const other = structuredClone(shipped) as { entitlements: { defaults: { limit?: number }[] } };
-      other.entitlements.defaults[0]!.limit = 2_000_000;
-      writeFileSync(otherFile, stringify(other));
-      const disagreeing = await check(otherFile, afterLookback);
-      expect(disagreeing.notes).toHaveLength(1);
-      expect(disagreeing.notes[0]).toMatch(
-        new RegExp(`^tally: ${otherFile} has other entitlement definitions than those the workers apply \\(v1, published \\S+Z by \\S+\\): checking with theirs$`),
+      // 1. A worker on a config without an entitlements section (the old shipped config).
+      const bareFile = join(dir, 'no-entitlements.yaml');
+      const withoutEntitlements = { ...shipped };
+      delete withoutEntitlements.entitlements;
+      writeFileSync(bareFile, stringify(withoutEntitlements));
+      const bare = start(['worker', '--config', bareFile], env);
+      await bare.waitForOutput(
+        /no entitlement features .*not consuming tally-entitlements; its rollups wait there/,
       );
-      expect(disagreeing.result).toMatchObject({ usage: 3568, limit: 1_000_000 });
 
-      expect(await worker.stop()).toBe(0);
-      expect(await bare.stop()).toBe(0);
-      expect(worker.output()).not.toMatch(/"level":5\d/);
-    } finally {
-      await billing.close();
-      await entitlements.close();
-    }
-  });
+      const producer = new UsageProducer({
+        redis: server.url,
+        prefix: config.prefix,
+        partitions: config.partitions,
+      });
+      const event = (tokens: number, model: string, minute: number) => ({
+        id: randomUUID(),
+        source: 'first-hour-test',
+        type: 'llm.completion',
+        subject: 'customer-42',
+        time: new Date(windowStart + minute * 60_000).toISOString(),
+        data: { tokens, model, direction: 'output' },
+      });
+      await producer.sendBatch([
+        event(1200, 'gpt-5', 5),
+        event(2000, 'gpt-5', 20),
+        event(368, 'gpt-5', 59),
+        event(500, 'claude-4', 30),
+      ]);
+      await producer.close();
+
+      // The window closes on the idle partition; one rollup per model lands in each queue.
+      const billing = new Queue('tally-billing', { connection: redis, prefix: 'bull' });
+      const entitlements = new Queue('tally-entitlements', { connection: redis, prefix: 'bull' });
+      try {
+        await waitFor(async () => (await billing.getJobCounts('waiting')).waiting === 2, {
+          timeoutMs: 40_000,
+          message: 'two rollups in tally-billing',
+        });
+        await waitFor(async () => (await entitlements.getJobCounts('waiting')).waiting === 2, {
+          timeoutMs: 10_000,
+          message: 'two rollups in tally-entitlements',
+        });
+
+        const check = async (file: string, at?: string) => {
+          const r = await run(
+            ['check', '--config', file, 'customer-42', 'gpt5_tokens', ...(at ? ['--at', at] : [])],
+            { REDIS_URL: server.url },
+          );
+          const notes = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('tally: Redis '));
+          return { code: r.code, notes, result: JSON.parse(r.stdout) as EntitlementCheck };
+        };
+        // Nobody applies the rollups yet: the check says so, and after lookback sees no usage.
+        const early = await check(SHIPPED, afterLookback);
+        expect(early.notes).toEqual([
+          expect.stringMatching(
+            /^tally: no evaluator has published entitlement definitions to this Redis \(prefix tally\)/,
+          ),
+        ]);
+        expect(early.result.exact).toMatchObject({ usage: '0', appliedUsage: '0' });
+        expect((await check(SHIPPED, afterClose)).result.exact).toMatchObject({
+          usage: '3568',
+          appliedUsage: '0',
+          liveUsage: '3568',
+        });
+        // Still waiting, untouched, after the bare worker's evaluator looked for definitions many times.
+        expect(await entitlements.getJobCounts('waiting', 'completed')).toEqual({ waiting: 2, completed: 0 });
+
+        // 2. A worker on the shipped config: it publishes the definitions and applies the waiting rollups.
+        const worker = start(['worker', '--config', SHIPPED], env);
+        await worker.waitForOutput(/published the config's entitlement definitions \(v1, published .* by /);
+        await waitFor(async () => (await entitlements.getJobCounts('completed')).completed === 2, {
+          timeoutMs: 20_000,
+          message: 'rollups applied',
+        });
+
+        for (const at of [afterClose, afterLookback]) {
+          const c = await check(SHIPPED, at);
+          expect(c.code, at).toBe(0);
+          expect(c.notes, at).toEqual([]);
+          expect(c.result, at).toMatchObject({
+            type: 'metered',
+            source: 'default',
+            hasAccess: true,
+            usage: 3568,
+            limit: 1_000_000,
+            balance: 996_432,
+          });
+          expect(c.result.exact, at).toMatchObject({ appliedUsage: '3568', liveUsage: '0' });
+        }
+        // Now, when the window is long past lookback (unless a new month began since).
+        const now = await check(SHIPPED);
+        if (now.result.periodStart === new Date(periodAt(period, windowStart).start).toISOString())
+          expect(now.result.usage).toBe(3568);
+
+        // A check with a config that disagrees says so in one line, and answers from what the workers apply.
+        const otherFile = join(dir, 'other-limits.yaml');
+        const other = structuredClone(shipped) as { entitlements: { defaults: { limit?: number }[] } };
+        other.entitlements.defaults[0]!.limit = 2_000_000;
+        writeFileSync(otherFile, stringify(other));
+        const disagreeing = await check(otherFile, afterLookback);
+        expect(disagreeing.notes).toHaveLength(1);
+        expect(disagreeing.notes[0]).toMatch(
+          new RegExp(
+            `^tally: ${otherFile} has other entitlement definitions than those the workers apply \\(v1, published \\S+Z by \\S+\\): checking with theirs$`,
+          ),
+        );
+        expect(disagreeing.result).toMatchObject({ usage: 3568, limit: 1_000_000 });
+
+        expect(await worker.stop()).toBe(0);
+        expect(await bare.stop()).toBe(0);
+        expect(worker.output()).not.toMatch(/"level":5\d/);
+      } finally {
+        await billing.close();
+        await entitlements.close();
+      }
+    },
+  );
 });

@@ -37,7 +37,10 @@ describe('Redis faults', () => {
   });
 
   /** A worker in this process whose log lines are kept (Harness.startWorker logs nowhere). */
-  async function startLoggedWorker(h: Harness, config: TallyConfig = h.config): Promise<{ worker: TallyWorker; logs: CapturedLogs }> {
+  async function startLoggedWorker(
+    h: Harness,
+    config: TallyConfig = h.config,
+  ): Promise<{ worker: TallyWorker; logs: CapturedLogs }> {
     const logs = captureLogs('info');
     worker = new TallyWorker({ config, logger: logs.logger });
     await worker.start();
@@ -51,14 +54,22 @@ describe('Redis faults', () => {
 
   it('a restart with AOF: the worker logs the outage once, resumes, and totals stay exact', async () => {
     server = await startRedisServer({ appendonly: true, appendfsync: 'always' });
-    harness = new Harness({ meters: METERS, partitions: 2, redisUrl: server.url, label: 'aof', worker: { batchSize: 20 } });
+    harness = new Harness({
+      meters: METERS,
+      partitions: 2,
+      redisUrl: server.url,
+      label: 'aof',
+      worker: { batchSize: 20 },
+    });
     const events = makeEvents(8_000, { dupRate: 0.1, subjects: 10, seed: 11 });
     const model = modelOf(events);
     const { logs } = await startLoggedWorker(harness);
     const producer = harness.producer();
 
     await producer.sendBatch(events.slice(0, 4_000));
-    await waitFor(async () => (await entriesRead(harness!, 0)) > 0, { message: 'the worker to start applying' });
+    await waitFor(async () => (await entriesRead(harness!, 0)) > 0, {
+      message: 'the worker to start applying',
+    });
     await server.kill('SIGKILL');
     // Sent while Redis is down: the producer's commands wait for the reconnect (maxRetriesPerRequest null).
     const during = producer.sendBatch(events.slice(4_000, 6_000));
@@ -98,7 +109,10 @@ describe('Redis faults', () => {
     await server.restart(); // empty: streams, consumer groups, windows, dedup memory and queues are gone
     expect(await harness.redis.exists(marker)).toBe(0);
     expect(await harness.rollups()).toEqual([]);
-    const after = makeEvents(4_000, { dupRate: 0.1, subjects: 8, seed: 5 }).map((e) => ({ ...e, id: `after-${e.id}` }));
+    const after = makeEvents(4_000, { dupRate: 0.1, subjects: 8, seed: 5 }).map((e) => ({
+      ...e,
+      id: `after-${e.id}`,
+    }));
     const model = modelOf(after);
     const appliedBefore = w.getStats().applied;
     await producer.sendBatch(after);
@@ -117,8 +131,15 @@ describe('Redis faults', () => {
     // No loop: no error repeats for a partition (twice at most, when its read loop and its lease
     // supervisor both ran into the loss; a step caught between the kill and the restart may add one).
     const repeats = new Map<string, number>();
-    for (const l of logs.atLeast(LogLevel.error)) repeats.set(`${l.msg} (${String(l.partition)})`, (repeats.get(`${l.msg} (${String(l.partition)})`) ?? 0) + 1);
-    expect([...repeats].filter(([, n]) => n > 2), logs.dump()).toEqual([]);
+    for (const l of logs.atLeast(LogLevel.error))
+      repeats.set(
+        `${l.msg} (${String(l.partition)})`,
+        (repeats.get(`${l.msg} (${String(l.partition)})`) ?? 0) + 1,
+      );
+    expect(
+      [...repeats].filter(([, n]) => n > 2),
+      logs.dump(),
+    ).toEqual([]);
     for (let p = 0; p < partitions; p++) {
       const groups = (await harness.redis.xinfo('GROUPS', harness.keys.events(p))) as unknown[][];
       expect(groups.length).toBe(1);
@@ -133,12 +154,22 @@ describe('Redis faults', () => {
     harness = new Harness({ meters, label: 'poison', worker: { maxDeliveries: 3, claimIdle: '300ms' } });
     const h = harness;
     const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 1_000).toISOString();
-    const event = (id: string, tokens: number): UsageEvent => ({ id, source: 'poison', type: 'llm', subject: 'acme', time, data: { tokens } });
+    const event = (id: string, tokens: number): UsageEvent => ({
+      id,
+      source: 'poison',
+      type: 'llm',
+      subject: 'acme',
+      time,
+      data: { tokens },
+    });
     const { worker: w, logs } = await startLoggedWorker(h);
     const producer = h.producer();
     const totals = async () =>
       Object.fromEntries(
-        [...(await h.finalRollups()).latest.values()].map((r) => [r.meter, `${r.valueDecimal}/${r.eventCount}`]),
+        [...(await h.finalRollups()).latest.values()].map((r) => [
+          r.meter,
+          `${r.valueDecimal}/${r.eventCount}`,
+        ]),
       );
 
     await producer.send(event('g1', 10));
@@ -150,12 +181,21 @@ describe('Redis faults', () => {
     await h.redis.del(h.keys.state(0));
     await h.redis.set(h.keys.state(0), 'not a hash');
     const poisonEntry = await producer.send(event('p1', 1_000));
-    const dead = await waitFor(async () => {
-      const letters = await h.deadLetters();
-      return letters.length > 0 && letters;
-    }, { timeoutMs: 15_000, message: 'the failing entry to be dead-lettered' });
+    const dead = await waitFor(
+      async () => {
+        const letters = await h.deadLetters();
+        return letters.length > 0 && letters;
+      },
+      { timeoutMs: 15_000, message: 'the failing entry to be dead-lettered' },
+    );
     expect(dead).toHaveLength(1);
-    expect(dead[0]).toMatchObject({ reason: 'poison', entry: poisonEntry, deliveries: '3', field: 'event', index: '-1' });
+    expect(dead[0]).toMatchObject({
+      reason: 'poison',
+      entry: poisonEntry,
+      deliveries: '3',
+      field: 'event',
+      index: '-1',
+    });
     expect(dead[0]?.detail).toContain('WRONGTYPE');
     expect(JSON.parse(dead[0]?.payload ?? '{}')).toMatchObject({ id: 'p1', data: { tokens: 1_000 } });
     expect(w.getStats().poison).toBe(1);
@@ -175,11 +215,20 @@ describe('Redis faults', () => {
   }, 60_000);
 
   it('an overflowing SUM is dead-lettered as sum-overflow at once, not retried as poison', async () => {
-    const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' }];
+    const meters = [
+      { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
+    ];
     harness = new Harness({ meters, label: 'overflow', worker: { maxDeliveries: 2, claimIdle: '300ms' } });
     const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 1_000).toISOString();
     // 5e12 units are 5e18 micro-units: one fits in int64, two in one window do not.
-    const big = (id: string): UsageEvent => ({ id, source: 'big', type: 'llm', subject: 'acme', time, data: { tokens: 5e12 } });
+    const big = (id: string): UsageEvent => ({
+      id,
+      source: 'big',
+      type: 'llm',
+      subject: 'acme',
+      time,
+      data: { tokens: 5e12 },
+    });
     const { worker: w } = await startLoggedWorker(harness);
     await harness.producer().send(big('b1'));
     await harness.producer().send(big('b2'));
@@ -215,7 +264,10 @@ describe('Redis faults', () => {
     };
 
     // 1. A worker that keeps applied entries (retainAcked 1h) applies the first 2000 entries, then stops.
-    const keeper = await startLoggedWorker(h, { ...h.config, trim: { retainAckedMs: 3_600_000, maxLength: 0 } });
+    const keeper = await startLoggedWorker(h, {
+      ...h.config,
+      trim: { retainAckedMs: 3_600_000, maxLength: 0 },
+    });
     await send(events.slice(0, 2_000));
     await h.settle(30_000);
     await keeper.worker.close();
@@ -223,10 +275,16 @@ describe('Redis faults', () => {
 
     // 2. A consumer takes 300 entries and stops (they stay pending), then a backlog arrives: nobody reads it.
     await send(events.slice(2_000, 3_000));
-    const taken = (await h.redis.xreadgroup('GROUP', group, 'stopped', 'COUNT', 300, 'STREAMS', stream, '>')) as [
-      string,
-      [string, string[]][],
-    ][];
+    const taken = (await h.redis.xreadgroup(
+      'GROUP',
+      group,
+      'stopped',
+      'COUNT',
+      300,
+      'STREAMS',
+      stream,
+      '>',
+    )) as [string, [string, string[]][]][];
     const takenIds = taken[0]?.[1].map(([id]) => id) ?? [];
     expect(takenIds).toHaveLength(300);
     await send(events.slice(3_000));
@@ -234,7 +292,12 @@ describe('Redis faults', () => {
 
     // 3. The worker's trim step (retainAcked 0s) deletes the applied entries only: whole stream nodes below the
     //    first pending entry; every pending and unread entry stays.
-    const deleted = (await runScript(h.redis, 'trimStream', [stream], [group, h.config.trim.retainAckedMs, h.config.trim.maxLength])) as number;
+    const deleted = (await runScript(
+      h.redis,
+      'trimStream',
+      [stream],
+      [group, h.config.trim.retainAckedMs, h.config.trim.maxLength],
+    )) as number;
     expect(deleted).toBeGreaterThan(1_800);
     expect(await h.redis.xlen(stream)).toBe(10_000 - deleted);
     expect((await h.redis.xrange(stream, takenIds[0] as string, '+')).length).toBe(kept);
@@ -246,7 +309,11 @@ describe('Redis faults', () => {
     const sampler = (async () => {
       while (sampling) {
         const s = await snapshotStream(h.redis, stream, group);
-        if (s?.firstId !== undefined && s.minPending !== undefined && compareIds(s.firstId, s.minPending) > 0) {
+        if (
+          s?.firstId !== undefined &&
+          s.minPending !== undefined &&
+          compareIds(s.firstId, s.minPending) > 0
+        ) {
           violations.push(`first entry ${s.firstId} is after the pending entry ${s.minPending}`);
         }
         if (s && s.entriesRead !== null && s.length < s.entriesAdded - s.entriesRead) {
@@ -258,10 +325,12 @@ describe('Redis faults', () => {
     try {
       const second = await startLoggedWorker(h);
       await sleep(2_000); // two trim passes before the stopped consumer's entries are idle long enough to reclaim
-      const stillPending = (await h.redis.xpending(stream, group, '-', '+', 1_000, 'stopped'));
+      const stillPending = await h.redis.xpending(stream, group, '-', '+', 1_000, 'stopped');
       expect(stillPending).toHaveLength(300);
       const present = takenIds.reduce((p, id) => p.xrange(stream, id, id), h.redis.pipeline());
-      expect((await present.exec())?.map(([, entries]) => (entries as unknown[]).length)).toEqual(takenIds.map(() => 1));
+      expect((await present.exec())?.map(([, entries]) => (entries as unknown[]).length)).toEqual(
+        takenIds.map(() => 1),
+      );
       await h.settle(60_000);
       expect(second.worker.getStats().reclaimed).toBeGreaterThanOrEqual(300);
     } finally {
@@ -274,6 +343,8 @@ describe('Redis faults', () => {
     expect(repeated).toEqual([]);
     expect(diffTotals(latest, model.expected())).toEqual([]);
     // Applied now: trimmed down to less than a stream node or two.
-    await waitFor(async () => (await h.redis.xlen(stream)) < 200, { message: 'applied entries to be trimmed' });
+    await waitFor(async () => (await h.redis.xlen(stream)) < 200, {
+      message: 'applied entries to be trimmed',
+    });
   }, 90_000);
 });

@@ -12,10 +12,27 @@ import { startRedisServer, type RedisServerHandle } from '../../support/redis-se
 import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
 
 const KEY = 'test-key-0123456789abcdef';
-const METERS = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: 'MINUTE' }];
+const METERS = [
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    groupBy: { model: '$.model' },
+    windowSize: 'MINUTE',
+  },
+];
 
 function makeConfig(url: string, http: Record<string, unknown> = {}): TallyConfig {
-  return resolveConfig({ redis: { url }, streams: { prefix: uniquePrefix('http'), partitions: 4 }, http: { apiKeys: [KEY], ...http }, meters: METERS }, {});
+  return resolveConfig(
+    {
+      redis: { url },
+      streams: { prefix: uniquePrefix('http'), partitions: 4 },
+      http: { apiKeys: [KEY], ...http },
+      meters: METERS,
+    },
+    {},
+  );
 }
 
 const event = (id: string, subject = 'cust-1', extra: Record<string, unknown> = {}) => ({
@@ -29,14 +46,32 @@ const event = (id: string, subject = 'cust-1', extra: Record<string, unknown> = 
   ...extra,
 });
 
-async function post(base: string, body: string, contentType: string | undefined, key: string | null = KEY): Promise<{ status: number; type: string | null; json: Record<string, unknown> | undefined; headers: Headers }> {
+async function post(
+  base: string,
+  body: string,
+  contentType: string | undefined,
+  key: string | null = KEY,
+): Promise<{
+  status: number;
+  type: string | null;
+  json: Record<string, unknown> | undefined;
+  headers: Headers;
+}> {
   const res = await fetch(`${base}/api/v1/events`, {
     method: 'POST',
     body,
-    headers: { ...(contentType ? { 'content-type': contentType } : {}), ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    headers: {
+      ...(contentType ? { 'content-type': contentType } : {}),
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+    },
   });
   const text = await res.text();
-  return { status: res.status, type: res.headers.get('content-type'), json: text ? (JSON.parse(text) as Record<string, unknown>) : undefined, headers: res.headers };
+  return {
+    status: res.status,
+    type: res.headers.get('content-type'),
+    json: text ? (JSON.parse(text) as Record<string, unknown>) : undefined,
+    headers: res.headers,
+  };
 }
 
 /** Every event stored in the config's streams (both entry formats), as subject → ids. */
@@ -46,9 +81,14 @@ async function stored(config: TallyConfig): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   for (let p = 0; p < config.partitions; p++) {
     for (const [, fields] of (await redis.xrange(keys.events(p), '-', '+')) as [string, string[]][]) {
-      const events = (fields[0] === 'events' ? JSON.parse(fields[1] as string) : [JSON.parse(fields[1] as string)]) as { id: string; subject: string }[];
+      const events = (
+        fields[0] === 'events' ? JSON.parse(fields[1] as string) : [JSON.parse(fields[1] as string)]
+      ) as { id: string; subject: string }[];
       for (const e of events) {
-        expect(partitionOf(e.subject, config.partitions), `event ${e.id} routed as UsageProducer routes it`).toBe(p);
+        expect(
+          partitionOf(e.subject, config.partitions),
+          `event ${e.id} routed as UsageProducer routes it`,
+        ).toBe(p);
         out.set(e.subject, [...(out.get(e.subject) ?? []), e.id]);
       }
     }
@@ -83,7 +123,11 @@ describe('POST /api/v1/events: content types and errors', () => {
       ['Application/CloudEvents-Batch+JSON; charset=UTF-8', [event('b3')], 'b3'],
       ['application/json', event('j1'), 'j1'],
       ['application/json; charset=utf-8', [event('j2'), event('j3', 'cust-3')], 'j2,j3'],
-      ['application/json', event('n1', 'cust-1', { time: null, data: null, datacontenttype: null, dataschema: null }), 'n1'],
+      [
+        'application/json',
+        event('n1', 'cust-1', { time: null, data: null, datacontenttype: null, dataschema: null }),
+        'n1',
+      ],
     ];
     for (const [type, body] of cases) {
       const res = await post(base, JSON.stringify(body), type);
@@ -98,9 +142,18 @@ describe('POST /api/v1/events: content types and errors', () => {
   it('stores a null-attribute event without those attributes (time then comes from the entry id)', async () => {
     const redis = createTestRedis({ url: config.redisUrl });
     const p = partitionOf('cust-1', config.partitions);
-    const entries = (await redis.xrange(new TallyKeys(config.prefix).events(p), '-', '+')) as [string, string[]][];
+    const entries = (await redis.xrange(new TallyKeys(config.prefix).events(p), '-', '+')) as [
+      string,
+      string[],
+    ][];
     const n1 = entries
-      .flatMap(([, f]) => (f[0] === 'events' ? JSON.parse(f[1] as string) : [JSON.parse(f[1] as string)]) as Record<string, unknown>[])
+      .flatMap(
+        ([, f]) =>
+          (f[0] === 'events' ? JSON.parse(f[1] as string) : [JSON.parse(f[1] as string)]) as Record<
+            string,
+            unknown
+          >[],
+      )
       .find((e) => e.id === 'n1');
     expect(n1).toBeDefined();
     expect(Object.keys(n1 as object)).not.toContain('time');
@@ -109,11 +162,22 @@ describe('POST /api/v1/events: content types and errors', () => {
 
   it('answers 400 naming the event index and field, and writes nothing of the batch', async () => {
     const before = [...(await stored(config)).values()].flat().length;
-    const batch = [event('ok1'), { ...event('bad1'), subject: undefined }, event('ok2'), { ...event('bad2'), time: 'yesterday' }, 42];
+    const batch = [
+      event('ok1'),
+      { ...event('bad1'), subject: undefined },
+      event('ok2'),
+      { ...event('bad2'), time: 'yesterday' },
+      42,
+    ];
     const res = await post(base, JSON.stringify(batch), 'application/cloudevents-batch+json');
     expect(res.status).toBe(400);
     expect(res.type).toMatch(/^application\/problem\+json/);
-    expect(res.json).toMatchObject({ type: 'about:blank', title: 'Bad Request', status: 400, instance: '/api/v1/events' });
+    expect(res.json).toMatchObject({
+      type: 'about:blank',
+      title: 'Bad Request',
+      status: 400,
+      instance: '/api/v1/events',
+    });
     expect(res.json?.errors).toEqual([
       { index: 1, field: 'subject', detail: 'required' },
       { index: 3, field: 'time', detail: expect.stringContaining('RFC 3339') as unknown },
@@ -133,7 +197,11 @@ describe('POST /api/v1/events: content types and errors', () => {
     expect(String(single.json?.detail)).toContain('application/cloudevents-batch+json');
     const batch = await post(base, JSON.stringify(event('obj')), 'application/cloudevents-batch+json');
     expect(batch.status).toBe(400);
-    const oversizedEvent = await post(base, JSON.stringify({ ...event('big'), data: { tokens: 1, pad: 'x'.repeat(2_000) } }), 'application/json');
+    const oversizedEvent = await post(
+      base,
+      JSON.stringify({ ...event('big'), data: { tokens: 1, pad: 'x'.repeat(2_000) } }),
+      'application/json',
+    );
     expect(oversizedEvent.status).toBe(204);
   });
 
@@ -169,7 +237,10 @@ describe('POST /api/v1/events: content types and errors', () => {
   });
 
   it('answers 413 for a body over http.bodyLimit and for more than http.maxEventsPerRequest events', async () => {
-    const big = Array.from({ length: 40 }, (_, i) => ({ ...event(`big${i}`), data: { tokens: 1, pad: 'x'.repeat(2_000) } }));
+    const big = Array.from({ length: 40 }, (_, i) => ({
+      ...event(`big${i}`),
+      data: { tokens: 1, pad: 'x'.repeat(2_000) },
+    }));
     const res = await post(base, JSON.stringify(big), 'application/cloudevents-batch+json');
     expect(res.status).toBe(413);
     expect(res.json).toMatchObject({ status: 413, title: 'Content Too Large' });
@@ -248,12 +319,18 @@ describe('Redis down: 503, readiness, recovery', () => {
 
     await redis.kill('SIGKILL');
     const started = Date.now();
-    const down = await post(base, JSON.stringify([event('during1'), event('during2', 'cust-9')]), 'application/cloudevents-batch+json');
+    const down = await post(
+      base,
+      JSON.stringify([event('during1'), event('during2', 'cust-9')]),
+      'application/cloudevents-batch+json',
+    );
     expect(down.status).toBe(503);
     expect(Date.now() - started).toBeLessThan(3_000);
     expect(down.headers.get('retry-after')).toBe('1');
     expect(down.json).toMatchObject({ status: 503, title: 'Service Unavailable', acknowledged: [] });
-    const query = await fetch(`${base}/api/v1/meters/tokens/query`, { headers: { authorization: `Bearer ${KEY}` } });
+    const query = await fetch(`${base}/api/v1/meters/tokens/query`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
     expect(query.status).toBe(503);
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
@@ -261,7 +338,10 @@ describe('Redis down: 503, readiness, recovery', () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
 
     await redis.restart();
-    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { timeoutMs: 15_000, message: 'ready again' });
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
+      timeoutMs: 15_000,
+      message: 'ready again',
+    });
     expect((await post(base, JSON.stringify([event('after')]), 'application/json')).status).toBe(204);
     const ids = [...(await stored(config)).values()].flat();
     // Redis ran without persistence: what it held before the kill is gone; what came after is there.

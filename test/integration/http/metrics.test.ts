@@ -29,13 +29,15 @@ function parseMetrics(text: string): Map<string, Sample[]> {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
     if (!m) throw new Error(`unparsable metrics line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k as string] = v as string;
+    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
+      labels[k as string] = v as string;
     out.set(m[1] as string, [...(out.get(m[1] as string) ?? []), { labels, value: Number(m[3]) }]);
   }
   return out;
 }
 
-const total = (m: Map<string, Sample[]>, name: string) => (m.get(name) ?? []).reduce((s, x) => s + x.value, 0);
+const total = (m: Map<string, Sample[]>, name: string) =>
+  (m.get(name) ?? []).reduce((s, x) => s + x.value, 0);
 
 async function scrape(url: string): Promise<Map<string, Sample[]>> {
   const res = await fetch(`${url}/metrics`);
@@ -60,11 +62,25 @@ describe('worker metrics and health', () => {
       windows: { grace: '100ms', idleTimeout: '300ms' },
       worker: { closeInterval: '50ms', blockMs: 200, leaseTtl: '2s' },
       rollups: { queues: [`${prefix}-billing`], keepCompleted: '1h' },
-      meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: 'MINUTE' }],
+      meters: [
+        {
+          slug: 'tokens',
+          eventType: 'llm',
+          aggregation: 'SUM',
+          valueProperty: '$.tokens',
+          groupBy: { model: '$.model' },
+          windowSize: 'MINUTE',
+        },
+      ],
       http: { apiKeys: [KEY] },
     };
     // The backlog, written before the worker starts: single-event entries, 30 minutes of event time.
-    const producer = new UsageProducer({ redis: redis.url, prefix, partitions: PARTITIONS, eventsPerEntry: 1 });
+    const producer = new UsageProducer({
+      redis: redis.url,
+      prefix,
+      partitions: PARTITIONS,
+      eventsPerEntry: 1,
+    });
     const start = Math.floor(Date.now() / MINUTE) * MINUTE - 30 * MINUTE;
     const events: UsageEvent[] = Array.from({ length: EVENTS }, (_, i) => ({
       id: `m${i}`,
@@ -109,7 +125,12 @@ describe('worker metrics and health', () => {
     for (let i = 1; i < lags.length; i++) expect(lags[i]).toBeLessThanOrEqual((lags[i - 1] as number) + 0);
     const last = scrapes[scrapes.length - 1] as Map<string, Sample[]>;
     expect(total(last, 'tally_worker_partitions_owned')).toBe(PARTITIONS);
-    expect(last.get('tally_partition_lag')?.map((s) => s.labels.tally_partition).sort()).toEqual(['0', '1']);
+    expect(
+      last
+        .get('tally_partition_lag')
+        ?.map((s) => s.labels.tally_partition)
+        .sort(),
+    ).toEqual(['0', '1']);
     expect(total(last, 'tally_events_duplicate_total')).toBe(500);
     expect(total(last, 'tally_partition_dead_letters')).toBe(1);
     expect(total(last, 'tally_partition_oldest_pending_age')).toBe(0);
@@ -119,7 +140,9 @@ describe('worker metrics and health', () => {
     expect(eventLag).toBeLessThan(5 * MINUTE);
     // Open windows went up while events were applied, and closed windows produced rollups with a latency.
     expect(Math.max(...scrapes.map((m) => total(m, 'tally_partition_open_windows')))).toBeGreaterThan(0);
-    await waitFor(async () => total(await scrape(worker.url), 'tally_rollup_latency_count') > 0, { message: 'rollups relayed' });
+    await waitFor(async () => total(await scrape(worker.url), 'tally_rollup_latency_count') > 0, {
+      message: 'rollups relayed',
+    });
     expect(total(last, 'tally_batch_duration_count')).toBeGreaterThan(0);
   }, 120_000);
 
@@ -128,13 +151,23 @@ describe('worker metrics and health', () => {
     const ready = await fetch(`${worker.url}/readyz`);
     const body = (await ready.json()) as { ready: boolean; checks: Record<string, { ok: boolean }> };
     expect(ready.status).toBe(200);
-    expect(body).toMatchObject({ ready: true, checks: { redis: { ok: true }, worker: { ok: true }, partitions: { ok: true }, consuming: { ok: true } } });
+    expect(body).toMatchObject({
+      ready: true,
+      checks: {
+        redis: { ok: true },
+        worker: { ok: true },
+        partitions: { ok: true },
+        consuming: { ok: true },
+      },
+    });
 
     await redis.kill('SIGKILL');
     const down = await waitFor(
       async () => {
         const res = await fetch(`${worker.url}/readyz`);
-        return res.status === 503 ? ((await res.json()) as { checks: Record<string, { ok: boolean }> }) : undefined;
+        return res.status === 503
+          ? ((await res.json()) as { checks: Record<string, { ok: boolean }> })
+          : undefined;
       },
       { timeoutMs: 10_000, message: '/readyz to turn unready' },
     );
@@ -145,7 +178,10 @@ describe('worker metrics and health', () => {
     expect(during.has('tally_events_applied_total')).toBe(true);
 
     await redis.restart();
-    await waitFor(async () => (await fetch(`${worker.url}/readyz`)).status === 200, { timeoutMs: 30_000, message: '/readyz to turn ready again' });
+    await waitFor(async () => (await fetch(`${worker.url}/readyz`)).status === 200, {
+      timeoutMs: 30_000,
+      message: '/readyz to turn ready again',
+    });
   }, 60_000);
 
   it('has every metric the Grafana dashboard queries in a real scrape (worker and tally serve)', async () => {
@@ -153,18 +189,28 @@ describe('worker metrics and health', () => {
     const res = await fetch(`${api.url}/api/v1/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/cloudevents+json', authorization: `Bearer ${KEY}` },
-      body: JSON.stringify({ id: 'api-1', source: 'metrics-test', type: 'llm', subject: 'cust-1', data: { tokens: 1, model: 'a' } }),
+      body: JSON.stringify({
+        id: 'api-1',
+        source: 'metrics-test',
+        type: 'llm',
+        subject: 'cust-1',
+        data: { tokens: 1, model: 'a' },
+      }),
     });
     expect(res.status).toBe(204);
     const names = new Set([...(await scrape(worker.url)).keys(), ...(await scrape(api.url)).keys()]);
-    const dashboard = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../deploy/grafana/tally.json'), 'utf8')) as {
+    const dashboard = JSON.parse(
+      readFileSync(resolve(import.meta.dirname, '../../../deploy/grafana/tally.json'), 'utf8'),
+    ) as {
       panels: { title: string; targets: { expr: string }[] }[];
     };
     const queried = new Set<string>();
     for (const panel of dashboard.panels) {
       for (const { expr } of panel.targets) {
         // Metric names, not the label names of `by (...)` clauses.
-        const metrics = [...expr.replace(/\bby \([^)]*\)/g, '').matchAll(/\b(tally_[a-z_]+)\b/g)].map((m) => m[1] as string);
+        const metrics = [...expr.replace(/\bby \([^)]*\)/g, '').matchAll(/\b(tally_[a-z_]+)\b/g)].map(
+          (m) => m[1] as string,
+        );
         expect(metrics.length, `panel ${panel.title}: ${expr}`).toBeGreaterThan(0);
         for (const m of metrics) queried.add(m);
       }

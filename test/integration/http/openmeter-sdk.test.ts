@@ -7,7 +7,13 @@
 import { OpenMeter, isHTTPError } from '@openmeter/sdk';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EntitlementEvaluator, resolveConfig, TallyKeys, TallyWorker, type TallyConfig } from '../../../src/index.js';
+import {
+  EntitlementEvaluator,
+  resolveConfig,
+  TallyKeys,
+  TallyWorker,
+  type TallyConfig,
+} from '../../../src/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
 import { toRecord } from '../../support/tally.js';
@@ -29,7 +35,7 @@ interface Sent {
 /** Deterministic events over the last 100 minutes, in time order (values are multiples of 1/8: exact in binary). */
 function makeSent(n: number, now: number): Sent[] {
   let s = 11;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   const start = now - 100 * MINUTE;
   return Array.from({ length: n }, (_, i) => ({
     id: `ev-${i}`,
@@ -43,9 +49,27 @@ function makeSent(n: number, now: number): Sent[] {
 /** The model: sums by (row start, subject or null, model or null), rows from `rowStart`. */
 function modelRows(
   sent: readonly Sent[],
-  opts: { rowStart: (t: number) => number; rowEnd: (start: number) => number; bySubject: boolean; byModel: boolean; subjects?: string[]; models?: string[]; from: number; to: number },
+  opts: {
+    rowStart: (t: number) => number;
+    rowEnd: (start: number) => number;
+    bySubject: boolean;
+    byModel: boolean;
+    subjects?: string[];
+    models?: string[];
+    from: number;
+    to: number;
+  },
 ) {
-  const rows = new Map<string, { value: number; windowStart: string; windowEnd: string; subject: string | null; groupBy: Record<string, string> }>();
+  const rows = new Map<
+    string,
+    {
+      value: number;
+      windowStart: string;
+      windowEnd: string;
+      subject: string | null;
+      groupBy: Record<string, string>;
+    }
+  >();
   for (const e of sent) {
     if (e.time < opts.from || e.time >= opts.to) continue;
     if (opts.subjects && !opts.subjects.includes(e.subject)) continue;
@@ -54,17 +78,47 @@ function modelRows(
     const subject = opts.bySubject ? e.subject : null;
     const groupBy: Record<string, string> = opts.byModel ? { model: e.model } : {};
     const key = JSON.stringify([start, subject, groupBy]);
-    const row = rows.get(key) ?? { value: 0, windowStart: new Date(start).toISOString(), windowEnd: new Date(opts.rowEnd(start)).toISOString(), subject, groupBy };
+    const row = rows.get(key) ?? {
+      value: 0,
+      windowStart: new Date(start).toISOString(),
+      windowEnd: new Date(opts.rowEnd(start)).toISOString(),
+      subject,
+      groupBy,
+    };
     row.value += e.tokens;
     rows.set(key, row);
   }
-  return [...rows.values()].sort((a, b) => (JSON.stringify([a.windowStart, a.subject, a.groupBy]) < JSON.stringify([b.windowStart, b.subject, b.groupBy]) ? -1 : 1));
+  return [...rows.values()].sort((a, b) =>
+    JSON.stringify([a.windowStart, a.subject, a.groupBy]) <
+    JSON.stringify([b.windowStart, b.subject, b.groupBy])
+      ? -1
+      : 1,
+  );
 }
 
-function normalize(data: { value: number; windowStart: Date; windowEnd: Date; subject: string | null; groupBy: Record<string, string | null> }[]) {
+function normalize(
+  data: {
+    value: number;
+    windowStart: Date;
+    windowEnd: Date;
+    subject: string | null;
+    groupBy: Record<string, string | null>;
+  }[],
+) {
   return data
-    .map((r) => ({ value: r.value, windowStart: r.windowStart.toISOString(), windowEnd: r.windowEnd.toISOString(), subject: r.subject, groupBy: r.groupBy }))
-    .sort((a, b) => (JSON.stringify([a.windowStart, a.subject, a.groupBy]) < JSON.stringify([b.windowStart, b.subject, b.groupBy]) ? -1 : 1));
+    .map((r) => ({
+      value: r.value,
+      windowStart: r.windowStart.toISOString(),
+      windowEnd: r.windowEnd.toISOString(),
+      subject: r.subject,
+      groupBy: r.groupBy,
+    }))
+    .sort((a, b) =>
+      JSON.stringify([a.windowStart, a.subject, a.groupBy]) <
+      JSON.stringify([b.windowStart, b.subject, b.groupBy])
+        ? -1
+        : 1,
+    );
 }
 
 // Its own redis-server: other test files drop connections on the shared one (CLIENT KILL), which
@@ -79,11 +133,26 @@ describe('@openmeter/sdk against tally serve', () => {
     windows: { grace: '100ms', idleTimeout: '300ms' },
     worker: { closeInterval: '50ms', blockMs: 200, leaseTtl: '1s' },
     rollups: { queues: [`${prefix}-billing`, `${prefix}-ent`], keepCompleted: '1h' },
-    meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: 'MINUTE' }],
+    meters: [
+      {
+        slug: 'tokens',
+        eventType: 'llm',
+        aggregation: 'SUM',
+        valueProperty: '$.tokens',
+        groupBy: { model: '$.model' },
+        windowSize: 'MINUTE',
+      },
+    ],
     entitlements: {
       features: [{ key: 'tokens_a', meter: 'tokens', filter: { model: 'a' } }, { key: 'sso' }],
       defaults: [
-        { feature: 'tokens_a', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 5000, limitType: 'hard' },
+        {
+          feature: 'tokens_a',
+          type: 'metered',
+          usagePeriod: { interval: 'DAY' },
+          limit: 5000,
+          limitType: 'hard',
+        },
         { feature: 'sso', type: 'boolean' },
       ],
     },
@@ -113,11 +182,19 @@ describe('@openmeter/sdk against tally serve', () => {
     await redis.stop();
   });
 
-  const cloudEvent = (e: Sent) => ({ id: e.id, source: 'sdk-test', type: 'llm', subject: e.subject, time: new Date(e.time), data: { tokens: e.tokens, model: e.model } });
+  const cloudEvent = (e: Sent) => ({
+    id: e.id,
+    source: 'sdk-test',
+    type: 'llm',
+    subject: e.subject,
+    time: new Date(e.time),
+    data: { tokens: e.tokens, model: e.model },
+  });
 
   it('ingests single events and batches; a retried batch is counted once', async () => {
     for (const e of sent.slice(0, 20)) await om.events.ingest(cloudEvent(e));
-    for (let i = 20; i < sent.length; i += 500) await om.events.ingest(sent.slice(i, i + 500).map(cloudEvent));
+    for (let i = 20; i < sent.length; i += 500)
+      await om.events.ingest(sent.slice(i, i + 500).map(cloudEvent));
     // A client retry: the same events again (same source and id).
     await om.events.ingest(sent.slice(100, 300).map(cloudEvent));
     const client = createTestRedis({ url: redis.url });
@@ -138,14 +215,29 @@ describe('@openmeter/sdk against tally serve', () => {
   it('lists and gets meters', async () => {
     const meters = (await om.meters.list()) ?? [];
     expect(meters).toHaveLength(1);
-    expect(meters[0]).toMatchObject({ slug: 'tokens', aggregation: 'SUM', eventType: 'llm', valueProperty: '$.tokens', groupBy: { model: '$.model' } });
+    expect(meters[0]).toMatchObject({
+      slug: 'tokens',
+      aggregation: 'SUM',
+      eventType: 'llm',
+      valueProperty: '$.tokens',
+      groupBy: { model: '$.model' },
+    });
     expect((await om.meters.get('tokens'))?.slug).toBe('tokens');
-    await expect(om.meters.get('nope')).rejects.toSatisfy((err: unknown) => isHTTPError(err) && err.status === 404);
+    await expect(om.meters.get('nope')).rejects.toSatisfy(
+      (err: unknown) => isHTTPError(err) && err.status === 404,
+    );
   });
 
   it('queries by MINUTE per subject with default bounds (windows still open included)', async () => {
     const result = await om.meters.query('tokens', { windowSize: 'MINUTE', groupBy: ['subject'] });
-    const want = modelRows(sent, { rowStart: (t) => Math.floor(t / MINUTE) * MINUTE, rowEnd: (s) => s + MINUTE, bySubject: true, byModel: false, from: 0, to: Infinity });
+    const want = modelRows(sent, {
+      rowStart: (t) => Math.floor(t / MINUTE) * MINUTE,
+      rowEnd: (s) => s + MINUTE,
+      bySubject: true,
+      byModel: false,
+      from: 0,
+      to: Infinity,
+    });
     expect(result.windowSize).toBe('MINUTE');
     expect(normalize(result.data)).toEqual(want);
 
@@ -156,9 +248,25 @@ describe('@openmeter/sdk against tally serve', () => {
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     const [header, ...lines] = (await csv.text()).trim().split('\r\n');
     expect(header).toBe('windowStart,windowEnd,subject,value');
-    const rows = lines.map((l) => l.split(',')).map(([windowStart, windowEnd, subject, value]) => ({ windowStart, windowEnd, subject, value: Number(value) }));
-    expect(rows.sort((a, b) => (JSON.stringify([a.windowStart, a.subject]) < JSON.stringify([b.windowStart, b.subject]) ? -1 : 1))).toEqual(
-      want.map((w) => ({ windowStart: w.windowStart, windowEnd: w.windowEnd, subject: w.subject, value: w.value })),
+    const rows = lines
+      .map((l) => l.split(','))
+      .map(([windowStart, windowEnd, subject, value]) => ({
+        windowStart,
+        windowEnd,
+        subject,
+        value: Number(value),
+      }));
+    expect(
+      rows.sort((a, b) =>
+        JSON.stringify([a.windowStart, a.subject]) < JSON.stringify([b.windowStart, b.subject]) ? -1 : 1,
+      ),
+    ).toEqual(
+      want.map((w) => ({
+        windowStart: w.windowStart,
+        windowEnd: w.windowEnd,
+        subject: w.subject,
+        value: w.value,
+      })),
     );
   });
 
@@ -175,7 +283,16 @@ describe('@openmeter/sdk against tally serve', () => {
       groupBy: ['model'],
       filterGroupBy: { model: 'a' },
     });
-    const want = modelRows(sent, { rowStart: kolkataHour, rowEnd: (s) => s + HOUR, bySubject: true, byModel: true, subjects: ['cust-1', 'cust-2'], models: ['a'], from, to });
+    const want = modelRows(sent, {
+      rowStart: kolkataHour,
+      rowEnd: (s) => s + HOUR,
+      bySubject: true,
+      byModel: true,
+      subjects: ['cust-1', 'cust-2'],
+      models: ['a'],
+      from,
+      to,
+    });
     expect(want.length).toBeGreaterThan(2);
     expect(new Date(result.from as Date).getTime()).toBe(from);
     expect(new Date(result.to as Date).getTime()).toBe(to);
@@ -186,7 +303,14 @@ describe('@openmeter/sdk against tally serve', () => {
     const from = Math.floor((now - 2 * HOUR) / MINUTE) * MINUTE;
     const to = Math.floor(now / MINUTE) * MINUTE + MINUTE;
     const total = await om.meters.query('tokens', { from: new Date(from), to: new Date(to) });
-    const want = modelRows(sent, { rowStart: () => from, rowEnd: () => to, bySubject: false, byModel: false, from, to });
+    const want = modelRows(sent, {
+      rowStart: () => from,
+      rowEnd: () => to,
+      bySubject: false,
+      byModel: false,
+      from,
+      to,
+    });
     expect(normalize(total.data)).toEqual(want);
     expect(total.data[0]?.subject).toBeNull();
 
@@ -208,7 +332,9 @@ describe('@openmeter/sdk against tally serve', () => {
   it('answers entitlement values from the real-time check', async () => {
     const dayStart = Math.floor(now / 86_400_000) * 86_400_000;
     for (const subject of ['cust-0', 'cust-3']) {
-      const usage = sent.filter((e) => e.subject === subject && e.model === 'a' && e.time >= dayStart).reduce((sum, e) => sum + e.tokens, 0);
+      const usage = sent
+        .filter((e) => e.subject === subject && e.model === 'a' && e.time >= dayStart)
+        .reduce((sum, e) => sum + e.tokens, 0);
       const value = await waitFor(
         async () => {
           const v = await om.entitlementsV1.value(subject, 'tokens_a');
@@ -216,15 +342,26 @@ describe('@openmeter/sdk against tally serve', () => {
         },
         { timeoutMs: 20_000, message: `entitlement usage of ${subject} to reach ${usage}` },
       );
-      expect(value).toMatchObject({ hasAccess: usage < 5000, usage, balance: Math.max(0, 5000 - usage), overage: Math.max(0, usage - 5000) });
+      expect(value).toMatchObject({
+        hasAccess: usage < 5000,
+        usage,
+        balance: Math.max(0, 5000 - usage),
+        overage: Math.max(0, usage - 5000),
+      });
     }
     expect(await om.entitlementsV1.value('cust-0', 'sso')).toEqual({ hasAccess: true });
-    await expect(om.entitlementsV1.value('cust-0', 'nope')).rejects.toSatisfy((err: unknown) => isHTTPError(err) && err.status === 404);
+    await expect(om.entitlementsV1.value('cust-0', 'nope')).rejects.toSatisfy(
+      (err: unknown) => isHTTPError(err) && err.status === 404,
+    );
   });
 
   it('rejects a wrong API key with 401', async () => {
     const wrong = new OpenMeter({ baseUrl: server.url, apiKey: 'not-the-key-0123456789' });
-    await expect(wrong.events.ingest({ type: 'llm', subject: 'x', data: { tokens: 1 } })).rejects.toSatisfy((err: unknown) => isHTTPError(err) && err.status === 401);
-    await expect(wrong.meters.list()).rejects.toSatisfy((err: unknown) => isHTTPError(err) && err.status === 401);
+    await expect(wrong.events.ingest({ type: 'llm', subject: 'x', data: { tokens: 1 } })).rejects.toSatisfy(
+      (err: unknown) => isHTTPError(err) && err.status === 401,
+    );
+    await expect(wrong.meters.list()).rejects.toSatisfy(
+      (err: unknown) => isHTTPError(err) && err.status === 401,
+    );
   });
 });

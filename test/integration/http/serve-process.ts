@@ -17,7 +17,11 @@ export interface ChildServer {
 }
 
 /** Starts `tally <args> --config <raw as YAML>` and waits until `probe` (a URL path on `port`) answers. */
-export async function startCli(raw: Record<string, unknown>, args: (port: number) => string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
+export async function startCli(
+  raw: Record<string, unknown>,
+  args: (port: number) => string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<ChildServer> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
   const dir = mkdtempSync(join(tmpdir(), 'tally-http-'));
   const file = join(dir, 'tally.yaml');

@@ -8,7 +8,14 @@ const meters = [
   { slug: 'llm_calls', eventType: 'llm', aggregation: 'COUNT', windowSize: '1m' },
 ];
 const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
-const good = (id: string, tokens: unknown = 10) => ({ id, source: 'bad', type: 'llm', subject: 'acme', time, data: { tokens } });
+const good = (id: string, tokens: unknown = 10) => ({
+  id,
+  source: 'bad',
+  type: 'llm',
+  subject: 'acme',
+  time,
+  data: { tokens },
+});
 
 describe('bad input', () => {
   let harness: Harness | undefined;
@@ -67,7 +74,11 @@ describe('bad input', () => {
     expect(worker.getStats().unmetered).toBe(1);
 
     const totals = async () =>
-      Object.fromEntries((await harness!.rollups()).sort((a, b) => a.revision - b.revision).map((x) => [x.meter, x.valueDecimal]));
+      Object.fromEntries(
+        (await harness!.rollups())
+          .sort((a, b) => a.revision - b.revision)
+          .map((x) => [x.meter, x.valueDecimal]),
+      );
     // b1 + b3 + ok1: the event with a non-numeric value is counted by no meter, not even the COUNT one.
     expect(await totals()).toEqual({ tokens: '103', llm_calls: '3' });
 

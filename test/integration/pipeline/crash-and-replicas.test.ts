@@ -32,7 +32,10 @@ describe('crashes and replicas', () => {
     };
     await send(events.slice(0, 20_000));
     const first = harness.spawnWorker();
-    await waitFor(async () => (await groupProgress(harness!)).read > 4_000, { timeoutMs: 20_000, message: 'first worker to make progress' });
+    await waitFor(async () => (await groupProgress(harness!)).read > 4_000, {
+      timeoutMs: 20_000,
+      message: 'first worker to make progress',
+    });
     first.kill('SIGKILL');
     await new Promise((resolve) => first.once('exit', resolve));
     const atKill = await groupProgress(harness);

@@ -3,7 +3,16 @@ import { waitFor } from '../../support/redis.js';
 import { Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m', timeZone: 'Europe/Berlin' }];
+const meters = [
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    windowSize: '1m',
+    timeZone: 'Europe/Berlin',
+  },
+];
 
 describe('dedup and window edge cases', () => {
   let harness: Harness | undefined;
@@ -15,20 +24,34 @@ describe('dedup and window edge cases', () => {
   it('drops an older copy applied after a newer copy from the next dedup epoch', async () => {
     // Horizon 1m: 30 s epochs. Copy A is ingested in one epoch, copy B in the next; A's entry is
     // held by a consumer that dies, so B is applied first and A only after it is reclaimed.
-    harness = new Harness({ meters, worker: { claimIdle: '500ms' }, dedup: { horizon: '1m' }, label: 'epochs' });
+    harness = new Harness({
+      meters,
+      worker: { claimIdle: '500ms' },
+      dedup: { horizon: '1m' },
+      label: 'epochs',
+    });
     const { redis, keys } = harness;
     const epochMs = harness.config.dedup.epochMs;
     expect(epochMs).toBe(30_000);
     const stream = keys.events(0);
     const epochStart = Math.floor(Date.now() / epochMs) * epochMs;
     const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE).toISOString();
-    const event = JSON.stringify({ id: 'same', source: 'edge', type: 'llm', subject: 'acme', time, data: { tokens: 5 } });
+    const event = JSON.stringify({
+      id: 'same',
+      source: 'edge',
+      type: 'llm',
+      subject: 'acme',
+      time,
+      data: { tokens: 5 },
+    });
     await redis.xgroup('CREATE', stream, harness.config.consumerGroup, '0', 'MKSTREAM');
     await redis.xadd(stream, `${epochStart - epochMs + 100}-0`, 'event', event);
     await redis.xreadgroup('GROUP', harness.config.consumerGroup, 'died', 'COUNT', 1, 'STREAMS', stream, '>');
     await redis.xadd(stream, `${epochStart + 100}-0`, 'event', event);
     const worker = await harness.startWorker();
-    await waitFor(() => worker.getStats().reclaimed === 1, { message: 'the dead consumer entry to be reclaimed' });
+    await waitFor(() => worker.getStats().reclaimed === 1, {
+      message: 'the dead consumer entry to be reclaimed',
+    });
     await harness.settle();
     const rollups = await harness.rollups();
     expect(rollups.map((r) => [r.valueDecimal, r.eventCount])).toEqual([['5', 1]]);
@@ -39,7 +62,14 @@ describe('dedup and window edge cases', () => {
     harness = new Harness({ meters });
     const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE).toISOString();
     await harness.producer().sendBatch([
-      { id: 'ancient', source: 'edge', type: 'llm', subject: 'acme', time: '0000-06-01T00:00:00Z', data: { tokens: 1 } },
+      {
+        id: 'ancient',
+        source: 'edge',
+        type: 'llm',
+        subject: 'acme',
+        time: '0000-06-01T00:00:00Z',
+        data: { tokens: 1 },
+      },
       { id: 'fine', source: 'edge', type: 'llm', subject: 'acme', time, data: { tokens: 2 } },
     ]);
     await harness.startWorker();
@@ -53,10 +83,24 @@ describe('dedup and window edge cases', () => {
     const start = Math.floor(Date.now() / MINUTE) * MINUTE;
     const at = (minutesAgo: number) => new Date(start - minutesAgo * MINUTE + 1000).toISOString();
     const producer = harness.producer();
-    await producer.send({ id: 'w1', source: 'edge', type: 'llm', subject: 'acme', time: at(3), data: { tokens: 1 } });
+    await producer.send({
+      id: 'w1',
+      source: 'edge',
+      type: 'llm',
+      subject: 'acme',
+      time: at(3),
+      data: { tokens: 1 },
+    });
     await harness.startWorker();
     await harness.settle();
-    await producer.send({ id: 'w0', source: 'edge', type: 'llm', subject: 'acme', time: at(5), data: { tokens: 4 } });
+    await producer.send({
+      id: 'w0',
+      source: 'edge',
+      type: 'llm',
+      subject: 'acme',
+      time: at(5),
+      data: { tokens: 4 },
+    });
     await harness.settle();
     const late = (await harness.rollups()).find((r) => r.valueDecimal === '4');
     expect(late?.revision).toBe(1);
@@ -64,7 +108,6 @@ describe('dedup and window edge cases', () => {
     expect(await harness.redis.pttl(key)).toBeGreaterThan(0);
   });
 });
-
 
 describe('consumer groups', () => {
   it('a worker leaving removes its consumer names, but not a consumer holding pending entries', async () => {
@@ -75,7 +118,16 @@ describe('consumer groups', () => {
       const producer = harness.producer();
       await producer.send({ id: 'held', source: 'edge', type: 'llm', subject: 'acme', data: { tokens: 1 } });
       await harness.redis.xgroup('CREATE', stream, harness.config.consumerGroup, '0', 'MKSTREAM');
-      await harness.redis.xreadgroup('GROUP', harness.config.consumerGroup, 'holder', 'COUNT', 1, 'STREAMS', stream, '>');
+      await harness.redis.xreadgroup(
+        'GROUP',
+        harness.config.consumerGroup,
+        'holder',
+        'COUNT',
+        1,
+        'STREAMS',
+        stream,
+        '>',
+      );
       await producer.send({ id: 'x', source: 'edge', type: 'llm', subject: 'acme', data: { tokens: 1 } });
       const worker = await harness.startWorker('leaving');
       await waitFor(() => worker.getStats().applied === 1, { message: 'the worker to apply its entry' });

@@ -51,13 +51,22 @@ describe('producer → worker → BullMQ rollups', () => {
 
   it('sums a stream of 0.1 exactly (no floating-point drift)', async () => {
     harness = new Harness({
-      meters: [{ slug: 'gpu', eventType: 'gpu', aggregation: 'SUM', valueProperty: '$.s', windowSize: 'HOUR' }],
+      meters: [
+        { slug: 'gpu', eventType: 'gpu', aggregation: 'SUM', valueProperty: '$.s', windowSize: 'HOUR' },
+      ],
     });
     const time = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 3_600_000).toISOString();
     const producer = harness.producer();
     const n = 200_000;
     for (let i = 0; i < n; i += 10_000) {
-      const batch = Array.from({ length: 10_000 }, (_, k) => ({ id: `g${i + k}`, source: 's', type: 'gpu', subject: 'c', time, data: { s: 0.1 } }));
+      const batch = Array.from({ length: 10_000 }, (_, k) => ({
+        id: `g${i + k}`,
+        source: 's',
+        type: 'gpu',
+        subject: 'c',
+        time,
+        data: { s: 0.1 },
+      }));
       await producer.sendBatch(batch);
     }
     await harness.startWorker();

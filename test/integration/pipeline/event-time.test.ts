@@ -61,7 +61,17 @@ function makeBackfill(n: number, seed: number, startMinutesAgo = 20, minutes = 8
     if (rnd() < 0.01) {
       const id = `bad${seed}-${i}`;
       invalidIds.add(id);
-      entries.push({ subject, payload: JSON.stringify({ id, source: 'backfill', type: 'llm', subject, time, data: { tokens: 'lots', model: 'a' } }) });
+      entries.push({
+        subject,
+        payload: JSON.stringify({
+          id,
+          source: 'backfill',
+          type: 'llm',
+          subject,
+          time,
+          data: { tokens: 'lots', model: 'a' },
+        }),
+      });
     }
   }
   return { entries, invalidIds, model, events: n };
@@ -80,7 +90,11 @@ class RollupCollector {
         return Promise.resolve();
       },
       {
-        connection: createTestRedis({ url: harness.config.redisUrl, maxRetriesPerRequest: null, connectionName: 'bull-test-collector' }),
+        connection: createTestRedis({
+          url: harness.config.redisUrl,
+          maxRetriesPerRequest: null,
+          connectionName: 'bull-test-collector',
+        }),
         prefix: harness.config.rollups.queuePrefix,
         concurrency: 50,
         // A job whose completion was lost with a dropped connection comes back soon.
@@ -109,7 +123,9 @@ class RollupCollector {
       const key = rollupKey(r.meter, r.subject, r.groupBy, Date.parse(r.windowStart));
       const want = expected.get(key);
       if (!want || want.value !== r.valueDecimal || want.eventCount !== r.eventCount) {
-        wrong.push(`${key}: got ${r.valueDecimal}/${r.eventCount} want ${want ? `${want.value}/${want.eventCount}` : 'nothing'}`);
+        wrong.push(
+          `${key}: got ${r.valueDecimal}/${r.eventCount} want ${want ? `${want.value}/${want.eventCount}` : 'nothing'}`,
+        );
       }
     }
     return wrong;
@@ -129,7 +145,9 @@ class RollupCollector {
       const got = latest.get(key);
       if (!got) problems.push(`missing ${key}`);
       else if (got.valueDecimal !== want.value || got.eventCount !== want.eventCount) {
-        problems.push(`${key}: got ${got.valueDecimal}/${got.eventCount} want ${want.value}/${want.eventCount}`);
+        problems.push(
+          `${key}: got ${got.valueDecimal}/${got.eventCount} want ${want.value}/${want.eventCount}`,
+        );
       }
     }
     for (const key of latest.keys()) if (!expected.has(key)) problems.push(`unexpected ${key}`);
@@ -157,7 +175,11 @@ describe('event time: workers first, backfills, failover', () => {
     ownServer = undefined;
   });
 
-  function setUp(windows: Record<string, unknown> = {}, worker: Record<string, unknown> = {}, redisUrl?: string): Harness {
+  function setUp(
+    windows: Record<string, unknown> = {},
+    worker: Record<string, unknown> = {},
+    redisUrl?: string,
+  ): Harness {
     harness = new Harness({
       ...(redisUrl ? { redisUrl } : {}),
       meters: METERS,
@@ -178,7 +200,9 @@ describe('event time: workers first, backfills, failover', () => {
     if (!leases) {
       await waitFor(
         async () => {
-          const consumers = (await h.redis.xinfo('CONSUMERS', h.keys.events(PARTITIONS - 1), h.config.consumerGroup).catch(() => [])) as unknown[];
+          const consumers = (await h.redis
+            .xinfo('CONSUMERS', h.keys.events(PARTITIONS - 1), h.config.consumerGroup)
+            .catch(() => [])) as unknown[];
           return consumers.length === n;
         },
         { timeoutMs: 20_000, message: 'the workers to read every partition' },
@@ -188,7 +212,9 @@ describe('event time: workers first, backfills, failover', () => {
     }
     await waitFor(
       async () => {
-        const owners = await Promise.all(Array.from({ length: PARTITIONS }, (_, p) => h.redis.get(h.keys.lease(p))));
+        const owners = await Promise.all(
+          Array.from({ length: PARTITIONS }, (_, p) => h.redis.get(h.keys.lease(p))),
+        );
         return owners.every((o) => o !== null) && new Set(owners).size === Math.min(n, PARTITIONS);
       },
       { timeoutMs: 20_000, message: 'the workers to hold every partition' },
@@ -200,7 +226,8 @@ describe('event time: workers first, backfills, failover', () => {
   /** XADDs entries like a producer in another language would (plain XADD per docs/contract.md). */
   async function send(h: Harness, entries: Backfill['entries']): Promise<void> {
     const pipeline = h.redis.pipeline();
-    for (const e of entries) pipeline.xadd(h.keys.events(partitionOf(e.subject, PARTITIONS)), '*', 'event', e.payload);
+    for (const e of entries)
+      pipeline.xadd(h.keys.events(partitionOf(e.subject, PARTITIONS)), '*', 'event', e.payload);
     await pipeline.exec();
   }
 
@@ -236,13 +263,23 @@ describe('event time: workers first, backfills, failover', () => {
     });
     await waitFor(
       async () => {
-        const counts = await h.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed');
-        const open = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+        const counts = await h.queue.getJobCounts(
+          'waiting',
+          'active',
+          'delayed',
+          'prioritized',
+          'completed',
+          'failed',
+        );
+        const open =
+          (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
         return open === 0 && (counts.completed ?? 0) + (counts.failed ?? 0) === collector?.received.length;
       },
       { timeoutMs: 20_000, message: 'the rollup collector to receive every job' },
     ).catch(async (err: unknown) => {
-      console.log(JSON.stringify({ counts: await h.queue.getJobCounts(), received: collector?.received.length }));
+      console.log(
+        JSON.stringify({ counts: await h.queue.getJobCounts(), received: collector?.received.length }),
+      );
       throw err;
     });
   }
@@ -267,7 +304,8 @@ describe('event time: workers first, backfills, failover', () => {
 
   async function pendingTotal(h: Harness): Promise<number> {
     let total = 0;
-    for (let p = 0; p < PARTITIONS; p++) total += Number(((await h.redis.xpending(h.keys.events(p), h.config.consumerGroup)) as [number])[0]);
+    for (let p = 0; p < PARTITIONS; p++)
+      total += Number(((await h.redis.xpending(h.keys.events(p), h.config.consumerGroup)) as [number])[0]);
     return total;
   }
 
@@ -276,7 +314,8 @@ describe('event time: workers first, backfills, failover', () => {
       const h = setUp({ latePolicy });
       await startIdleWorkers(h, 1);
       const backfill = makeBackfill(10_500, latePolicy === 'correct' ? 1 : 2);
-      for (let i = 0; i < backfill.entries.length; i += 1_000) await send(h, backfill.entries.slice(i, i + 1_000));
+      for (let i = 0; i < backfill.entries.length; i += 1_000)
+        await send(h, backfill.entries.slice(i, i + 1_000));
       await settled(h);
 
       const c = collector as RollupCollector;
@@ -294,9 +333,18 @@ describe('event time: workers first, backfills, failover', () => {
       const rnd = random(99);
       const firstWindow = Math.min(...c.received.map((r) => Date.parse(r.windowStart)));
       const late = Array.from({ length: 20 }, (_, i) =>
-        fixtureEvent(`late-${i}`, 'backfill', `cust-${i % 12}`, new Date(firstWindow + 1_000 + i).toISOString(), rnd),
+        fixtureEvent(
+          `late-${i}`,
+          'backfill',
+          `cust-${i % 12}`,
+          new Date(firstWindow + 1_000 + i).toISOString(),
+          rnd,
+        ),
       );
-      await send(h, late.map((e) => ({ subject: e.subject, payload: JSON.stringify(e) })));
+      await send(
+        h,
+        late.map((e) => ({ subject: e.subject, payload: JSON.stringify(e) })),
+      );
       await settled(h);
       if (latePolicy === 'correct') {
         for (const e of late) backfill.model.add(e as never);
@@ -307,7 +355,9 @@ describe('event time: workers first, backfills, failover', () => {
         expect(c.diff(backfill.model)).toEqual([]);
         const after = await deadLetterIds(h);
         expect([...after.reasons].sort()).toEqual(['invalid-value', 'late']);
-        expect([...after.ids].filter((id) => id.startsWith('late-')).sort()).toEqual(late.map((e) => e.id).sort());
+        expect([...after.ids].filter((id) => id.startsWith('late-')).sort()).toEqual(
+          late.map((e) => e.id).sort(),
+        );
       }
     }, 120_000);
   }
@@ -335,8 +385,13 @@ describe('event time: workers first, backfills, failover', () => {
         for (let p = 0; p < PARTITIONS; p++) {
           const owner = await h.redis.get(h.keys.lease(p));
           if (owner === null || owner.includes(victimPrefix)) return undefined;
-          const consumers = (await h.redis.xinfo('CONSUMERS', h.keys.events(p), h.config.consumerGroup)) as unknown[][];
-          for (const c of consumers) if (String(c[1]).includes(victimPrefix) && Number(c[3]) > 0) return undefined;
+          const consumers = (await h.redis.xinfo(
+            'CONSUMERS',
+            h.keys.events(p),
+            h.config.consumerGroup,
+          )) as unknown[][];
+          for (const c of consumers)
+            if (String(c[1]).includes(victimPrefix) && Number(c[3]) > 0) return undefined;
         }
         return Date.now() - killedAt;
       },
@@ -398,7 +453,9 @@ describe('event time: workers first, backfills, failover', () => {
 
   it('live traffic, a quiet period closed by the wall clock, then a backfill of the quiet period: no corrections, no dead letters', async () => {
     const WINDOW = 2_000;
-    const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '2s' }];
+    const meters = [
+      { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '2s' },
+    ];
     harness = new Harness({
       meters,
       partitions: PARTITIONS,
@@ -410,7 +467,9 @@ describe('event time: workers first, backfills, failover', () => {
     collector = new RollupCollector(h);
     replicas = new Replicas(() => h.spawnWorker());
     await startIdleWorkers(h, 2);
-    const model = new TotalsModel([{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueKey: 'tokens', windowMs: WINDOW }]);
+    const model = new TotalsModel([
+      { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueKey: 'tokens', windowMs: WINDOW },
+    ]);
     const event = (id: string, subject: string, time: number, tokens: number): UsageEvent => ({
       id,
       source: 'live',
@@ -419,13 +478,16 @@ describe('event time: workers first, backfills, failover', () => {
       time: new Date(time).toISOString(),
       data: { tokens },
     });
-    const toEntries = (events: UsageEvent[]) => events.map((e) => ({ subject: e.subject, payload: JSON.stringify(e) }));
+    const toEntries = (events: UsageEvent[]) =>
+      events.map((e) => ({ subject: e.subject, payload: JSON.stringify(e) }));
 
     // 1. Live traffic for about 3 s, timed now.
     let lastLive = 0;
     for (let i = 0; i < 30; i++) {
       const now = Date.now();
-      const batch = Array.from({ length: 20 }, (_, j) => event(`live-${i}-${j}`, `cust-${j % 8}`, now, j + 1));
+      const batch = Array.from({ length: 20 }, (_, j) =>
+        event(`live-${i}-${j}`, `cust-${j % 8}`, now, j + 1),
+      );
       for (const e of batch) model.add(e as never);
       await send(h, toEntries(batch));
       lastLive = now;

@@ -10,11 +10,21 @@ import { waitFor } from '../../support/redis.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 
 const MINUTE = 60_000;
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: '1m' }];
+const meters = [
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    groupBy: { model: '$.model' },
+    windowSize: '1m',
+  },
+];
 const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
 /** `{"a":{"a":...}}` nested 10,000 levels: JSON.parse reads it, JSON.stringify throws a RangeError on it. */
 const DEEP = `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`;
-const good = (id: string, subject = 'acme') => JSON.stringify({ id, source: 'hostile', type: 'llm', subject, time, data: { tokens: 1, model: 'm' } });
+const good = (id: string, subject = 'acme') =>
+  JSON.stringify({ id, source: 'hostile', type: 'llm', subject, time, data: { tokens: 1, model: 'm' } });
 /** Built as text: JSON.stringify cannot serialize the deep value. */
 const deepData = (id: string | undefined) =>
   `{${id === undefined ? '' : `"id":"${id}",`}"source":"hostile","type":"llm","subject":"acme","time":"${time}","data":{"tokens":1,"model":"m","deep":${DEEP}}}`;
@@ -75,11 +85,20 @@ describe('hostile input', () => {
     expect(replay.failed).toEqual([]);
     await h.settle();
     expect(await total(h)).toBe('tokens:43/43');
-    expect((await h.deadLetters()).map((d) => d.reason)).toEqual(['missing-field', 'unprocessable', 'unprocessable']);
+    expect((await h.deadLetters()).map((d) => d.reason)).toEqual([
+      'missing-field',
+      'unprocessable',
+      'unprocessable',
+    ]);
   }, 30_000);
 
   it('bisects a batch that fails as a whole: only the guilty entry is poison, with its error, and the others count', async () => {
-    harness = new Harness({ meters, partitions: 2, label: 'bisect', worker: { maxDeliveries: 3, batchSize: 100 } });
+    harness = new Harness({
+      meters,
+      partitions: 2,
+      label: 'bisect',
+      worker: { maxDeliveries: 3, batchSize: 100 },
+    });
     const h = harness;
     const mine = ['acme', 'a', 'b', 'c', 'd', 'e', 'f'].find((s) => partitionOf(s, 2) === 0) as string;
     const other = ['acme', 'a', 'b', 'c', 'd', 'e', 'f'].find((s) => partitionOf(s, 2) === 1) as string;
@@ -97,46 +116,65 @@ describe('hostile input', () => {
       timeoutMs: 20_000,
       message: 'the guilty entry to be dead-lettered',
     });
-    await waitFor(async () => (await total(h)) === 'tokens:20/20', { timeoutMs: 10_000, message: 'the 20 good events to be counted' });
+    await waitFor(async () => (await total(h)) === 'tokens:20/20', {
+      timeoutMs: 10_000,
+      message: 'the 20 good events to be counted',
+    });
     expect(dead.map((d) => [d.reason, d.entry, d.deliveries])).toEqual([['poison', ids[10], '3']]);
     expect(dead[0]?.detail).toMatch(/WRONGTYPE/);
   }, 40_000);
 
-  it('dead-letters an entry of 300,000 tiny events once, and keeps every script call short', { timeout: 90_000 }, async () => {
-    server = await startRedisServer({ extraArgs: ['--slowlog-log-slower-than', '0', '--slowlog-max-len', '100000'] });
-    harness = new Harness({ meters, label: 'calls', redisUrl: server.url, streams: { maxEntryBytes: 2_000_000 } });
-    const h = harness;
-    const stream = h.keys.events(0);
-    const huge = `[${Array.from({ length: 300_000 }, () => '1').join(',')}]`; // 600 KB of invalid events
-    const big = `[${Array.from({ length: 10_000 }, (_, i) => good(`big${i}`)).join(',')}]`; // at the limit
-    const invalid = (entry: number) => `[${Array.from({ length: 500 }, (_, i) => `{"id":"bad-${entry}-${i}"}`).join(',')}]`;
-    const multi = h.redis.multi();
-    multi.xadd(stream, '*', 'events', huge);
-    multi.xadd(stream, '*', 'events', big);
-    for (let e = 0; e < 20; e++) multi.xadd(stream, '*', 'events', invalid(e));
-    const results = ((await multi.exec()) ?? []) as [Error | null, string][];
-    const hugeId = results[0]?.[1];
-    await h.redis.slowlog('RESET');
-    worker = await h.startWorker();
-    await h.settle(60_000);
-    expect(await total(h)).toBe('tokens:10000/10000');
-    expect(await h.redis.xlen(h.keys.deadLetter(0))).toBe(1 + 20 * 500);
-    const [first] = await h.deadLetters();
-    expect(first).toMatchObject({ reason: 'too-many-events', entry: hugeId, field: 'events' });
-    expect(first?.payload).toBe(huge);
+  it(
+    'dead-letters an entry of 300,000 tiny events once, and keeps every script call short',
+    { timeout: 90_000 },
+    async () => {
+      server = await startRedisServer({
+        extraArgs: ['--slowlog-log-slower-than', '0', '--slowlog-max-len', '100000'],
+      });
+      harness = new Harness({
+        meters,
+        label: 'calls',
+        redisUrl: server.url,
+        streams: { maxEntryBytes: 2_000_000 },
+      });
+      const h = harness;
+      const stream = h.keys.events(0);
+      const huge = `[${Array.from({ length: 300_000 }, () => '1').join(',')}]`; // 600 KB of invalid events
+      const big = `[${Array.from({ length: 10_000 }, (_, i) => good(`big${i}`)).join(',')}]`; // at the limit
+      const invalid = (entry: number) =>
+        `[${Array.from({ length: 500 }, (_, i) => `{"id":"bad-${entry}-${i}"}`).join(',')}]`;
+      const multi = h.redis.multi();
+      multi.xadd(stream, '*', 'events', huge);
+      multi.xadd(stream, '*', 'events', big);
+      for (let e = 0; e < 20; e++) multi.xadd(stream, '*', 'events', invalid(e));
+      const results = ((await multi.exec()) ?? []) as [Error | null, string][];
+      const hugeId = results[0]?.[1];
+      await h.redis.slowlog('RESET');
+      worker = await h.startWorker();
+      await h.settle(60_000);
+      expect(await total(h)).toBe('tokens:10000/10000');
+      expect(await h.redis.xlen(h.keys.deadLetter(0))).toBe(1 + 20 * 500);
+      const [first] = await h.deadLetters();
+      expect(first).toMatchObject({ reason: 'too-many-events', entry: hugeId, field: 'events' });
+      expect(first?.payload).toBe(huge);
 
-    // Every applyBatch call of this partition, from Redis's own SLOWLOG (logging every command).
-    const log = (await h.redis.slowlog('GET', 100_000)) as [number, number, number, string[]][];
-    const calls = log.filter(([, , , args]) => /^evalsha$|^eval$/i.test(args[0] ?? '') && args[2] === '7' && args[3] === stream).map(([, , us]) => us);
-    calls.sort((a, b) => a - b);
-    const median = calls[Math.floor(calls.length / 2)] as number;
-    // 10,000 valid events at ~133 per call and 10,000 rejected ones at ~333 per call.
-    expect(calls.length).toBeGreaterThanOrEqual(75 + 30);
-    // About 2 ms each by design; the margin on the maximum is for a loaded machine (one call of the
-    // 300,000 rejections took 648 ms before, one call of a 10,000-event entry ~150 ms).
-    expect(median, `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(5_000);
-    expect(calls.at(-1), `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(100_000);
-  });
+      // Every applyBatch call of this partition, from Redis's own SLOWLOG (logging every command).
+      const log = (await h.redis.slowlog('GET', 100_000)) as [number, number, number, string[]][];
+      const calls = log
+        .filter(
+          ([, , , args]) => /^evalsha$|^eval$/i.test(args[0] ?? '') && args[2] === '7' && args[3] === stream,
+        )
+        .map(([, , us]) => us);
+      calls.sort((a, b) => a - b);
+      const median = calls[Math.floor(calls.length / 2)] as number;
+      // 10,000 valid events at ~133 per call and 10,000 rejected ones at ~333 per call.
+      expect(calls.length).toBeGreaterThanOrEqual(75 + 30);
+      // About 2 ms each by design; the margin on the maximum is for a loaded machine (one call of the
+      // 300,000 rejections took 648 ms before, one call of a 10,000-event entry ~150 ms).
+      expect(median, `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(5_000);
+      expect(calls.at(-1), `applyBatch calls in µs: ${calls.join(' ')}`).toBeLessThan(100_000);
+    },
+  );
 
   it('dead-letters an event of a batch entry that Redis finds beyond retention with its own text, not the whole entry', async () => {
     harness = new Harness({ meters, label: 'retention' });
@@ -149,11 +187,15 @@ describe('hostile input', () => {
     await h.settle();
     expect(await total(h)).toBe('tokens:2/2');
     const dead = await h.deadLetters();
-    expect(dead).toMatchObject([{ reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired }]);
+    expect(dead).toMatchObject([
+      { reason: 'beyond-retention', entry: id, index: '1', field: 'event', payload: expired },
+    ]);
     // Says what happened, in times an operator reads (not like a late event).
     const windowEnd = new Date(Math.floor(Date.parse(old) / 60_000) * 60_000 + 60_000).toISOString();
     expect(dead[0]?.detail).toMatch(
-      new RegExp(`^too old to keep: event time ${old.replace(/[.]/g, '\\.')} is in a window that ended ${windowEnd.replace(/[.]/g, '\\.')}, more than windows.retention \\(3024000000 ms\\) before now \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\); windows that old are deleted`),
+      new RegExp(
+        `^too old to keep: event time ${old.replace(/[.]/g, '\\.')} is in a window that ended ${windowEnd.replace(/[.]/g, '\\.')}, more than windows.retention \\(3024000000 ms\\) before now \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\); windows that old are deleted`,
+      ),
     );
   });
 
@@ -163,8 +205,21 @@ describe('hostile input', () => {
     const now = new Date();
     // The last second of last month's last day, as a leap second (within retention, in the past).
     const lastDay = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 0)).toISOString().slice(0, 10);
-    const at = (id: string, t: string) => JSON.stringify({ id, source: 'hostile', type: 'llm', subject: 'acme', time: t, data: { tokens: 1, model: 'm' } });
-    await h.redis.xadd(h.keys.events(0), '*', 'events', `[${at('nov31', '2026-11-31T00:00:00Z')},${at('h24', '2026-12-01T24:00:00Z')},${at('leap', `${lastDay}T23:59:60Z`)}]`);
+    const at = (id: string, t: string) =>
+      JSON.stringify({
+        id,
+        source: 'hostile',
+        type: 'llm',
+        subject: 'acme',
+        time: t,
+        data: { tokens: 1, model: 'm' },
+      });
+    await h.redis.xadd(
+      h.keys.events(0),
+      '*',
+      'events',
+      `[${at('nov31', '2026-11-31T00:00:00Z')},${at('h24', '2026-12-01T24:00:00Z')},${at('leap', `${lastDay}T23:59:60Z`)}]`,
+    );
     worker = await h.startWorker();
     await h.settle();
     const dead = await h.deadLetters();
@@ -174,7 +229,9 @@ describe('hostile input', () => {
     ]);
     expect(dead[0]?.detail).toMatch(/^time: not an RFC 3339 timestamp of a real instant/);
     const rollups = [...(await h.finalRollups()).latest.values()];
-    expect(rollups.map((r) => [r.windowStart, r.windowEnd, r.valueDecimal])).toEqual([[`${lastDay}T23:59:00.000Z`, new Date(Date.parse(`${lastDay}T23:59:00Z`) + 60_000).toISOString(), '1']]);
+    expect(rollups.map((r) => [r.windowStart, r.windowEnd, r.valueDecimal])).toEqual([
+      [`${lastDay}T23:59:00.000Z`, new Date(Date.parse(`${lastDay}T23:59:00Z`) + 60_000).toISOString(), '1'],
+    ]);
   });
 
   it('never merges ids, sources or group values that differ only in unpaired surrogates: it rejects them', async () => {

@@ -3,11 +3,20 @@ import type { UsageEvent } from '../../../src/index.js';
 import { Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' }];
+const meters = [
+  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
+];
 
 function event(id: string, minutesAgo: number, tokens: number): UsageEvent {
   const start = Math.floor(Date.now() / MINUTE) * MINUTE - minutesAgo * MINUTE;
-  return { id, source: 'late', type: 'llm', subject: 'acme', time: new Date(start + 1000).toISOString(), data: { tokens } };
+  return {
+    id,
+    source: 'late',
+    type: 'llm',
+    subject: 'acme',
+    time: new Date(start + 1000).toISOString(),
+    data: { tokens },
+  };
 }
 
 describe('late events', () => {

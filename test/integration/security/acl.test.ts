@@ -19,9 +19,22 @@ import { Harness } from '../../support/tally.js';
 
 const CLI = resolve(import.meta.dirname, '../../../dist/src/cli/main.js');
 const MINUTE = 60_000;
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' }];
+const meters = [
+  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
+];
 /** The minimal ACL of docs/operations.md, for a given Tally prefix. */
-const MINIMAL = ['resetchannels', '-@all', '+@read', '+@write', '+@scripting', '+@connection', '+@transaction', '-@dangerous', '+info', '+time'];
+const MINIMAL = [
+  'resetchannels',
+  '-@all',
+  '+@read',
+  '+@write',
+  '+@scripting',
+  '+@connection',
+  '+@transaction',
+  '-@dangerous',
+  '+info',
+  '+time',
+];
 
 interface Run {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -34,7 +47,10 @@ const children = new Set<ReturnType<typeof spawn>>();
 
 function tally(args: string[], env: Record<string, string> = {}): Run {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   let out = '';
   let err = '';
@@ -82,114 +98,170 @@ describe('least-privilege Redis users', () => {
     return file;
   }
 
-  it('exits at once with one line naming the missing permission: INFO, TIME, a key pattern', { timeout: 60_000 }, async () => {
-    const h = new Harness({ meters, redisUrl: server.url, label: 'acl-deny' });
-    try {
-      const cases: [string, string[], RegExp][] = [
-        // The user of the report: everything but the dangerous commands, INFO among them.
-        ['noinfo', [`~${h.prefix}:*`, '~bull:*', '+@all', '-@dangerous'], /may not run INFO \(NOPERM/],
-        ['notime', [`~${h.prefix}:*`, '~bull:*', ...MINIMAL.filter((r) => r !== '+time')], /may not run TIME \(NOPERM/],
-        ['nobull', [`~${h.prefix}:*`, ...MINIMAL], /may not run scripts on the keys of BullMQ queue/],
-      ];
-      const runs = await Promise.all(cases.map(async ([name, rules]) => tally(['worker', '--config', configFile(h, await user(name, rules), name)])));
-      for (const [i, [name, , pattern]] of cases.entries()) {
-        const run = runs[i] as Run;
-        const { code } = await run.exited;
-        expect(code, `${name}: ${run.stderr()}`).toBe(1);
-        const lines = errorLines(run);
-        expect(lines, name).toHaveLength(1);
-        expect(lines[0]).toMatch(/^tally: the Redis user may not /);
-        expect(lines[0]).toMatch(pattern);
-        expect(run.stdout()).toBe('');
+  it(
+    'exits at once with one line naming the missing permission: INFO, TIME, a key pattern',
+    { timeout: 60_000 },
+    async () => {
+      const h = new Harness({ meters, redisUrl: server.url, label: 'acl-deny' });
+      try {
+        const cases: [string, string[], RegExp][] = [
+          // The user of the report: everything but the dangerous commands, INFO among them.
+          ['noinfo', [`~${h.prefix}:*`, '~bull:*', '+@all', '-@dangerous'], /may not run INFO \(NOPERM/],
+          [
+            'notime',
+            [`~${h.prefix}:*`, '~bull:*', ...MINIMAL.filter((r) => r !== '+time')],
+            /may not run TIME \(NOPERM/,
+          ],
+          ['nobull', [`~${h.prefix}:*`, ...MINIMAL], /may not run scripts on the keys of BullMQ queue/],
+        ];
+        const runs = await Promise.all(
+          cases.map(async ([name, rules]) =>
+            tally(['worker', '--config', configFile(h, await user(name, rules), name)]),
+          ),
+        );
+        for (const [i, [name, , pattern]] of cases.entries()) {
+          const run = runs[i] as Run;
+          const { code } = await run.exited;
+          expect(code, `${name}: ${run.stderr()}`).toBe(1);
+          const lines = errorLines(run);
+          expect(lines, name).toHaveLength(1);
+          expect(lines[0]).toMatch(/^tally: the Redis user may not /);
+          expect(lines[0]).toMatch(pattern);
+          expect(run.stdout()).toBe('');
+        }
+      } finally {
+        await h.close();
       }
-    } finally {
-      await h.close();
-    }
-  });
+    },
+  );
 
-  it('runs a worker with the entitlement evaluator and tally status under the minimal ACL, and a producer under the producer ACL', { timeout: 90_000 }, async () => {
-    const h = new Harness({ meters, redisUrl: server.url, label: 'acl-min' });
-    const entitlementsQueue = `${h.prefix}-entitlements`;
-    const raw = h.raw as { rollups: Record<string, unknown> };
-    raw.rollups = { ...raw.rollups, queues: [`${h.prefix}-billing`, entitlementsQueue] };
-    // A feature on the meter, so the evaluator consumes its queue (and publishes definitions as this user).
-    (h.raw).entitlements = { features: [{ key: 'tokens', meter: 'tokens' }] };
-    const evaluated = new Queue(entitlementsQueue, { connection: h.redis });
-    try {
-      const url = await user('minimal', [`~${h.prefix}:*`, '~bull:*', ...MINIMAL]);
-      const file = configFile(h, url, 'minimal');
-      const worker = tally(['worker', '--config', file]);
-      const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
-      const events = Array.from({ length: 50 }, (_, i) => ({ id: `e${i}`, source: 'acl', type: 'llm', subject: `s${i % 5}`, time, data: { tokens: i } }));
-      // The producer works under the producer ACL of docs/operations.md: XADD to the event streams only.
-      const producerUrl = await user('producer', [`~${h.prefix}:{p*}:events`, 'resetchannels', '-@all', '+xadd', '+info']);
-      const producer = new UsageProducer({ redis: producerUrl, prefix: h.prefix, partitions: 1 });
-      await producer.sendBatch(events);
-      await producer.close();
-      const asProducer = createTestRedis({ url: producerUrl });
-      await expect(asProducer.set(`${h.prefix}:{p0}:state`, 'x')).rejects.toThrow(/NOPERM/);
-      await expect(asProducer.xadd(`${h.prefix}:{p0}:dead-letter`, '*', 'f', 'v')).rejects.toThrow(/NOPERM/);
-      await expect(asProducer.xrange(`${h.prefix}:{p0}:events`, '-', '+')).rejects.toThrow(/NOPERM/);
-      await h.settle(30_000);
-      const { latest } = await h.finalRollups();
-      const totals = Object.fromEntries([...latest.values()].map((r) => [r.subject, r.valueDecimal]));
-      const expected: Record<string, string> = {};
-      for (const e of events) expected[e.subject] = String(Number(expected[e.subject] ?? 0) + e.data.tokens);
-      expect(totals).toEqual(expected);
-      // The evaluator (same process, same user) consumed every rollup of its queue.
-      await waitFor(async () => (await evaluated.getJobCounts('completed')).completed === latest.size, {
-        timeoutMs: 15_000,
-        message: 'the evaluator to apply every rollup',
+  it(
+    'runs a worker with the entitlement evaluator and tally status under the minimal ACL, and a producer under the producer ACL',
+    { timeout: 90_000 },
+    async () => {
+      const h = new Harness({ meters, redisUrl: server.url, label: 'acl-min' });
+      const entitlementsQueue = `${h.prefix}-entitlements`;
+      const raw = h.raw as { rollups: Record<string, unknown> };
+      raw.rollups = { ...raw.rollups, queues: [`${h.prefix}-billing`, entitlementsQueue] };
+      // A feature on the meter, so the evaluator consumes its queue (and publishes definitions as this user).
+      h.raw.entitlements = { features: [{ key: 'tokens', meter: 'tokens' }] };
+      const evaluated = new Queue(entitlementsQueue, { connection: h.redis });
+      try {
+        const url = await user('minimal', [`~${h.prefix}:*`, '~bull:*', ...MINIMAL]);
+        const file = configFile(h, url, 'minimal');
+        const worker = tally(['worker', '--config', file]);
+        const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
+        const events = Array.from({ length: 50 }, (_, i) => ({
+          id: `e${i}`,
+          source: 'acl',
+          type: 'llm',
+          subject: `s${i % 5}`,
+          time,
+          data: { tokens: i },
+        }));
+        // The producer works under the producer ACL of docs/operations.md: XADD to the event streams only.
+        const producerUrl = await user('producer', [
+          `~${h.prefix}:{p*}:events`,
+          'resetchannels',
+          '-@all',
+          '+xadd',
+          '+info',
+        ]);
+        const producer = new UsageProducer({ redis: producerUrl, prefix: h.prefix, partitions: 1 });
+        await producer.sendBatch(events);
+        await producer.close();
+        const asProducer = createTestRedis({ url: producerUrl });
+        await expect(asProducer.set(`${h.prefix}:{p0}:state`, 'x')).rejects.toThrow(/NOPERM/);
+        await expect(asProducer.xadd(`${h.prefix}:{p0}:dead-letter`, '*', 'f', 'v')).rejects.toThrow(
+          /NOPERM/,
+        );
+        await expect(asProducer.xrange(`${h.prefix}:{p0}:events`, '-', '+')).rejects.toThrow(/NOPERM/);
+        await h.settle(30_000);
+        const { latest } = await h.finalRollups();
+        const totals = Object.fromEntries([...latest.values()].map((r) => [r.subject, r.valueDecimal]));
+        const expected: Record<string, string> = {};
+        for (const e of events)
+          expected[e.subject] = String(Number(expected[e.subject] ?? 0) + e.data.tokens);
+        expect(totals).toEqual(expected);
+        // The evaluator (same process, same user) consumed every rollup of its queue.
+        await waitFor(async () => (await evaluated.getJobCounts('completed')).completed === latest.size, {
+          timeoutMs: 15_000,
+          message: 'the evaluator to apply every rollup',
+        });
+        expect((await evaluated.getJobCounts('failed')).failed).toBe(0);
+
+        const status = tally(['status', '--config', file, '--json']);
+        expect((await status.exited).code, status.stderr()).toBe(0);
+        expect(JSON.parse(status.stdout())).toMatchObject({
+          partitions: [{ partition: 0, group: { lag: 0 } }],
+        });
+
+        expect(errorLines(worker)).toEqual([]);
+        worker.kill('SIGTERM');
+        expect(await worker.exited).toEqual({ code: 0, signal: null });
+      } finally {
+        await evaluated.close();
+        await h.close();
+      }
+    },
+  );
+
+  it(
+    'applies entries Redis refused while TIME was revoked once it is granted again, and never calls them poison',
+    { timeout: 60_000 },
+    async () => {
+      const h = new Harness({
+        meters,
+        redisUrl: server.url,
+        label: 'acl-revoke',
+        worker: { claimIdle: '300ms', maxDeliveries: 2 },
       });
-      expect((await evaluated.getJobCounts('failed')).failed).toBe(0);
+      const rules = [`~${h.prefix}:*`, '~bull:*', ...MINIMAL];
+      const url = await user('revoked', rules);
+      const worker = new TallyWorker({
+        config: resolveConfig({ ...h.raw, redis: { url } }, {}),
+        logger: pino({ level: 'silent' }),
+      });
+      try {
+        await worker.start();
+        const admin = createTestRedis({ url: server.url });
+        await admin.call('ACL', 'SETUSER', 'revoked', '-time');
+        const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
+        const events = Array.from({ length: 30 }, (_, i) => ({
+          id: `r${i}`,
+          source: 'acl',
+          type: 'llm',
+          subject: 'acme',
+          time,
+          data: { tokens: 1 },
+        }));
+        await h.producer().sendBatch(events.slice(0, 10));
+        await h.producer().send(events[10] as (typeof events)[number]);
+        // Many reclaim periods (claimIdle 300 ms) and more than maxDeliveries of them.
+        await new Promise((done) => setTimeout(done, 3_000));
+        expect(worker.getStats().applied).toBe(0);
+        await admin.call('ACL', 'SETUSER', 'revoked', '+time');
+        await h.producer().sendBatch(events.slice(11));
+        await h.settle(30_000);
+        expect(await h.deadLetters()).toEqual([]);
+        const { latest } = await h.finalRollups();
+        expect([...latest.values()].map((r) => `${r.valueDecimal}/${r.eventCount}`)).toEqual(['30/30']);
+        expect(worker.getStats().poison).toBe(0);
+      } finally {
+        await worker.close();
+        await h.close();
+      }
+    },
+  );
 
-      const status = tally(['status', '--config', file, '--json']);
-      expect((await status.exited).code, status.stderr()).toBe(0);
-      expect(JSON.parse(status.stdout())).toMatchObject({ partitions: [{ partition: 0, group: { lag: 0 } }] });
-
-      expect(errorLines(worker)).toEqual([]);
-      worker.kill('SIGTERM');
-      expect(await worker.exited).toEqual({ code: 0, signal: null });
-    } finally {
-      await evaluated.close();
-      await h.close();
-    }
-  });
-
-  it('applies entries Redis refused while TIME was revoked once it is granted again, and never calls them poison', { timeout: 60_000 }, async () => {
-    const h = new Harness({ meters, redisUrl: server.url, label: 'acl-revoke', worker: { claimIdle: '300ms', maxDeliveries: 2 } });
-    const rules = [`~${h.prefix}:*`, '~bull:*', ...MINIMAL];
-    const url = await user('revoked', rules);
-    const worker = new TallyWorker({ config: resolveConfig({ ...h.raw, redis: { url } }, {}), logger: pino({ level: 'silent' }) });
-    try {
-      await worker.start();
-      const admin = createTestRedis({ url: server.url });
-      await admin.call('ACL', 'SETUSER', 'revoked', '-time');
-      const time = new Date(Math.floor(Date.now() / MINUTE) * MINUTE - 3 * MINUTE + 500).toISOString();
-      const events = Array.from({ length: 30 }, (_, i) => ({ id: `r${i}`, source: 'acl', type: 'llm', subject: 'acme', time, data: { tokens: 1 } }));
-      await h.producer().sendBatch(events.slice(0, 10));
-      await h.producer().send(events[10] as (typeof events)[number]);
-      // Many reclaim periods (claimIdle 300 ms) and more than maxDeliveries of them.
-      await new Promise((done) => setTimeout(done, 3_000));
-      expect(worker.getStats().applied).toBe(0);
-      await admin.call('ACL', 'SETUSER', 'revoked', '+time');
-      await h.producer().sendBatch(events.slice(11));
-      await h.settle(30_000);
-      expect(await h.deadLetters()).toEqual([]);
-      const { latest } = await h.finalRollups();
-      expect([...latest.values()].map((r) => `${r.valueDecimal}/${r.eventCount}`)).toEqual(['30/30']);
-      expect(worker.getStats().poison).toBe(0);
-    } finally {
-      await worker.close();
-      await h.close();
-    }
-  });
-
-  it('pauses a BullMQ worker that fails at once on every turn, so the event loop keeps running', { timeout: 30_000 }, async () => {
-    // INFO denied: BullMQ's connection set-up fails, and its fetch loop retries without ever waiting.
-    // In a child process: without the guard it would starve this test's own timers for good.
-    const url = await user('spin', ['~bull:*', '+@all', '-@dangerous']);
-    const script = `
+  it(
+    'pauses a BullMQ worker that fails at once on every turn, so the event loop keeps running',
+    { timeout: 30_000 },
+    async () => {
+      // INFO denied: BullMQ's connection set-up fails, and its fetch loop retries without ever waiting.
+      // In a child process: without the guard it would starve this test's own timers for good.
+      const url = await user('spin', ['~bull:*', '+@all', '-@dangerous']);
+      const script = `
       import { createRequire } from 'node:module';
       const require = createRequire(${JSON.stringify(resolve(import.meta.dirname, '../../../package.json'))});
       const { Worker } = require('bullmq');
@@ -206,23 +278,24 @@ describe('least-privilege Redis users', () => {
       console.log(JSON.stringify({ lag, errors, warnings }));
       await worker.close();
       process.exit(0);`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, SPIN_URL: url, SPIN_GUARD: '1' },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    children.add(child);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    const [code] = await new Promise<[number | null]>((done) => child.once('exit', (c) => done([c])));
-    clearTimeout(timer);
-    children.delete(child);
-    expect(code, 'the child spun and was killed after 15 s').toBe(0);
-    const result = JSON.parse(out) as { lag: number; errors: number; warnings: number };
-    expect(result.lag).toBeLessThan(500);
-    expect(result.warnings).toBeGreaterThanOrEqual(1);
-    // Paused and resumed with backoff: a few hundred errors over seconds, not millions.
-    expect(result.errors).toBeGreaterThan(0);
-    expect(result.errors).toBeLessThan(1_000);
-  });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, SPIN_URL: url, SPIN_GUARD: '1' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      children.add(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const [code] = await new Promise<[number | null]>((done) => child.once('exit', (c) => done([c])));
+      clearTimeout(timer);
+      children.delete(child);
+      expect(code, 'the child spun and was killed after 15 s').toBe(0);
+      const result = JSON.parse(out) as { lag: number; errors: number; warnings: number };
+      expect(result.lag).toBeLessThan(500);
+      expect(result.warnings).toBeGreaterThanOrEqual(1);
+      // Paused and resumed with backoff: a few hundred errors over seconds, not millions.
+      expect(result.errors).toBeGreaterThan(0);
+      expect(result.errors).toBeLessThan(1_000);
+    },
+  );
 });

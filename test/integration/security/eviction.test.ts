@@ -13,7 +13,9 @@ import { run, start } from '../../support/cli.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { Harness } from '../../support/tally.js';
 
-const meters = [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' }];
+const meters = [
+  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
+];
 
 describe('a Redis whose maxmemory-policy evicts keys', () => {
   let server: RedisServerHandle;
@@ -27,29 +29,41 @@ describe('a Redis whose maxmemory-policy evicts keys', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('is refused by tally worker in one line, and accepted with a warning under --allow-eviction', { timeout: 60_000 }, async () => {
-    const h = new Harness({ meters, redisUrl: server.url, label: 'evict' });
-    try {
-      const file = join(dir, 'tally.yaml');
-      writeFileSync(file, stringify(h.raw));
-      const refused = await run(['worker', '--config', file]);
-      expect(refused.code, JSON.stringify(refused)).toBe(1);
-      const lines = refused.stderr.split('\n').filter((l) => l.trim() !== '' && !/^tally: Redis rediss?:\/\//.test(l));
-      expect(lines, JSON.stringify(refused)).toHaveLength(1);
-      expect(lines[0]).toMatch(/^tally: Redis maxmemory-policy is allkeys-lru, not noeviction: .* run with --allow-eviction/);
-      expect(refused.stdout).toBe('');
+  it(
+    'is refused by tally worker in one line, and accepted with a warning under --allow-eviction',
+    { timeout: 60_000 },
+    async () => {
+      const h = new Harness({ meters, redisUrl: server.url, label: 'evict' });
+      try {
+        const file = join(dir, 'tally.yaml');
+        writeFileSync(file, stringify(h.raw));
+        const refused = await run(['worker', '--config', file]);
+        expect(refused.code, JSON.stringify(refused)).toBe(1);
+        const lines = refused.stderr
+          .split('\n')
+          .filter((l) => l.trim() !== '' && !/^tally: Redis rediss?:\/\//.test(l));
+        expect(lines, JSON.stringify(refused)).toHaveLength(1);
+        expect(lines[0]).toMatch(
+          /^tally: Redis maxmemory-policy is allkeys-lru, not noeviction: .* run with --allow-eviction/,
+        );
+        expect(refused.stdout).toBe('');
 
-      const allowed = start(['worker', '--config', file, '--allow-eviction', '--roles', 'metering'], { LOG_LEVEL: 'info' });
-      await allowed.waitForOutput(/"msg":"worker started"/);
-      expect(allowed.output()).toMatch(/"level":40,.*"maxmemoryPolicy":"allkeys-lru".*running anyway \(allowEviction\)/);
-      expect(await allowed.stop()).toBe(0);
+        const allowed = start(['worker', '--config', file, '--allow-eviction', '--roles', 'metering'], {
+          LOG_LEVEL: 'info',
+        });
+        await allowed.waitForOutput(/"msg":"worker started"/);
+        expect(allowed.output()).toMatch(
+          /"level":40,.*"maxmemoryPolicy":"allkeys-lru".*running anyway \(allowEviction\)/,
+        );
+        expect(await allowed.stop()).toBe(0);
 
-      // The library says the same.
-      const worker = new TallyWorker({ config: h.config, logger: pino({ level: 'silent' }) });
-      await expect(worker.start()).rejects.toThrow(/maxmemory-policy is allkeys-lru/);
-      await worker.close();
-    } finally {
-      await h.close();
-    }
-  });
+        // The library says the same.
+        const worker = new TallyWorker({ config: h.config, logger: pino({ level: 'silent' }) });
+        await expect(worker.start()).rejects.toThrow(/maxmemory-policy is allkeys-lru/);
+        await worker.close();
+      } finally {
+        await h.close();
+      }
+    },
+  );
 });

@@ -12,13 +12,27 @@ const HOUR = 3_600_000;
 const MICRO = 1_000_000n;
 
 const METERS = [
-  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model', region: '$.region' }, windowSize: '1m' },
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    groupBy: { model: '$.model', region: '$.region' },
+    windowSize: '1m',
+  },
   { slug: 'calls', eventType: 'llm', aggregation: 'COUNT', groupBy: { model: '$.model' }, windowSize: '1m' },
   { slug: 'lat_avg', eventType: 'llm', aggregation: 'AVG', valueProperty: '$.ms', windowSize: '1m' },
   { slug: 'lat_min', eventType: 'llm', aggregation: 'MIN', valueProperty: '$.ms', windowSize: '1m' },
   { slug: 'lat_max', eventType: 'llm', aggregation: 'MAX', valueProperty: '$.ms', windowSize: '1m' },
   { slug: 'lat_last', eventType: 'llm', aggregation: 'LATEST', valueProperty: '$.ms', windowSize: '1m' },
-  { slug: 'users', eventType: 'llm', aggregation: 'UNIQUE_COUNT', valueProperty: '$.user', groupBy: { model: '$.model' }, windowSize: '1m' },
+  {
+    slug: 'users',
+    eventType: 'llm',
+    aggregation: 'UNIQUE_COUNT',
+    valueProperty: '$.user',
+    groupBy: { model: '$.model' },
+    windowSize: '1m',
+  },
 ];
 
 type Agg = 'SUM' | 'COUNT' | 'AVG' | 'MIN' | 'MAX' | 'LATEST' | 'UNIQUE_COUNT';
@@ -64,7 +78,8 @@ function model(events: readonly Ev[], q: ModelQuery): Map<string, string> {
   }
   const out = new Map<string, string>();
   for (const [key, list] of cells) {
-    const vals = q.agg === 'UNIQUE_COUNT' || q.agg === 'COUNT' ? [] : list.map((e) => micro(e[q.value ?? 'tokens']));
+    const vals =
+      q.agg === 'UNIQUE_COUNT' || q.agg === 'COUNT' ? [] : list.map((e) => micro(e[q.value ?? 'tokens']));
     let value: string;
     switch (q.agg) {
       case 'COUNT':
@@ -101,7 +116,12 @@ function model(events: readonly Ev[], q: ModelQuery): Map<string, string> {
 }
 
 function asMap(rows: readonly UsageRow[]): Map<string, string> {
-  return new Map(rows.map((r) => [JSON.stringify([Date.parse(r.windowStart), Date.parse(r.windowEnd), r.subject, r.groupBy]), r.valueDecimal]));
+  return new Map(
+    rows.map((r) => [
+      JSON.stringify([Date.parse(r.windowStart), Date.parse(r.windowEnd), r.subject, r.groupBy]),
+      r.valueDecimal,
+    ]),
+  );
 }
 
 describe('usage query', () => {
@@ -109,7 +129,10 @@ describe('usage query', () => {
   let query: UsageQuery;
   const events: Ev[] = [];
   const base = Math.floor((Date.now() - 3 * HOUR) / HOUR) * HOUR;
-  const hourRow = (t: number): [number, number] => [Math.floor(t / HOUR) * HOUR, Math.floor(t / HOUR) * HOUR + HOUR];
+  const hourRow = (t: number): [number, number] => [
+    Math.floor(t / HOUR) * HOUR,
+    Math.floor(t / HOUR) * HOUR + HOUR,
+  ];
 
   beforeAll(async () => {
     harness = new Harness({ meters: METERS, label: 'usage', partitions: 2 });
@@ -141,7 +164,9 @@ describe('usage query', () => {
       time: new Date(e.t).toISOString(),
       data: { tokens: e.tokens, ms: e.ms, model: e.model, region: e.region, user: e.user },
     }));
-    await harness.producer().sendBatch([...wire].sort((a, b) => Date.parse(a.time as string) - Date.parse(b.time as string)));
+    await harness
+      .producer()
+      .sendBatch([...wire].sort((a, b) => Date.parse(a.time as string) - Date.parse(b.time as string)));
     await harness.startWorker();
     await harness.settle(25_000);
     query = new UsageQuery({ config: harness.config });
@@ -161,16 +186,32 @@ describe('usage query', () => {
   });
 
   it('totals one subject over the whole range, filtered by group-by value', async () => {
-    const rows = await query.query({ meter: 'tokens', ...range(), subject: 's2', filter: { region: ['eu'] } });
+    const rows = await query.query({
+      meter: 'tokens',
+      ...range(),
+      subject: 's2',
+      filter: { region: ['eu'] },
+    });
     const whole = (): [number, number] => [base, base + 3 * HOUR];
-    expect(asMap(rows)).toEqual(model(events, { agg: 'SUM', rowOf: whole, groupBy: [], subject: 's2', filter: (e) => e.region === 'eu' }));
+    expect(asMap(rows)).toEqual(
+      model(events, {
+        agg: 'SUM',
+        rowOf: whole,
+        groupBy: [],
+        subject: 's2',
+        filter: (e) => e.region === 'eu',
+      }),
+    );
     expect(rows).toHaveLength(1);
     const counted = events.filter((e) => e.subject === 's2' && e.region === 'eu').length;
     expect(rows[0]?.eventCount).toBe(counted);
   });
 
   it('AVG, MIN, MAX and LATEST over half hours, and COUNT per hour', async () => {
-    const half = (t: number): [number, number] => [Math.floor(t / (30 * MINUTE)) * 30 * MINUTE, Math.floor(t / (30 * MINUTE)) * 30 * MINUTE + 30 * MINUTE];
+    const half = (t: number): [number, number] => [
+      Math.floor(t / (30 * MINUTE)) * 30 * MINUTE,
+      Math.floor(t / (30 * MINUTE)) * 30 * MINUTE + 30 * MINUTE,
+    ];
     for (const [meter, agg] of [
       ['lat_avg', 'AVG'],
       ['lat_min', 'MIN'],
@@ -178,7 +219,10 @@ describe('usage query', () => {
       ['lat_last', 'LATEST'],
     ] as const) {
       const rows = await query.query({ meter, ...range(), windowSize: '30m' });
-      expect([meter, asMap(rows)]).toEqual([meter, model(events, { agg, value: 'ms', rowOf: half, groupBy: [] })]);
+      expect([meter, asMap(rows)]).toEqual([
+        meter,
+        model(events, { agg, value: 'ms', rowOf: half, groupBy: [] }),
+      ]);
     }
     const calls = await query.query({ meter: 'calls', ...range(), windowSize: 'HOUR', groupBy: ['model'] });
     expect(asMap(calls)).toEqual(model(events, { agg: 'COUNT', rowOf: hourRow, groupBy: ['model'] }));
@@ -189,9 +233,19 @@ describe('usage query', () => {
     const want = model(events, { agg: 'UNIQUE_COUNT', value: 'user', rowOf: hourRow, groupBy: [] });
     expect(asMap(hourly)).toEqual(want);
     // Adding the per-minute counts would overcount: users repeat across minutes.
-    const minutes = await query.query({ meter: 'users', ...range(), windowSize: 'MINUTE', groupBy: ['model'] });
+    const minutes = await query.query({
+      meter: 'users',
+      ...range(),
+      windowSize: 'MINUTE',
+      groupBy: ['model'],
+    });
     expect(asMap(minutes)).toEqual(
-      model(events, { agg: 'UNIQUE_COUNT', value: 'user', rowOf: (t) => [t, t + MINUTE], groupBy: ['model'] }),
+      model(events, {
+        agg: 'UNIQUE_COUNT',
+        value: 'user',
+        rowOf: (t) => [t, t + MINUTE],
+        groupBy: ['model'],
+      }),
     );
     const added = minutes.reduce((s, r) => s + r.value, 0);
     const distinct = [...want.values()].reduce((s, v) => s + Number(v), 0);
@@ -204,7 +258,12 @@ describe('usage query', () => {
       const s = Math.floor((t + 30 * MINUTE) / HOUR) * HOUR - 30 * MINUTE;
       return [s, s + HOUR];
     };
-    const rows = await query.query({ meter: 'calls', ...range(), windowSize: 'HOUR', timeZone: 'Asia/Kolkata' });
+    const rows = await query.query({
+      meter: 'calls',
+      ...range(),
+      windowSize: 'HOUR',
+      timeZone: 'Asia/Kolkata',
+    });
     const clip = (t: number): [number, number] => {
       const [s, e] = ist(t);
       return [Math.max(s, base), Math.min(e, base + 3 * HOUR)];
@@ -213,8 +272,16 @@ describe('usage query', () => {
     // A range not on hour boundaries: only windows starting in it, rows clipped to it.
     const from = base + 10 * MINUTE;
     const to = base + 100 * MINUTE;
-    const clipped = await query.query({ meter: 'tokens', from, to, windowSize: 'HOUR', subject: ['s1', 's3'] });
-    const inRange = events.filter((e) => e.t >= from && e.t < to && (e.subject === 's1' || e.subject === 's3'));
+    const clipped = await query.query({
+      meter: 'tokens',
+      from,
+      to,
+      windowSize: 'HOUR',
+      subject: ['s1', 's3'],
+    });
+    const inRange = events.filter(
+      (e) => e.t >= from && e.t < to && (e.subject === 's1' || e.subject === 's3'),
+    );
     const rowOf = (t: number): [number, number] => {
       const [s, e] = hourRow(t);
       return [Math.max(s, from), Math.min(e, to)];
@@ -223,11 +290,23 @@ describe('usage query', () => {
   });
 
   it('rejects what it cannot answer exactly, naming why', async () => {
-    await expect(query.query({ meter: 'tokens', ...range(), windowSize: '30s' })).rejects.toMatchObject({ reason: 'invalid-window-size' });
-    await expect(query.query({ meter: 'tokens', ...range(), groupBy: ['colour'] })).rejects.toMatchObject({ reason: 'invalid-group-by' });
-    await expect(query.query({ meter: 'tokens', ...range(), filter: { colour: 'red' } })).rejects.toMatchObject({ reason: 'invalid-filter' });
-    await expect(query.query({ meter: 'nope', ...range() })).rejects.toMatchObject({ reason: 'unknown-meter' });
-    await expect(query.query({ meter: 'tokens', from: Date.now() - 40 * 86_400_000, to: Date.now() })).rejects.toMatchObject({ reason: 'beyond-retention' });
-    await expect(query.query({ meter: 'tokens', from: base + HOUR, to: base })).rejects.toMatchObject({ reason: 'invalid-range' });
+    await expect(query.query({ meter: 'tokens', ...range(), windowSize: '30s' })).rejects.toMatchObject({
+      reason: 'invalid-window-size',
+    });
+    await expect(query.query({ meter: 'tokens', ...range(), groupBy: ['colour'] })).rejects.toMatchObject({
+      reason: 'invalid-group-by',
+    });
+    await expect(
+      query.query({ meter: 'tokens', ...range(), filter: { colour: 'red' } }),
+    ).rejects.toMatchObject({ reason: 'invalid-filter' });
+    await expect(query.query({ meter: 'nope', ...range() })).rejects.toMatchObject({
+      reason: 'unknown-meter',
+    });
+    await expect(
+      query.query({ meter: 'tokens', from: Date.now() - 40 * 86_400_000, to: Date.now() }),
+    ).rejects.toMatchObject({ reason: 'beyond-retention' });
+    await expect(query.query({ meter: 'tokens', from: base + HOUR, to: base })).rejects.toMatchObject({
+      reason: 'invalid-range',
+    });
   });
 });

@@ -254,16 +254,29 @@ describe('replaying what the worker wrote about hostile values', () => {
     expect(() => JSON.stringify(JSON.parse(deepEvent))).toThrow(RangeError);
     expect(pinEventTime(deepEvent, 0)).toBe(`{"time":"1970-01-01T00:00:00.000Z",${deepEvent.slice(1)}`);
     const batch = `[${JSON.stringify(ev('a', 'x'))},${deepEvent}]`;
-    expect(pinEventTime(batch, 0)).toBe(`[${JSON.stringify(ev('a', 'x'))},{"time":"1970-01-01T00:00:00.000Z",${deepEvent.slice(1)}]`);
+    expect(pinEventTime(batch, 0)).toBe(
+      `[${JSON.stringify(ev('a', 'x'))},{"time":"1970-01-01T00:00:00.000Z",${deepEvent.slice(1)}]`,
+    );
   });
 
   it('plans the replay of a deep event alone, of a whole deep entry, and of a poison entry', () => {
     const batch = `[${JSON.stringify(ev('a', 'x'))},${deepEvent}]`;
-    const one = planReplay(dl({ reason: 'missing-field', entry: '0-1', index: '1', field: 'events', payload: batch }), 4);
-    expect(one).toMatchObject({ replayable: true, field: 'event', scope: 'event', partition: partitionOf('acme', 4) });
+    const one = planReplay(
+      dl({ reason: 'missing-field', entry: '0-1', index: '1', field: 'events', payload: batch }),
+      4,
+    );
+    expect(one).toMatchObject({
+      replayable: true,
+      field: 'event',
+      scope: 'event',
+      partition: partitionOf('acme', 4),
+    });
     expect(one.replayable && one.value.endsWith(deepEvent.slice(1))).toBe(true);
     for (const reason of ['poison', 'unprocessable']) {
-      const whole = planReplay(dl({ reason, entry: '0-1', index: '-1', field: 'events', payload: batch }, 2), 4);
+      const whole = planReplay(
+        dl({ reason, entry: '0-1', index: '-1', field: 'events', payload: batch }, 2),
+        4,
+      );
       expect(whole).toMatchObject({ replayable: true, field: 'events', scope: 'entry', partition: 2 });
     }
   });

@@ -30,7 +30,9 @@ describe('config', () => {
   });
 
   it('lets REDIS_URL override the configured Redis', () => {
-    expect(resolveConfig({ redis: { url: 'redis://a:1' } }, { REDIS_URL: 'rediss://user:pw@b:2' }).redisUrl).toBe('rediss://user:pw@b:2');
+    expect(
+      resolveConfig({ redis: { url: 'redis://a:1' } }, { REDIS_URL: 'rediss://user:pw@b:2' }).redisUrl,
+    ).toBe('rediss://user:pw@b:2');
   });
 
   it.each([
@@ -46,7 +48,10 @@ describe('config', () => {
     [{ meters: [{ ...meter, aggregation: 'MEDIAN' }] }, 'meters[0].aggregation'],
     [{ meters: [{ ...meter, slug: 'Bad Slug' }] }, 'meters[0].slug'],
     [{ meters: [{ ...meter, valueProperty: undefined }] }, 'meters[0].valueProperty'],
-    [{ meters: [{ slug: 'c', eventType: 'x', aggregation: 'COUNT', valueProperty: '$.v' }] }, 'meters[0].valueProperty'],
+    [
+      { meters: [{ slug: 'c', eventType: 'x', aggregation: 'COUNT', valueProperty: '$.v' }] },
+      'meters[0].valueProperty',
+    ],
     [{ meters: [{ ...meter, valueProperty: '$..tokens' }] }, 'meters[0].valueProperty'],
     [{ meters: [{ ...meter, groupBy: { model: 'model' } }] }, 'meters[0].groupBy.model'],
     [{ meters: [{ ...meter, windowSize: '7m' }] }, 'meters[0].windowSize'],
@@ -67,14 +72,23 @@ describe('config', () => {
     const c = await loadConfigFile('config/tally.yaml', {});
     expect(c.meters.map((m) => m.slug)).toEqual(['llm_tokens', 'api_calls', 'gpu_seconds', 'active_users']);
     expect(c.meters[2]?.window).toMatchObject({ kind: 'day', timeZone: 'America/New_York' });
-    expect([...c.entitlements.features.keys()]).toEqual(['gpt5_tokens', 'all_tokens', 'api', 'sso', 'models']);
+    expect([...c.entitlements.features.keys()]).toEqual([
+      'gpt5_tokens',
+      'all_tokens',
+      'api',
+      'sso',
+      'models',
+    ]);
     expect(c.entitlements.queue).toBe('tally-entitlements');
     // The demo runs on the same file, with short windows and periods.
     const demo = resolveConfig(demoConfigData(parse(readFileSync('config/tally.yaml', 'utf8'))), {});
     expect(demo.prefix).toBe('tally-demo');
     expect(demo.meters.map((m) => [m.slug, m.window.sizeMs])).toEqual(c.meters.map((m) => [m.slug, 10_000]));
     expect([...demo.entitlements.defaults.keys()]).toEqual([...c.entitlements.defaults.keys()]);
-    expect(demo.entitlements.defaults.get('gpt5_tokens')).toMatchObject({ limit: 1_000_000_000_000n, usagePeriod: { interval: 'PT1M' } });
+    expect(demo.entitlements.defaults.get('gpt5_tokens')).toMatchObject({
+      limit: 1_000_000_000_000n,
+      usagePeriod: { interval: 'PT1M' },
+    });
     expect(parse(readFileSync('config/tally.yaml', 'utf8'))).toHaveProperty('meters');
   });
 
@@ -91,10 +105,20 @@ describe('config', () => {
       ['leaseTtl', '100ms', '300ms'],
       ['shutdownTimeout', 0, '100ms'],
     ] as const) {
-      expect(configError({ worker: { [field]: value } }).message).toBe(`worker.${field}: must be at least ${min}, got ${JSON.stringify(value)}`);
+      expect(configError({ worker: { [field]: value } }).message).toBe(
+        `worker.${field}: must be at least ${min}, got ${JSON.stringify(value)}`,
+      );
     }
-    const c = resolveConfig({ worker: { closeInterval: '10ms', claimIdle: '100ms', leaseTtl: '300ms', shutdownTimeout: '2s' } }, {});
-    expect(c.worker).toMatchObject({ closeIntervalMs: 10, claimIdleMs: 100, leaseTtlMs: 300, shutdownTimeoutMs: 2_000 });
+    const c = resolveConfig(
+      { worker: { closeInterval: '10ms', claimIdle: '100ms', leaseTtl: '300ms', shutdownTimeout: '2s' } },
+      {},
+    );
+    expect(c.worker).toMatchObject({
+      closeIntervalMs: 10,
+      claimIdleMs: 100,
+      leaseTtlMs: 300,
+      shutdownTimeoutMs: 2_000,
+    });
     expect(resolveConfig({}, {}).worker.shutdownTimeoutMs).toBe(10_000);
     expect(resolveConfig({}, {}).maxEventsPerEntry).toBe(10_000);
   });

@@ -1,12 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
 import { burnPlan } from '../../../src/entitlements/burn-plan.js';
-import { groupProbe, normalizeEntitlement, type Grant, type MeteredEntitlement } from '../../../src/entitlements/model.js';
+import {
+  groupProbe,
+  normalizeEntitlement,
+  type Grant,
+  type MeteredEntitlement,
+} from '../../../src/entitlements/model.js';
 import { periodAt } from '../../../src/entitlements/period.js';
 import { TallyConfigError } from '../../../src/errors/index.js';
 
 const METERS = [
-  { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model', direction: '$.dir' } },
+  {
+    slug: 'tokens',
+    eventType: 'llm',
+    aggregation: 'SUM',
+    valueProperty: '$.tokens',
+    groupBy: { model: '$.model', direction: '$.dir' },
+  },
   { slug: 'calls', eventType: 'req', aggregation: 'COUNT' },
   { slug: 'peak', eventType: 'gpu', aggregation: 'MAX', valueProperty: '$.n' },
 ];
@@ -50,7 +61,14 @@ describe('entitlements config', () => {
     const cfg = config({
       features: [{ key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } }, { key: 'sso' }],
       defaults: [
-        { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'MONTH', timeZone: 'Europe/Berlin' }, limit: '1000.5', limitType: 'soft', thresholds: [{ percent: 80 }, { value: 10 }] },
+        {
+          feature: 'gpt5',
+          type: 'metered',
+          usagePeriod: { interval: 'MONTH', timeZone: 'Europe/Berlin' },
+          limit: '1000.5',
+          limitType: 'soft',
+          thresholds: [{ percent: 80 }, { value: 10 }],
+        },
         { feature: 'sso', type: 'boolean' },
       ],
       lookback: '2m',
@@ -68,22 +86,50 @@ describe('entitlements config', () => {
   });
 
   it('names the bad field', () => {
-    expect(configError({ features: [{ key: 'x', meter: 'nope' }] }).field).toBe('entitlements.features[0].meter');
+    expect(configError({ features: [{ key: 'x', meter: 'nope' }] }).field).toBe(
+      'entitlements.features[0].meter',
+    );
     expect(configError({ features: [{ key: 'x', meter: 'peak' }] }).message).toMatch(/SUM or COUNT/);
-    expect(configError({ features: [{ key: 'x', meter: 'tokens', filter: { region: 'eu' } }] }).field).toBe('entitlements.features[0].filter.region');
-    expect(configError({ features: [{ key: 'x', filter: { model: 'a' } }] }).field).toBe('entitlements.features[0].filter');
-    expect(configError({ defaults: [{ feature: 'x', type: 'boolean' }] }).field).toBe('entitlements.defaults[0].feature');
-    expect(configError({ features: [{ key: 'x', meter: 'tokens' }], defaults: [{ feature: 'x', type: 'metered', limit: 5 }] }).field).toBe(
-      'entitlements.defaults[0].usagePeriod',
+    expect(configError({ features: [{ key: 'x', meter: 'tokens', filter: { region: 'eu' } }] }).field).toBe(
+      'entitlements.features[0].filter.region',
     );
-    expect(configError({ features: [{ key: 'x' }], defaults: [{ feature: 'x', type: 'metered', limit: 5, usagePeriod: { interval: 'DAY' } }] }).field).toBe(
-      'entitlements.defaults[0].type',
+    expect(configError({ features: [{ key: 'x', filter: { model: 'a' } }] }).field).toBe(
+      'entitlements.features[0].filter',
     );
-    expect(configError({ features: [{ key: 'x' }], defaults: [{ feature: 'x', type: 'boolean', limit: 5 }] }).field).toBe('entitlements.defaults[0].limit');
-    expect(configError({ features: [{ key: 'x' }], defaults: [{ feature: 'x', type: 'static' }] }).field).toBe('entitlements.defaults[0].config');
+    expect(configError({ defaults: [{ feature: 'x', type: 'boolean' }] }).field).toBe(
+      'entitlements.defaults[0].feature',
+    );
     expect(
-      configError({ features: [{ key: 'x', meter: 'calls' }], defaults: [{ feature: 'x', type: 'metered', limit: 5, usagePeriod: { interval: 'DAY', timeZone: 'Nowhere/Land' } }] })
+      configError({
+        features: [{ key: 'x', meter: 'tokens' }],
+        defaults: [{ feature: 'x', type: 'metered', limit: 5 }],
+      }).field,
+    ).toBe('entitlements.defaults[0].usagePeriod');
+    expect(
+      configError({
+        features: [{ key: 'x' }],
+        defaults: [{ feature: 'x', type: 'metered', limit: 5, usagePeriod: { interval: 'DAY' } }],
+      }).field,
+    ).toBe('entitlements.defaults[0].type');
+    expect(
+      configError({ features: [{ key: 'x' }], defaults: [{ feature: 'x', type: 'boolean', limit: 5 }] })
         .field,
+    ).toBe('entitlements.defaults[0].limit');
+    expect(
+      configError({ features: [{ key: 'x' }], defaults: [{ feature: 'x', type: 'static' }] }).field,
+    ).toBe('entitlements.defaults[0].config');
+    expect(
+      configError({
+        features: [{ key: 'x', meter: 'calls' }],
+        defaults: [
+          {
+            feature: 'x',
+            type: 'metered',
+            limit: 5,
+            usagePeriod: { interval: 'DAY', timeZone: 'Nowhere/Land' },
+          },
+        ],
+      }).field,
     ).toBe('entitlements.defaults[0].usagePeriod.timeZone');
     expect(configError({ queue: 'other' }).field).toBe('entitlements.queue');
     expect(configError({ notificationsQueue: 'billing' }).field).toBe('entitlements.notificationsQueue');
@@ -91,12 +137,30 @@ describe('entitlements config', () => {
   });
 
   it('refuses amounts with more than 6 decimals or negative', () => {
-    expect(() => normalizeEntitlement({ type: 'metered', limit: -1, usagePeriod: { interval: 'DAY' } }, { key: 'f', meter: 'm', filter: {} })).toThrow(/limit/);
-    expect(() => normalizeEntitlement({ type: 'metered', limit: '1.0000001', usagePeriod: { interval: 'DAY' } }, { key: 'f', meter: 'm', filter: {} })).toThrow(/limit/);
-    expect(normalizeEntitlement({ type: 'metered', limit: '1.5000000', usagePeriod: { interval: 'DAY' } }, { key: 'f', meter: 'm', filter: {} })).toMatchObject({ limit: 1_500_000n });
-    expect(() => normalizeEntitlement({ type: 'metered', limit: 0.0000001, usagePeriod: { interval: 'DAY' } }, { key: 'f', meter: 'm', filter: {} })).toThrow(
-      /limit/,
-    );
+    expect(() =>
+      normalizeEntitlement(
+        { type: 'metered', limit: -1, usagePeriod: { interval: 'DAY' } },
+        { key: 'f', meter: 'm', filter: {} },
+      ),
+    ).toThrow(/limit/);
+    expect(() =>
+      normalizeEntitlement(
+        { type: 'metered', limit: '1.0000001', usagePeriod: { interval: 'DAY' } },
+        { key: 'f', meter: 'm', filter: {} },
+      ),
+    ).toThrow(/limit/);
+    expect(
+      normalizeEntitlement(
+        { type: 'metered', limit: '1.5000000', usagePeriod: { interval: 'DAY' } },
+        { key: 'f', meter: 'm', filter: {} },
+      ),
+    ).toMatchObject({ limit: 1_500_000n });
+    expect(() =>
+      normalizeEntitlement(
+        { type: 'metered', limit: 0.0000001, usagePeriod: { interval: 'DAY' } },
+        { key: 'f', meter: 'm', filter: {} },
+      ),
+    ).toThrow(/limit/);
   });
 });
 
@@ -119,7 +183,15 @@ describe('burn-down plans', () => {
       ],
       period,
     );
-    expect(plan.allowances.map((a) => a.id)).toEqual(['urgent', 'soon', 'limit', 'late-expiry', 'a', 'b', 'low']);
+    expect(plan.allowances.map((a) => a.id)).toEqual([
+      'urgent',
+      'soon',
+      'limit',
+      'late-expiry',
+      'a',
+      'b',
+      'low',
+    ]);
     expect(plan.total).toBe(118n * M);
     expect(plan.grantsTotal).toBe(18n * M);
     expect(plan.boundaries).toEqual([p + day, p + 2 * day, p + 3 * day, p + 4 * day]);
@@ -129,7 +201,11 @@ describe('burn-down plans', () => {
     const p = period.start;
     const plan = burnPlan(
       ent,
-      [grant('before', 7n * M, p - day, p + 5 * day), grant('next', 7n * M, period.end + 1), grant('spans', 3n * M, period.end - day, period.end + 10 * day)],
+      [
+        grant('before', 7n * M, p - day, p + 5 * day),
+        grant('next', 7n * M, period.end + 1),
+        grant('spans', 3n * M, period.end - day, period.end + 10 * day),
+      ],
       period,
     );
     expect(plan.allowances.map((a) => [a.id, a.to])).toEqual([
@@ -147,7 +223,13 @@ describe('burn-down plans', () => {
   });
 
   it('probes one fixed group when the filter pins every group-by key, else the tails matching it', () => {
-    const cfg = config({ features: [{ key: 'a', meter: 'tokens', filter: { model: 'gpt-5', direction: 'in' } }, { key: 'b', meter: 'tokens', filter: { model: 'gpt-5' } }, { key: 'c', meter: 'calls' }] });
+    const cfg = config({
+      features: [
+        { key: 'a', meter: 'tokens', filter: { model: 'gpt-5', direction: 'in' } },
+        { key: 'b', meter: 'tokens', filter: { model: 'gpt-5' } },
+        { key: 'c', meter: 'calls' },
+      ],
+    });
     const meter = cfg.meters.find((m) => m.slug === 'tokens')!;
     const calls = cfg.meters.find((m) => m.slug === 'calls')!;
     const f = cfg.entitlements.features;

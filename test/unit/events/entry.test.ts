@@ -3,7 +3,14 @@ import { decodeEntry, explainInvalidEvent } from '../../../src/events/index.js';
 
 const opts = { maxEntryBytes: 4096, maxFutureSkewMs: 60_000, maxEventsPerEntry: 100 };
 const ingested = Date.parse('2026-11-26T10:00:00Z');
-const ok = { id: '1', source: 's', type: 't', subject: 'c', time: '2026-11-26T09:59:59.123456Z', data: { v: 1 } };
+const ok = {
+  id: '1',
+  source: 's',
+  type: 't',
+  subject: 'c',
+  time: '2026-11-26T09:59:59.123456Z',
+  data: { v: 1 },
+};
 
 describe('decodeEntry', () => {
   it('decodes a single event, keeping its time to the millisecond', () => {
@@ -18,14 +25,24 @@ describe('decodeEntry', () => {
   });
 
   it('accepts time zone offsets', () => {
-    const { events } = decodeEntry(['event', JSON.stringify({ ...ok, time: '2026-11-26T11:59:00+02:00' })], ingested, opts);
+    const { events } = decodeEntry(
+      ['event', JSON.stringify({ ...ok, time: '2026-11-26T11:59:00+02:00' })],
+      ingested,
+      opts,
+    );
     expect(events[0]?.timeMs).toBe(Date.parse('2026-11-26T09:59:00Z'));
   });
 
   it('decodes batch entries event by event', () => {
-    const { events, rejected } = decodeEntry(['events', JSON.stringify([ok, { ...ok, id: '' }, { ...ok, id: '3' }])], ingested, opts);
+    const { events, rejected } = decodeEntry(
+      ['events', JSON.stringify([ok, { ...ok, id: '' }, { ...ok, id: '3' }])],
+      ingested,
+      opts,
+    );
     expect(events.map((e) => e.index)).toEqual([0, 2]);
-    expect(rejected).toMatchObject([{ index: 1, reason: 'invalid-field', field: 'event', payload: JSON.stringify({ ...ok, id: '' }) }]);
+    expect(rejected).toMatchObject([
+      { index: 1, reason: 'invalid-field', field: 'event', payload: JSON.stringify({ ...ok, id: '' }) },
+    ]);
   });
 
   it.each([
@@ -64,7 +81,9 @@ describe('decodeEntry with hostile values', () => {
     const raw = `[${JSON.stringify(ok)}, ${invalidText}]`;
     const decoded = decodeEntry(['events', raw], ingested, { ...opts, maxEntryBytes: 1_000_000 });
     expect(decoded.events.map((e) => e.index)).toEqual([0]);
-    expect(decoded.rejected).toEqual([{ index: 1, reason: 'missing-field', detail: 'id: required', payload: invalidText, field: 'event' }]);
+    expect(decoded.rejected).toEqual([
+      { index: 1, reason: 'missing-field', detail: 'id: required', payload: invalidText, field: 'event' },
+    ]);
     expect(decoded.eventText(0)).toBe(JSON.stringify(ok));
   });
 });

@@ -18,7 +18,8 @@ describe('jsonArrayElements', () => {
   });
 
   it('returns undefined for what is not a well-formed array', () => {
-    for (const text of ['{}', '[1,]', '[,1]', '[1', '[1]]', '["open]', '[}]']) expect(jsonArrayElements(text), text).toBeUndefined();
+    for (const text of ['{}', '[1,]', '[,1]', '[1', '[1]]', '["open]', '[}]'])
+      expect(jsonArrayElements(text), text).toBeUndefined();
   });
 });
 

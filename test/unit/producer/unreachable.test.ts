@@ -29,7 +29,11 @@ describe('UsageProducer with an unreachable Redis', () => {
       expect(took).toBeGreaterThanOrEqual(390);
       expect(took).toBeLessThan(3_000);
       expect(err.code).toBe(ErrorCode.Unavailable);
-      expect(err.message).toMatch(new RegExp(`^Redis at redis://app:\\*\\*\\*@127\\.0\\.0\\.1:${port} did not answer within 400 ms: connect ECONNREFUSED`));
+      expect(err.message).toMatch(
+        new RegExp(
+          `^Redis at redis://app:\\*\\*\\*@127\\.0\\.0\\.1:${port} did not answer within 400 ms: connect ECONNREFUSED`,
+        ),
+      );
       expect(err.message).toContain('sending again is safe');
       expect(err.message).not.toContain('s3cret');
       const batch = await rejection(producer.sendBatch([event, { ...event, id: 'e-2', subject: 'other' }]));
@@ -42,6 +46,8 @@ describe('UsageProducer with an unreachable Redis', () => {
   });
 
   it('refuses a negative sendTimeout', () => {
-    expect(() => new UsageProducer({ redis: 'redis://127.0.0.1:1', sendTimeout: -1 })).toThrow(TallyConfigError);
+    expect(() => new UsageProducer({ redis: 'redis://127.0.0.1:1', sendTimeout: -1 })).toThrow(
+      TallyConfigError,
+    );
   });
 });

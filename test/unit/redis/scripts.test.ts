@@ -11,7 +11,9 @@ describe('Lua scripts', () => {
     // closeWindows names streamIds, and so do frontier and eventTime: it is in the script once.
     const close = Scripts.closeWindows.lua;
     expect(close.match(/^local function idParts/gm)).toHaveLength(1);
-    expect(close.indexOf('local function idParts')).toBeLessThan(close.indexOf('local function appliedFrontier'));
+    expect(close.indexOf('local function idParts')).toBeLessThan(
+      close.indexOf('local function appliedFrontier'),
+    );
     expect(close.indexOf('local function entryMinEventTime')).toBeLessThan(close.indexOf('local rcall'));
   });
 });

@@ -5,15 +5,17 @@ import { outboxToRollup } from '../../../src/rollups/relay.js';
 
 const aggregations = Object.keys(AggregationCode) as Aggregation[];
 const meters = new MeterIndex(
-  compileMeters(aggregations.map((aggregation) => ({
-    slug: aggregation.toLowerCase(),
-    eventType: 't',
-    aggregation,
-    ...(aggregation === 'COUNT' ? {} : { valueProperty: '$.v' }),
-    groupBy: { model: '$.model', region: '$.region' },
-    windowSize: 'MINUTE',
-    timeZone: 'UTC',
-  }))),
+  compileMeters(
+    aggregations.map((aggregation) => ({
+      slug: aggregation.toLowerCase(),
+      eventType: 't',
+      aggregation,
+      ...(aggregation === 'COUNT' ? {} : { valueProperty: '$.v' }),
+      groupBy: { model: '$.model', region: '$.region' },
+      windowSize: 'MINUTE',
+      timeZone: 'UTC',
+    })),
+  ),
 );
 
 /** The model: a scaled integer (micro-units) as plain decimal text, written independently of decimal.ts. */
@@ -43,8 +45,24 @@ describe('outboxToRollup', () => {
         (aggregation, raw, count, subject, model, region, minute, revision, partition) => {
           const value = aggregation === 'UNIQUE_COUNT' ? (raw < 0n ? -raw : raw) / 1_000_000n : raw;
           const ws = minute * 60_000;
-          const fields = ['m', aggregation.toLowerCase(), 'a', AggregationCode[aggregation], 'ws', String(ws), 'we', String(ws + 60_000),
-            'g', JSON.stringify([subject, model, region]), 'v', String(value), 'c', String(count), 'r', String(revision)];
+          const fields = [
+            'm',
+            aggregation.toLowerCase(),
+            'a',
+            AggregationCode[aggregation],
+            'ws',
+            String(ws),
+            'we',
+            String(ws + 60_000),
+            'g',
+            JSON.stringify([subject, model, region]),
+            'v',
+            String(value),
+            'c',
+            String(count),
+            'r',
+            String(revision),
+          ];
           const job = outboxToRollup(fields, meters, partition);
           expect(job).toMatchObject({
             version: 1,
@@ -62,7 +80,9 @@ describe('outboxToRollup', () => {
           else if (aggregation === 'UNIQUE_COUNT') expect(job.valueDecimal).toBe(String(value));
           else if (aggregation === 'AVG') {
             // Exact to the scale: the true quotient lies within one micro-unit of the decimal.
-            const micro = BigInt(job.valueDecimal.replace('.', '')) * 10n ** BigInt(6 - (job.valueDecimal.split('.')[1]?.length ?? 0));
+            const micro =
+              BigInt(job.valueDecimal.replace('.', '')) *
+              10n ** BigInt(6 - (job.valueDecimal.split('.')[1]?.length ?? 0));
             const diff = micro * BigInt(count) - raw;
             expect(diff < 0n ? -diff : diff).toBeLessThan(BigInt(count));
           } else expect(job.valueDecimal).toBe(decimal(raw));

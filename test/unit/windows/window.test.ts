@@ -350,7 +350,6 @@ describe('tiling invariant (property)', () => {
   const from = at('2026-01-01T00:00:00Z');
   const to = at('2028-01-01T00:00:00Z');
 
-
   /** Every property a window must have; returns what failed (plain checks: this runs ~10^5 times). */
   function violations(spec: WindowSpec, t: number): string[] {
     const zone = spec.timeZone;

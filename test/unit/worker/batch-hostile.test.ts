@@ -8,22 +8,37 @@ const deep = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
 const config = resolveConfig(
   {
     streams: { partitions: 1, maxEntryBytes: 1_000_000 },
-    meters: [{ slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', groupBy: { model: '$.model' }, windowSize: '1m' }],
+    meters: [
+      {
+        slug: 'tokens',
+        eventType: 'llm',
+        aggregation: 'SUM',
+        valueProperty: '$.tokens',
+        groupBy: { model: '$.model' },
+        windowSize: '1m',
+      },
+    ],
   },
   {},
 );
 const meters = new MeterIndex(config.meters);
 const now = Date.now();
-const event = (id: string, data: string) => `{"id":"${id}","source":"s","type":"llm","subject":"acme","data":${data}}`;
+const event = (id: string, data: string) =>
+  `{"id":"${id}","source":"s","type":"llm","subject":"acme","data":${data}}`;
 
 /** The 'D' records of a prepared batch, as [index, reason, payload, field]. */
 function deadLetters(records: (string | number)[]): [number, string, string, string][] {
   const out: [number, string, string, string][] = [];
-  for (let i = 0; i < records.length; ) {
+  for (let i = 0; i < records.length;) {
     const tag = records[i];
     if (tag === 'E' || tag === 'P') i += 3;
     else if (tag === 'D') {
-      out.push([records[i + 1] as number, records[i + 2] as string, records[i + 4] as string, records[i + 5] as string]);
+      out.push([
+        records[i + 1] as number,
+        records[i + 2] as string,
+        records[i + 4] as string,
+        records[i + 5] as string,
+      ]);
       i += 6;
     } else i += 7 + (records[i + 6] as number) * 7;
   }
@@ -34,7 +49,10 @@ describe('prepareBatch with hostile values', () => {
   it('rejects an event whose group value is too deep to serialize as unprocessable, alone, and keeps the rest of its entry', () => {
     const bad = event('deep', `{"tokens":1,"model":${deep(10_000)}}`);
     const entries: StreamEntry[] = [
-      [`${now}-0`, ['events', `[${event('a', '{"tokens":2,"model":"m"}')},${bad},${event('b', '{"tokens":3}')}]`]],
+      [
+        `${now}-0`,
+        ['events', `[${event('a', '{"tokens":2,"model":"m"}')},${bad},${event('b', '{"tokens":3}')}]`],
+      ],
       [`${now}-1`, ['event', bad]],
       [`${now}-2`, ['event', event('c', '{"tokens":4}')]],
     ];
@@ -55,16 +73,30 @@ describe('prepareBatch with hostile values', () => {
     const cfg = resolveConfig({ ...config.data, streams: { ...config.data.streams, partitions: 4 } }, {});
     const text = `{"id":"f","source":"s","type":"llm","subject":"acme","data":{"tokens":1,"x":${deep(10_000)}}}`;
     const wrong = (partitionOf('acme', 4) + 1) % 4;
-    const prepared = prepareBatch([[`${now}-0`, ['events', `[${text}]`]]], { config: cfg, meters, partition: wrong });
-    expect(prepared.forwards).toEqual([{ partition: partitionOf('acme', 4), json: `{"time":"${new Date(now).toISOString()}",${text.slice(1)}` }]);
+    const prepared = prepareBatch([[`${now}-0`, ['events', `[${text}]`]]], {
+      config: cfg,
+      meters,
+      partition: wrong,
+    });
+    expect(prepared.forwards).toEqual([
+      {
+        partition: partitionOf('acme', 4),
+        json: `{"time":"${new Date(now).toISOString()}",${text.slice(1)}`,
+      },
+    ]);
     expect(prepared.rejected).toBe(0);
   });
 });
 
 /** Headers ('E'/'P' with their entry ids), 'V' and 'D' counts of one call's records. */
-function summarize(records: (string | number)[]): { headers: string[]; valid: number; dead: number; updates: number } {
+function summarize(records: (string | number)[]): {
+  headers: string[];
+  valid: number;
+  dead: number;
+  updates: number;
+} {
   const out = { headers: [] as string[], valid: 0, dead: 0, updates: 0 };
-  for (let i = 0; i < records.length; ) {
+  for (let i = 0; i < records.length;) {
     const tag = records[i];
     if (tag === 'E' || tag === 'P') {
       out.headers.push(`${tag}${records[i + 1] as string}`);
@@ -96,7 +128,8 @@ describe('prepareBatch: short script calls', () => {
     const summaries = calls.map((c) => summarize(c.records));
     // 8 + 7 µs per event of one meter, 2 µs per entry header: at most 133 events per call.
     expect(calls.length).toBeGreaterThanOrEqual(10_002 / 133);
-    for (const c of summaries) expect(2 * c.headers.length + 15 * c.valid).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    for (const c of summaries)
+      expect(2 * c.headers.length + 15 * c.valid).toBeLessThanOrEqual(MAX_CALL_COST_US);
     expect(summaries.reduce((sum, c) => sum + c.valid, 0)).toBe(10_002);
     const headers = summaries.flatMap((c) => c.headers);
     expect(headers[0]).toBe(`E${now}-0`);
@@ -116,7 +149,8 @@ describe('prepareBatch: short script calls', () => {
     const { calls, rejected } = prepareBatch(entries, { config, meters, partition: 0 });
     expect(rejected).toBe(5_001);
     const summaries = calls.map((c) => summarize(c.records));
-    for (const c of summaries) expect(2 * c.headers.length + 6 * c.dead).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    for (const c of summaries)
+      expect(2 * c.headers.length + 6 * c.dead).toBeLessThanOrEqual(MAX_CALL_COST_US);
     expect(calls.length).toBeGreaterThanOrEqual(15);
     const last = deadLetters(calls.at(-1)?.records ?? []).at(-1);
     expect(last?.[1]).toBe('too-many-events');
@@ -130,7 +164,7 @@ describe('prepareBatch: short script calls', () => {
     const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, meters, partition: 0 });
     const records = calls[0]?.records ?? [];
     const ranges: [number, number][] = [];
-    for (let i = 0; i < records.length; ) {
+    for (let i = 0; i < records.length;) {
       if (records[i] === 'E') i += 3;
       else {
         ranges.push([records[i + 4] as number, records[i + 5] as number]);

@@ -43,10 +43,15 @@ describe('runHousekeeping', () => {
     const stop = new AbortController();
     stop.abort();
     let ran = false;
-    await runHousekeeping([{ step: 'x', every: 0, run: () => Promise.resolve(void (ran = true)) }], 1_000, stop.signal, {
-      failed: () => undefined,
-      succeeded: () => undefined,
-    });
+    await runHousekeeping(
+      [{ step: 'x', every: 0, run: () => Promise.resolve(void (ran = true)) }],
+      1_000,
+      stop.signal,
+      {
+        failed: () => undefined,
+        succeeded: () => undefined,
+      },
+    );
     expect(ran).toBe(false);
   });
 });
