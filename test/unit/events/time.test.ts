@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { explainInvalidEvent, parseEventTime } from '../../../src/events/index.js';
 
@@ -41,6 +42,27 @@ describe('parseEventTime (strict RFC 3339)', () => {
     '26/11/2026',
   ])('refuses %s', (text) => {
     expect(parseEventTime(text)).toBeUndefined();
+  });
+
+  it('agrees with Date.parse on every real instant it is given, in any offset', () => {
+    const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+    fc.assert(
+      fc.property(
+        fc.integer({ min: -62_135_596_800_000 + 2 * 86_400_000, max: 253_402_300_799_999 - 2 * 86_400_000 }),
+        fc.integer({ min: -(23 * 60 + 59), max: 23 * 60 + 59 }),
+        fc.constantFrom('T', 't', ' '),
+        (t, offset, sep) => {
+          const local = new Date(t + offset * 60_000);
+          const abs = Math.abs(offset);
+          const text =
+            `${pad(local.getUTCFullYear(), 4)}-${pad(local.getUTCMonth() + 1)}-${pad(local.getUTCDate())}${sep}` +
+            `${pad(local.getUTCHours())}:${pad(local.getUTCMinutes())}:${pad(local.getUTCSeconds())}.${pad(local.getUTCMilliseconds(), 3)}` +
+            (offset === 0 ? 'Z' : `${offset < 0 ? '-' : '+'}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`);
+          expect(parseEventTime(text)).toBe(t);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   it('says so as invalid-field', () => {
