@@ -4,7 +4,7 @@
  * and refuses a valid leap second (`23:59:60`), so the fields are checked one by one here.
  */
 
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../time/index.js';
 
 function isLeapYear(year: number): boolean {
   return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
