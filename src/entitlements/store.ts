@@ -3,7 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError, TallyValidationError } from '../errors/index.js';
 import { formatScaled } from '../meters/index.js';
-import { RedisComponent } from '../redis/index.js';
+import { RedisComponent, type DefineOp } from '../redis/index.js';
 import { formatIsoUtc, windowsBetween } from '../windows/index.js';
 import { Definitions, type SubjectDefinition } from './definitions.js';
 import {
@@ -335,20 +335,15 @@ export class EntitlementStore extends RedisComponent {
   private async change(
     subject: string,
     featureKey: string,
-    build: (def: SubjectDefinition) => (string | number)[] | undefined,
+    build: (def: SubjectDefinition) => DefineOp | undefined,
     onReply?: (reply: string[]) => void,
   ): Promise<SubjectDefinition> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const def = await this.definitions.load(subject);
       const op = build(def);
       if (!op) return def;
-      const [name, ...rest] = op;
       const target = { partition: def.partition, subject, feature: featureKey, version: def.version };
-      const reply = await this.definitions.scripts.define(
-        target,
-        name as 'set' | 'remove' | 'grant' | 'ungrant',
-        rest,
-      );
+      const reply = await this.definitions.scripts.define(target, op);
       if (reply === 'stale') continue;
       onReply?.(reply);
       return this.definitions.load(subject);

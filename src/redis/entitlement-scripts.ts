@@ -9,6 +9,9 @@ import { runScript, type RedisClient } from './scripts.js';
 
 type Arg = string | number;
 
+/** A defineEntitlement.lua step: the op and its ARGV[5..] (see the script's header). */
+export type DefineOp = [op: 'set' | 'remove' | 'grant' | 'ungrant', ...args: Arg[]];
+
 /** The subject and feature a call is about, and the definition version the caller read. */
 export interface EntitlementTarget {
   readonly partition: number;
@@ -55,11 +58,7 @@ export class EntitlementScripts {
   }
 
   /** defineEntitlement.lua: set, remove, grant or ungrant under optimistic concurrency. `args` are ARGV[5..]. */
-  async define(
-    t: EntitlementTarget,
-    op: 'set' | 'remove' | 'grant' | 'ungrant',
-    args: readonly Arg[],
-  ): Promise<string[] | 'stale'> {
+  async define(t: EntitlementTarget, [op, ...args]: DefineOp): Promise<string[] | 'stale'> {
     const k = this.keys;
     const reply = (await runScript(
       this.client,

@@ -12,5 +12,5 @@ export {
 export { StreamGroup, STALE_CONSUMER_MS } from './stream-group.js';
 export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';
-export { EntitlementScripts, type EntitlementTarget } from './entitlement-scripts.js';
+export { EntitlementScripts, type DefineOp, type EntitlementTarget } from './entitlement-scripts.js';
 export { checkEvictionPolicy, checkRedisAccess, type AccessScope, type ServerFacts } from './access.js';

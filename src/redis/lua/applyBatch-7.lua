@@ -223,11 +223,11 @@ local function originalPayload(from, to)
   return valueOf, fieldOf
 end
 
--- Counts and sums are added up in Lua first and written once per (window, field) at the end of the
--- batch: a Lua table update costs a fraction of a redis.call. Lua numbers are exact integers below
--- 2^53, so a value or running total that could leave that range is written through at once instead.
--- Per window hash and group: { count, value increment }. Field names ('c:' .. group) are built at write-out,
--- once per (window, group), not per event.
+-- Counts and sums are added up in Lua first, per window hash and group as { count, value increment },
+-- and written once per (window, field) at the end of the batch: a Lua table update costs a fraction
+-- of a redis.call, and the field names ('c:' .. group) are built then, not per event. Lua numbers are
+-- exact integers below 2^53, so a value or running total that could leave that range is written
+-- through at once instead.
 local increments = {}
 local EXACT = 2 ^ 52
 local function cellOf(wkey, grp)
