@@ -12,7 +12,7 @@ import { EntitlementChecker, EntitlementEvaluator } from '../entitlements/index.
 import { TallyWorker } from '../worker/index.js';
 import { demoConfigData, DEMO_OVERRIDES } from './demo-config.js';
 import { resolveRedis } from './ephemeral-redis.js';
-import { maskUrl } from './options.js';
+import { maskUrl } from '../redis/index.js';
 import { produceSynthetic } from './synthetic.js';
 
 export interface DemoOptions {

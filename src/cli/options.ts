@@ -26,8 +26,6 @@ export async function loadCommandConfig(file: string): Promise<TallyConfig> {
   return config;
 }
 
-export { maskUrl };
-
 /** A commander argument parser for an integer within bounds. */
 export function integer(
   min = Number.MIN_SAFE_INTEGER,
