@@ -90,8 +90,10 @@ describe('examples/', () => {
       );
 
       const sub = ok(await example('subscribe.ts', '--count', '1', '--timeout', '60'), 'subscribe');
+      // Usually an api_calls rollup (10 s windows here); at an hour boundary an HOUR window of the
+      // same events may close first, so any meter's first rollup for the example's subjects will do.
       expect(sub).toMatch(
-        /^api_calls customer-(42|7) route=\/v1\/(chat|embed) \S+Z\.\.\S+Z: COUNT \d+ \(revision 1\)\n$/,
+        /^(api_calls customer-(42|7) route=\/v1\/(chat|embed)|[a-z_0-9]+ customer-(42|7) .*) \S+Z\.\.\S+Z: [A-Z_]+ [\d.]+ \(revision 1\)\n$/,
       );
 
       expect(await worker.stop()).toBe(0);
