@@ -42,7 +42,7 @@ function script(file: string, version: number): ScriptDefinition {
 }
 
 export const Scripts = {
-  applyBatch: script('applyBatch-7.lua', 2),
+  applyBatch: script('applyBatch-7.lua', 3),
   closeWindows: script('closeWindows-6.lua', 1),
   sweepDedup: script('sweepDedup-2.lua', 1),
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),

@@ -15,6 +15,7 @@ import {
 } from '../events/index.js';
 import { meterUpdate, type Meter, type MeterIndex, type MeterUpdate } from '../meters/index.js';
 import { partitionOf } from '../producer/index.js';
+import { CallBuilder } from './call-builder.js';
 
 /** A stream entry as XREADGROUP / XCLAIM return it: [id, [field, value, ...]]. */
 export type StreamEntry = [id: string, fields: string[]];
@@ -30,25 +31,26 @@ export interface Forward {
  * What one applyBatch call may cost, in estimated microseconds of Redis time (see `cost` below):
  * about 2 ms, so no call blocks Redis for long. A call ends before a record that would exceed it,
  * in the middle of an entry if need be (an entry of 10,000 events takes many calls; see the 'P'
- * record of applyBatch.lua).
+ * header of applyBatch.lua).
  */
 export const MAX_CALL_COST_US = 2_000;
 
 /**
- * Estimated Redis time of applyBatch records, in µs, from SLOWLOG on Redis 7.0 here (p50 of calls):
- * an update is dear when its group is new to the call (window state, then one HINCRBY per field at
- * the end of the call), so it is priced as such.
+ * Estimated Redis time of applyBatch work, in µs, from SLOWLOG on Redis 7.0 here: an event costs its
+ * dedup write and lookups, a cell (a (window, group) new to the call) its count and value writes, and
+ * every further update of a cell only a little Lua.
  */
-const cost = {
+export const cost = {
   entry: 2, // XPENDING membership, XACK
   deadLetter: 6, // one XADD of the payload
-  event: 8, // dedup HSETNX and lookups, bookkeeping
-  update: 7, // window state, count and value increments of a new group
+  event: 4, // dedup HSETNX and lookups
+  cell: 6, // count and value increments of a (window, group)
+  update: 0.5, // an update of a cell the call has already
 } as const;
 
 export interface PreparedBatch {
   /**
-   * Records for applyBatch.lua (MessagePack-encoded into its last argument), one list per script
+   * Arguments of applyBatch.lua (`records` MessagePack-encoded into one argument), one per script
    * call, each call at most about MAX_CALL_COST_US of Redis time.
    */
   readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
@@ -102,17 +104,18 @@ function updatesOf(
 }
 
 /**
- * Turns stream entries into applyBatch records: decodes and validates each event, routes it, computes
- * its fingerprint and the update it makes to each of its meters. An event invalid for any of its meters
- * is rejected whole (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
+ * Turns stream entries into applyBatch calls: decodes and validates each event, routes it, computes
+ * its fingerprint and the update it makes to each of its meters, and aggregates the updates of each
+ * call per (window, group) (see CallBuilder). An event invalid for any of its meters is rejected whole
+ * (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
  *
  * Nothing an event holds makes this throw: anything that fails while one event is prepared (e.g. a
  * RangeError from a value nested 10,000 levels deep) rejects that event alone as `unprocessable`,
  * and the other events of its entry still count.
  *
- * Records go into calls of at most MAX_CALL_COST_US (rejected events count too). An entry that does
- * not fit in what is left of a call is continued in the next one: its header is 'P' (applied, not
- * acknowledged) in all calls but its last, whose 'E' header acknowledges it.
+ * Calls cost at most MAX_CALL_COST_US (rejected events count too). An entry that does not fit in what
+ * is left of a call is continued in the next one: its header is 'P' (applied, not acknowledged) in all
+ * calls but its last, whose 'E' header acknowledges it.
  */
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
   const { config, meters, partition } = ctx;
@@ -122,42 +125,41 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     maxEventsPerEntry: config.maxEventsPerEntry,
   };
   const calls: PreparedBatch['calls'] = [];
-  let records: (string | number)[] = [];
-  let fingerprints: Buffer[] = [];
+  let call = new CallBuilder();
   let callCost = 0;
-  /** Where the current entry's header is in `records`, and the header's values. */
-  let header = { at: -1, id: '', epoch: '' };
+  let entry = { id: '', epoch: '' };
   const forwards: Forward[] = [];
   const n = { events: 0, unmetered: 0, rejected: 0 };
 
   const flush = () => {
-    calls.push({ records, fingerprints: Buffer.concat(fingerprints) });
-    records = [];
-    fingerprints = [];
+    calls.push(call.build());
+    call = new CallBuilder();
     callCost = 0;
   };
   const startEntry = (id: string, epoch: string) => {
-    if (callCost + cost.entry > MAX_CALL_COST_US && records.length > 0) flush();
-    header = { at: records.length, id, epoch };
-    records.push('E', id, epoch);
+    if (callCost + cost.entry > MAX_CALL_COST_US && !call.isEmpty) flush();
+    entry = { id, epoch };
+    call.startEntry(id, epoch);
     callCost += cost.entry;
   };
   /** Makes room for a record of the current entry, continuing the entry in a new call if needed. */
-  const reserve = (recordCost: number) => {
-    if (callCost + recordCost > MAX_CALL_COST_US && records.length > header.at + 3) {
-      records[header.at] = 'P';
+  const reserve = (recordCost: () => number) => {
+    let c = recordCost();
+    if (callCost + c > MAX_CALL_COST_US && call.entryRecords > 0) {
+      call.continueLater();
       flush();
-      startEntry(header.id, header.epoch);
+      startEntry(entry.id, entry.epoch);
+      c = recordCost();
     }
-    callCost += recordCost;
+    callCost += c;
   };
   const deadLetter = (index: number, reason: string, detail: string, payload: string, field: string) => {
-    reserve(cost.deadLetter);
-    records.push('D', index, reason, detail, payload, field);
+    reserve(() => cost.deadLetter);
+    call.deadLetter(index, reason, detail, payload, field);
     n.rejected++;
   };
 
-  /** Prepares one valid event: a 'V' record, a forward, or nothing (unmetered). Throws on a bug or a hostile value. */
+  /** Prepares one valid event: an event record, a forward, or nothing (unmetered). Throws on a bug or a hostile value. */
   const addEvent = (decoded: DecodedEntry, { event, timeMs, index }: DecodedEvent, id: string) => {
     if (config.partitions > 1) {
       const home = partitionOf(event.subject, config.partitions);
@@ -182,20 +184,11 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     const fp = fingerprint(event.source, event.id);
     const [from, to] = decoded.eventBytes(index);
     // Everything that can throw is done: from here on the event's records are written whole.
-    reserve(cost.event + cost.update * updates.length);
-    records.push('V', index, fingerprints.length, timeMs, from, to, updates.length);
-    fingerprints.push(fp);
-    for (const u of updates) {
-      records.push(
-        u.meter.slug,
-        u.meter.code,
-        String(u.windowStart),
-        String(u.windowEnd),
-        u.group,
-        u.value,
-        u.sortKey,
-      );
-    }
+    reserve(() => {
+      const fresh = call.newCells(updates);
+      return cost.event + cost.cell * fresh + cost.update * (updates.length - fresh);
+    });
+    call.addEvent(fp, timeMs, index, from, to, updates);
     return undefined;
   };
 
@@ -218,6 +211,6 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
         deadLetter(d.index, rejection.reason, rejection.detail, decoded.eventText(d.index), EVENT_FIELD);
     }
   }
-  if (records.length > 0) flush();
+  if (!call.isEmpty) flush();
   return { calls, forwards, entries: entries.length, ...n };
 }

@@ -3,7 +3,7 @@
   atomic step.
 
   Guarantees
-  - Every entry named by an 'E' record is XACKed in the same step that applies its events, so a crash
+  - Every entry named by an 'E' header is XACKed in the same step that applies its events, so a crash
     before the step leaves the entry pending (it is redone) and a crash after leaves nothing to redo.
   - An event whose fingerprint (of source and id) is remembered in its entry's dedup epoch, any of
     the `generations` before it, or any later one changes nothing. A new event is remembered in the
@@ -19,8 +19,21 @@
     they change is queued in `corrections`, so the next close step emits one correction rollup per
     changed (window, group). A late event for a window still open is simply part of its first rollup.
   The script performs no call that can fail on well-formed input except HINCRBY overflow (a window
-  total beyond int64 micro-units), which is caught and dead-lettered with reason `sum-overflow`; the
-  event's count and its other meters stay applied then (the total cannot be represented anyway).
+  total beyond int64 micro-units), which is caught: the events whose values could not be added are
+  dead-lettered with reason `sum-overflow`, their counts and other meters stay applied (the total
+  cannot be represented anyway).
+
+  How the work is split (issue 10): the worker aggregates each call's events per cell, a (window,
+  group), so this script does per event only the dedup write and per cell one write of its count and
+  value. Each event also carries its own contribution to its cells, which is read only when needed:
+  - an event that is a duplicate, of an entry this consumer no longer owns, or dead-lettered here is
+    taken back out of its cells (count minus one; a SUM/AVG value subtracted exactly, see the cell
+    table; a UNIQUE_COUNT value's multiplicity lowered);
+  - a MIN/MAX/LATEST cell that lost an event, a SUM/AVG cell the worker could not sum exactly, and a
+    cell whose total overflowed are written event by event instead ("replayed") from the events that
+    still count;
+  - lateness is decided per window; only when a window of the call is late, emitted or beyond
+    retention are the events looked at one by one.
 
   Input:
     KEYS[1] events stream            KEYS[2] dead-letter stream     KEYS[3] state hash
@@ -30,23 +43,33 @@
     ARGV[1] consumer group     ARGV[2] grace ms        ARGV[3] late policy ('correct'|'dead-letter')
     ARGV[4] retention ms       ARGV[5] generations     ARGV[6] bucket bits for new epochs
     ARGV[7] consumer name
-    ARGV[9] the events' 16-byte fingerprints, concatenated (binary: Redis's cmsgpack has no bin type)
-    ARGV[8] the records, as one MessagePack array (decoded in C by cmsgpack: passing thousands of
-            separate arguments costs more than the work they describe), each starting with a tag:
-      'E', entryId, epoch   -- following records belong to this entry. It is applied and acked only
-                            -- while still pending for this consumer: an entry reclaimed by another
-                            -- consumer meanwhile (or already acked) is skipped whole, so a stalled
-                            -- worker that wakes up late cannot apply or dead-letter it twice.
-      'P', entryId, epoch   -- as 'E', but the entry goes on in a later call (the worker keeps each
-                            -- call short): applied, not acked; the call holding its last records
-                            -- acks it. A crash in between redoes the entry: the events applied
-                            -- already are duplicates then (its dead letters may be written twice).
-      'D', index, reason, detail, payload, field  -- dead-letter an event rejected by the worker
-      'V', index, k, timeMs, from, to, n, then n updates of 7 values  -- k: fingerprint number k in
-           ARGV[9]; from, to: the event's bytes in the entry value (0, 0: the whole value), so a dead
-           letter decided here holds the event alone, not its whole batch entry
-           meter, agg, windowStart, windowEnd, group, value, sortKey
-      agg: C count, S sum, A avg, m min, M max, U unique count, L latest
+    ARGV[9] the events' 16-byte fingerprints, concatenated, in event order (binary: Redis's cmsgpack
+            has no bin type)
+    ARGV[8] the call, as one MessagePack array (decoded in C by cmsgpack: passing thousands of
+            separate arguments costs more than the work they describe):
+      windows   nWindows, then per window: meter, agg, windowStart, windowEnd
+                agg: C count, S sum, A avg, m min, M max, U unique count, L latest
+      cells     nCells, then per cell: window, group, count, a, b
+                  C: 0, 0        S/A: the exact sum of its values, 0; or 0, 1 (not exact: replayed)
+                  m/M: the min/max value, 0         L: the latest value, its sort key
+                  U: d, 0, then d pairs (value, number of the cell's events carrying it)
+                window: 1-based in the window table; cells likewise in the cell table
+      range     firstEntryId, lastEntryId, nEntries
+      entries   per entry: tag, entryId, epoch, nRecords, then nRecords records:
+                  tag 'E': applied and acked by this call, only while still pending for this
+                    consumer: an entry reclaimed by another consumer meanwhile (or already acked) is
+                    skipped whole, so a stalled worker that wakes up late cannot apply or dead-letter
+                    it twice.
+                  tag 'P': as 'E', but the entry goes on in a later call (the worker keeps each call
+                    short): applied, not acked; the call holding its last records acks it. A crash in
+                    between redoes the entry: the events applied already are duplicates then (its
+                    dead letters may be written twice).
+                'D', index, reason, detail, payload, field   -- dead-letter an event the worker rejected
+                timeMs, index, from, to, n, then n updates (cell, value, sortKey)   -- an event; its
+                  fingerprint is the next 16 bytes of ARGV[9]. from, to: its bytes in the entry value
+                  (0, 0: the whole value), so a dead letter decided here holds the event alone.
+                  value: a number for COUNT (0) and exact SUM/AVG values, else the scaled value or
+                  distinct value as text; sortKey: LATEST only, else 0.
 
   Output: { applied, duplicates, deadLettered, corrected, acked, skippedEntries }
 ]]
@@ -152,45 +175,8 @@ local function seenBefore(e, fingerprints, at)
   return false, key, field
 end
 
-local entryId, entryEpoch
-local owned = false
-local skipped = 0
-local acks = {}
+local entryId
 local applied, duplicates, deadLettered, corrected = 0, 0, 0, 0
-
--- A window's index member and hash key, built once per (meter, window start) and batch.
-local windowNames = {}
-local function windowOf(meter, agg, ws, we)
-  local byStart = windowNames[meter]
-  if not byStart then
-    byStart = {}
-    windowNames[meter] = byStart
-  end
-  local w = byStart[ws]
-  if not w then
-    w = { meter .. '|' .. agg .. '|' .. ws .. '|' .. we, base .. 'w:' .. meter .. ':' .. ws, tonumber(we) }
-    byStart[ws] = w
-  end
-  return w
-end
-
--- Where a window stands, once per batch: 'open' (in the index), 'emitted' (closed: out of the index,
--- its hash kept until retention), or 'new' (never seen, or expired).
-local windowStates = {}
-local function windowState(member, wkey)
-  local st = windowStates[member]
-  if not st then
-    if rcall('ZSCORE', indexKey, member) then
-      st = 'open'
-    elseif rcall('EXISTS', wkey) == 1 then
-      st = 'emitted'
-    else
-      st = 'new'
-    end
-    windowStates[member] = st
-  end
-  return st
-end
 
 local function deadLetter(index, reason, detail, payload, field)
   rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
@@ -223,196 +209,279 @@ local function originalPayload(from, to)
   return valueOf, fieldOf
 end
 
--- Counts and sums are added up in Lua first, per window hash and group as { count, value increment },
--- and written once per (window, field) at the end of the batch: a Lua table update costs a fraction
--- of a redis.call, and the field names ('c:' .. group) are built then, not per event. Lua numbers are
--- exact integers below 2^53, so a value or running total that could leave that range is written
--- through at once instead.
-local increments = {}
-local EXACT = 2 ^ 52
-local function cellOf(wkey, grp)
-  local h = increments[wkey]
-  if not h then
-    h = {}
-    increments[wkey] = h
-  end
-  local cell = h[grp]
-  if not cell then
-    cell = { 0, 0 }
-    h[grp] = cell
-  end
-  return cell
-end
-
-local function applyUpdate(wkey, agg, grp, value, sortKey)
-  local cell = cellOf(wkey, grp)
-  cell[1] = cell[1] + 1
-  if agg == 'C' then
-    return true
-  elseif agg == 'S' or agg == 'A' then
-    local d = tonumber(value)
-    if math.abs(d) < EXACT and math.abs(cell[2] + d) < EXACT then
-      cell[2] = cell[2] + d
-      return true
-    end
-    local res = redis.pcall('HINCRBY', wkey, 'v:' .. grp, value)
-    return type(res) ~= 'table' or res.err == nil
-  elseif agg == 'm' or agg == 'M' then
-    local cur = rcall('HGET', wkey, 'v:' .. grp)
-    local c = cur and compareInt(value, cur) or 0
-    if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
-      rcall('HSET', wkey, 'v:' .. grp, value)
-    end
-  elseif agg == 'U' then
-    if rcall('HSETNX', wkey .. ':u', grp .. '\n' .. value, '') == 1 then
-      cell[2] = cell[2] + 1
-    end
-  elseif agg == 'L' then
-    local cur = rcall('HGET', wkey, 't:' .. grp)
-    if not cur or sortKey > cur then
-      rcall('HSET', wkey, 't:' .. grp, sortKey, 'v:' .. grp, value)
-    end
-  end
-  return true
-end
 
 local R = cmsgpack.unpack(ARGV[8])
 local fingerprints = ARGV[9]
+local deadLetterLate = latePolicy == 'dead-letter'
 
--- Entries of this batch still pending for this consumer, with one XPENDING over the batch's id range
+-- The call's windows and where each stands, decided once per call: beyond retention (its events are
+-- always dead-lettered), late, and its state: 'open' (in the index), 'emitted' (closed: out of the
+-- index, its hash kept until retention) or 'new' (never seen, or expired; looked up before any write
+-- of this call creates its hash). `excludes`: an event with an update in it is dead-lettered.
+-- `corrects`: the groups it changes are queued as corrections (an emitted window, or a new one past
+-- the watermark, whose first rollup goes out as a correction, revision 1).
+local windows = {}
+local slow = false -- some window of the call is late or expired: events are looked at one by one
+local i = 1
+local nWindows = R[i]
+i = i + 1
+for w = 1, nWindows do
+  local meter, agg, ws, we = R[i], R[i + 1], R[i + 2], R[i + 3]
+  i = i + 4
+  local member = meter .. '|' .. agg .. '|' .. ws .. '|' .. we
+  local wkey = base .. 'w:' .. meter .. ':' .. ws
+  local st
+  if rcall('ZSCORE', indexKey, member) then
+    st = 'open'
+  elseif rcall('EXISTS', wkey) == 1 then
+    st = 'emitted'
+  else
+    st = 'new'
+  end
+  local weMs = tonumber(we)
+  local expired = weMs + retentionMs <= nowMs
+  local pastWatermark = weMs + graceMs <= closedThrough
+  local late = pastWatermark or st == 'emitted'
+  local win = {
+    member = member, key = wkey, agg = agg, we = weMs, st = st, expired = expired, late = late,
+    pastWatermark = pastWatermark,
+    excludes = expired or (late and deadLetterLate),
+    corrects = not expired and not deadLetterLate and (st == 'emitted' or (st == 'new' and pastWatermark)),
+  }
+  if win.excludes or win.corrects then slow = true end
+  windows[w] = win
+end
+
+-- The call's cells, (window, group) aggregates of its events; `n` is the count, `a` and `b` as in
+-- the header. `replay`: written event by event (see the header).
+local cells = {}
+local nCells = R[i]
+i = i + 1
+for c = 1, nCells do
+  local cell = { w = windows[R[i]], g = R[i + 1], n = R[i + 2], a = R[i + 3], b = R[i + 4] }
+  i = i + 5
+  local agg = cell.w.agg
+  if agg == 'U' then
+    local values = {}
+    for _ = 1, cell.a do
+      values[R[i]] = R[i + 1]
+      i = i + 2
+    end
+    cell.values = values
+  elseif (agg == 'S' or agg == 'A') and cell.b == 1 then
+    cell.replay = true
+  end
+  cells[c] = cell
+end
+
+-- Entries of this call still pending for this consumer, with one XPENDING over the call's id range
 -- (entry ids arrive in order). An entry outside the reply is skipped: another consumer reclaimed it,
--- or it was acked already. Asking for more than the batch holds keeps other pending entries of this
--- consumer inside the range from crowding batch entries out.
+-- or it was acked already. Asking for more than the call holds keeps other pending entries of this
+-- consumer inside the range from crowding the call's entries out.
 local ownedIds = {}
 do
-  local first, last, entries = nil, nil, 0
-  local j = 1
-  while j <= #R do
-    local tag = R[j]
-    if tag == 'E' or tag == 'P' then
-      first = first or R[j + 1]
-      last = R[j + 1]
-      entries = entries + 1
-      j = j + 3
-    elseif tag == 'D' then
-      j = j + 6
-    else
-      j = j + 7 + R[j + 6] * 7
-    end
-  end
-  if first then
+  local first, last, entries = R[i], R[i + 1], R[i + 2]
+  i = i + 3
+  if entries > 0 then
     for _, p in ipairs(rcall('XPENDING', eventsKey, group, first, last, entries * 4 + 1000, consumer)) do
       ownedIds[p[1]] = true
     end
   end
 end
-local i = 1
-local n = #R
-while i <= n do
-  local tag = R[i]
-  if tag == 'E' or tag == 'P' then
-    entryId = R[i + 1]
-    entryEpoch = tonumber(R[i + 2])
-    owned = ownedIds[entryId] == true
-    if not owned then
-      skipped = skipped + 1
-    elseif tag == 'E' then
-      acks[#acks + 1] = entryId
+local entriesAt = i
+local nR = #R
+
+-- Takes an event (its record at R[at]) back out of its cells: it is a duplicate, not ours any more,
+-- or dead-lettered. Additive cells subtract it (exact: the worker sums a cell only while any subset
+-- of its values sums exactly), UNIQUE_COUNT lowers its value's multiplicity, and MIN/MAX/LATEST
+-- cells are replayed from the events that still count.
+local function takeOut(at)
+  for u = at + 5, at + 4 + R[at + 4] * 3, 3 do
+    local cell = cells[R[u]]
+    cell.n = cell.n - 1
+    local agg = cell.w.agg
+    if agg == 'S' or agg == 'A' then
+      if not cell.replay then cell.a = cell.a - R[u + 1] end
+    elseif agg == 'U' then
+      cell.values[R[u + 1]] = cell.values[R[u + 1]] - 1
+    elseif agg ~= 'C' then
+      cell.replay = true
     end
-    i = i + 3
-  elseif tag == 'D' then
-    if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5]) end
-    i = i + 6
-  elseif not owned then -- 'V' of an entry this consumer no longer owns
-    i = i + 7 + tonumber(R[i + 6]) * 7
-  else -- 'V'
-    local index = R[i + 1]
-    local k = R[i + 2]
-    local timeMs = tonumber(R[i + 3])
-    local from, to = tonumber(R[i + 4]), tonumber(R[i + 5])
-    local count = tonumber(R[i + 6])
-    local first = i + 7
-    i = first + count * 7
-    local dup, dedupKey, dedupField = seenBefore(entryEpoch, fingerprints, k * 16 + 1)
-    if dup then
-      duplicates = duplicates + 1
+  end
+end
+
+-- Events dead-lettered here or not counted for another reason, by their record position, for the
+-- replay pass.
+local out = {}
+local skipped = 0
+local acks = {}
+local k = 0 -- fingerprints consumed
+i = entriesAt
+while i <= nR do
+  local tag = R[i]
+  entryId = R[i + 1]
+  local epoch = tonumber(R[i + 2])
+  local records = R[i + 3]
+  i = i + 4
+  local owned = ownedIds[entryId] == true
+  if not owned then
+    skipped = skipped + 1
+  elseif tag == 'E' then
+    acks[#acks + 1] = entryId
+  end
+  for _ = 1, records do
+    if R[i] == 'D' then
+      if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5]) end
+      i = i + 6
     else
-      local late, expired = false, false
-      local windowEnd
-      for u = first, i - 1, 7 do
-        local w = windowOf(R[u], R[u + 1], R[u + 2], R[u + 3])
-        local we = w[3]
-        if we + retentionMs <= nowMs then
-          expired, windowEnd = true, we
-        elseif we + graceMs <= closedThrough then
-          late, windowEnd = true, windowEnd or we
-        elseif windowState(w[1], w[2]) == 'emitted' then
-          late, windowEnd = true, windowEnd or we
-        end
-      end
-      if expired or (late and latePolicy == 'dead-letter') then
-        rcall('HDEL', dedupKey, dedupField)
-        local payload, field = originalPayload(from, to)
-        local detail
-        if expired then
-          detail = 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' .. isoUtc(windowEnd) ..
-            ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' .. isoUtc(nowMs) ..
-            '); windows that old are deleted, so it can be neither counted nor corrected'
-        else
-          detail = 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(windowEnd) ..
-            ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
-            string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
-        end
-        deadLetter(index, expired and 'beyond-retention' or 'late', detail, payload, field)
+      local at = i
+      i = at + 5 + R[at + 4] * 3
+      local fpAt = k * 16 + 1
+      k = k + 1
+      if not owned then
+        takeOut(at)
+        out[at] = true
       else
-        local touchedEmitted = false
-        for u = first, i - 1, 7 do
-          local agg, grp = R[u + 1], R[u + 4]
-          local w = windowOf(R[u], agg, R[u + 2], R[u + 3])
-          local member, wkey, we = w[1], w[2], w[3]
-          local st = windowState(member, wkey) -- before the update creates the hash
-          if not applyUpdate(wkey, agg, grp, R[u + 5], R[u + 6]) then
-            local payload, field = originalPayload(from, to)
-            deadLetter(index, 'sum-overflow', 'total of ' .. member .. ' would exceed int64 micro-units', payload, field)
-          end
-          if st == 'new' then
-            if we + graceMs <= closedThrough then
-              st = 'emitted' -- its first rollup goes out as a correction (revision 1)
-            else
-              rcall('ZADD', indexKey, 'NX', string.format('%d', we + graceMs), member)
-              st = 'open'
+        local dup, dedupKey, dedupField = seenBefore(epoch, fingerprints, fpAt)
+        if dup then
+          duplicates = duplicates + 1
+          takeOut(at)
+          out[at] = true
+        else
+          local excluded, expiredEnd, lateEnd, correcting = false, nil, nil, false
+          if slow then
+            for u = at + 5, i - 1, 3 do
+              local w = cells[R[u]].w
+              if w.expired then
+                expiredEnd = expiredEnd or w.we
+              elseif w.late then
+                lateEnd = lateEnd or w.we
+              end
+              if w.excludes then excluded = true end
+              if w.corrects then correcting = true end
             end
-            windowStates[member] = st
           end
-          if st == 'emitted' then
-            rcall('SADD', correctionsKey, member .. '\n' .. grp)
-            touchedEmitted = true
+          if excluded then
+            rcall('HDEL', dedupKey, dedupField)
+            takeOut(at)
+            out[at] = true
+            local payload, field = originalPayload(R[at + 2], R[at + 3])
+            local timeMs = R[at]
+            local detail
+            if expiredEnd then
+              detail = 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' .. isoUtc(expiredEnd) ..
+                ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' .. isoUtc(nowMs) ..
+                '); windows that old are deleted, so it can be neither counted nor corrected'
+            else
+              detail = 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(lateEnd) ..
+                ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
+                string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
+            end
+            deadLetter(R[at + 1], expiredEnd and 'beyond-retention' or 'late', detail, payload, field)
+          else
+            if correcting then corrected = corrected + 1 end
+            if R[at] > streamTime then streamTime = R[at] end
+            applied = applied + 1
           end
         end
-        if touchedEmitted then corrected = corrected + 1 end
-        if timeMs > streamTime then streamTime = timeMs end
-        applied = applied + 1
       end
     end
   end
 end
 
--- Write the batch's counts and sums. An overflow here (a window total beyond int64 micro-units,
--- about 9.2e12 units) cannot be pinned on one event: the total is dead-lettered for an operator.
-local function writeIncrement(wkey, field, total)
-  if total == 0 then return end
-  local res = redis.pcall('HINCRBY', wkey, field, string.format('%d', total))
-  if type(res) == 'table' and res.err then
-    rcall('XADD', deadLetterKey, '*', 'reason', 'sum-overflow', 'detail', wkey .. ' ' .. field .. ' += ' ..
-      string.format('%d', total) .. ': ' .. res.err, 'entry', '', 'index', '-1', 'field', '', 'payload', '',
-      'at', string.format('%d', nowMs))
-    deadLettered = deadLettered + 1
+-- Writes an increment; false if it would overflow int64 (nothing is written then).
+local function increment(wkey, field, by)
+  local res = redis.pcall('HINCRBY', wkey, field, by)
+  return type(res) ~= 'table' or res.err == nil
+end
+
+-- Cells: the window bookkeeping, then one write of the count and of the value.
+local replays = {}
+for _, cell in ipairs(cells) do
+  if cell.n > 0 then
+    local w, grp = cell.w, cell.g
+    local wkey, agg = w.key, w.agg
+    if w.st == 'new' then
+      if w.pastWatermark then
+        w.st = 'emitted' -- its first rollup goes out as a correction (revision 1)
+      else
+        rcall('ZADD', indexKey, 'NX', string.format('%d', w.we + graceMs), w.member)
+        w.st = 'open'
+      end
+    end
+    if w.st == 'emitted' then rcall('SADD', correctionsKey, w.member .. '\n' .. grp) end
+    rcall('HINCRBY', wkey, 'c:' .. grp, cell.n)
+    if cell.replay then
+      replays[#replays + 1] = cell
+    elseif agg == 'S' or agg == 'A' then
+      if cell.a ~= 0 and not increment(wkey, 'v:' .. grp, string.format('%d', cell.a)) then
+        cell.replay = true
+        replays[#replays + 1] = cell
+      end
+    elseif agg == 'm' or agg == 'M' then
+      local cur = rcall('HGET', wkey, 'v:' .. grp)
+      local c = cur and compareInt(cell.a, cur) or 0
+      if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
+        rcall('HSET', wkey, 'v:' .. grp, cell.a)
+      end
+    elseif agg == 'L' then
+      local cur = rcall('HGET', wkey, 't:' .. grp)
+      if not cur or cell.b > cur then
+        rcall('HSET', wkey, 't:' .. grp, cell.b, 'v:' .. grp, cell.a)
+      end
+    elseif agg == 'U' then
+      local ukey, added = wkey .. ':u', 0
+      for value, n in pairs(cell.values) do
+        if n > 0 and rcall('HSETNX', ukey, grp .. '\n' .. value, '') == 1 then added = added + 1 end
+      end
+      if added > 0 then rcall('HINCRBY', wkey, 'v:' .. grp, added) end
+    end
   end
 end
-for wkey, groups in pairs(increments) do
-  for grp, cell in pairs(groups) do
-    writeIncrement(wkey, 'c:' .. grp, cell[1])
-    writeIncrement(wkey, 'v:' .. grp, cell[2])
+
+-- Replayed cells, event by event, from the events that still count. A SUM/AVG value that cannot be
+-- added (the total would leave int64) is dead-lettered as `sum-overflow`, its count staying applied.
+if #replays > 0 then
+  i = entriesAt
+  while i <= nR do
+    entryId = R[i + 1]
+    local records = R[i + 3]
+    i = i + 4
+    for _ = 1, records do
+      if R[i] == 'D' then
+        i = i + 6
+      else
+        local at = i
+        i = at + 5 + R[at + 4] * 3
+        if not out[at] then
+          for u = at + 5, i - 1, 3 do
+            local cell = cells[R[u]]
+            if cell.replay then
+              local wkey, agg, grp, value = cell.w.key, cell.w.agg, cell.g, R[u + 1]
+              if agg == 'S' or agg == 'A' then
+                if type(value) == 'number' then value = string.format('%d', value) end
+                if not increment(wkey, 'v:' .. grp, value) then
+                  local payload, field = originalPayload(R[at + 2], R[at + 3])
+                  deadLetter(R[at + 1], 'sum-overflow', 'total of ' .. cell.w.member .. ' would exceed int64 micro-units',
+                    payload, field)
+                end
+              elseif agg == 'm' or agg == 'M' then
+                local cur = rcall('HGET', wkey, 'v:' .. grp)
+                local c = cur and compareInt(value, cur) or 0
+                if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
+                  rcall('HSET', wkey, 'v:' .. grp, value)
+                end
+              elseif agg == 'L' then
+                local cur = rcall('HGET', wkey, 't:' .. grp)
+                if not cur or R[u + 2] > cur then
+                  rcall('HSET', wkey, 't:' .. grp, R[u + 2], 'v:' .. grp, value)
+                end
+              end
+            end
+          end
+        end
+      end
+    end
   end
 end
 

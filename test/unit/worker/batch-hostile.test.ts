@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
 import { MeterIndex } from '../../../src/meters/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
-import { MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/index.js';
+import { cost, MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/batch.js';
+import { readCall, type CallRecord } from '../../support/apply-call.js';
 
 const deep = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
 const config = resolveConfig(
@@ -26,23 +27,16 @@ const now = Date.now();
 const event = (id: string, data: string) =>
   `{"id":"${id}","source":"s","type":"llm","subject":"acme","data":${data}}`;
 
-/** The 'D' records of a prepared batch, as [index, reason, payload, field]. */
-function deadLetters(records: (string | number)[]): [number, string, string, string][] {
-  const out: [number, string, string, string][] = [];
-  for (let i = 0; i < records.length;) {
-    const tag = records[i];
-    if (tag === 'E' || tag === 'P') i += 3;
-    else if (tag === 'D') {
-      out.push([
-        records[i + 1] as number,
-        records[i + 2] as string,
-        records[i + 4] as string,
-        records[i + 5] as string,
-      ]);
-      i += 6;
-    } else i += 7 + (records[i + 6] as number) * 7;
-  }
-  return out;
+type Calls = ReturnType<typeof prepareBatch>['calls'];
+
+/** The records of prepared calls, in order. */
+function recordsOf(calls: Calls): CallRecord[] {
+  return calls.flatMap((c) => readCall(c.records).entries.flatMap((e) => e.records));
+}
+
+/** The dead letters of prepared calls, as [index, reason, payload, field]. */
+function deadLetters(calls: Calls): [number, string, string, string][] {
+  return recordsOf(calls).flatMap((r) => (r.kind === 'dead' ? [[r.index, r.reason, r.payload, r.field]] : []));
 }
 
 describe('prepareBatch with hostile values', () => {
@@ -58,15 +52,17 @@ describe('prepareBatch with hostile values', () => {
     ];
     const prepared = prepareBatch(entries, { config, meters, partition: 0 });
     expect(prepared).toMatchObject({ entries: 3, events: 5, rejected: 2 });
-    const records = prepared.calls.flatMap((c) => c.records);
-    const dead = deadLetters(records);
+    const dead = deadLetters(prepared.calls);
     expect(dead.map(([index, reason, payload, field]) => [index, reason, payload === bad, field])).toEqual([
       [1, 'unprocessable', true, 'event'],
       [0, 'unprocessable', true, 'event'],
     ]);
-    expect(records.filter((r) => r === 'V')).toHaveLength(3);
+    const records = recordsOf(prepared.calls);
+    expect(records.filter((r) => r.kind === 'event')).toHaveLength(3);
     // The detail says what failed.
-    expect(records).toContain('RangeError: Maximum call stack size exceeded');
+    expect(records.map((r) => r.kind === 'dead' && r.detail)).toContain(
+      'RangeError: Maximum call stack size exceeded',
+    );
   });
 
   it('forwards a misrouted deep event as its own text, its time pinned', () => {
@@ -88,30 +84,32 @@ describe('prepareBatch with hostile values', () => {
   });
 });
 
-/** Headers ('E'/'P' with their entry ids), 'V' and 'D' counts of one call's records. */
+/** Headers ('E'/'P' with their entry ids), events, dead letters, cells and updates of one call. */
 function summarize(records: (string | number)[]): {
   headers: string[];
   valid: number;
   dead: number;
+  cells: number;
   updates: number;
 } {
-  const out = { headers: [] as string[], valid: 0, dead: 0, updates: 0 };
-  for (let i = 0; i < records.length;) {
-    const tag = records[i];
-    if (tag === 'E' || tag === 'P') {
-      out.headers.push(`${tag}${records[i + 1] as string}`);
-      i += 3;
-    } else if (tag === 'D') {
-      out.dead++;
-      i += 6;
-    } else {
-      out.valid++;
-      out.updates += records[i + 6] as number;
-      i += 7 + (records[i + 6] as number) * 7;
-    }
-  }
-  return out;
+  const call = readCall(records);
+  const all = call.entries.flatMap((e) => e.records);
+  return {
+    headers: call.entries.map((e) => `${e.tag}${e.id}`),
+    valid: call.events,
+    dead: all.filter((r) => r.kind === 'dead').length,
+    cells: call.cells.length,
+    updates: all.reduce((n, r) => n + (r.kind === 'event' ? r.updates.length : 0), 0),
+  };
 }
+
+/** A call's estimated Redis time, by the worker's own cost table. */
+const costOf = (c: ReturnType<typeof summarize>) =>
+  cost.entry * c.headers.length +
+  cost.deadLetter * c.dead +
+  cost.event * c.valid +
+  cost.cell * c.cells +
+  cost.update * (c.updates - c.cells);
 
 describe('prepareBatch: short script calls', () => {
   const many = (count: number, valid: boolean) =>
@@ -126,10 +124,11 @@ describe('prepareBatch: short script calls', () => {
     const { calls, events } = prepareBatch(entries, { config, meters, partition: 0 });
     expect(events).toBe(10_002);
     const summaries = calls.map((c) => summarize(c.records));
-    // 8 + 7 µs per event of one meter, 2 µs per entry header: at most 133 events per call.
-    expect(calls.length).toBeGreaterThanOrEqual(10_002 / 133);
-    for (const c of summaries)
-      expect(2 * c.headers.length + 15 * c.valid).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    // Every event of one cell (one subject, model and minute): 4.5 µs an event after the first.
+    expect(calls.length).toBeGreaterThanOrEqual(
+      Math.floor((10_002 * (cost.event + cost.update)) / MAX_CALL_COST_US),
+    );
+    for (const c of summaries) expect(costOf(c)).toBeLessThanOrEqual(MAX_CALL_COST_US);
     expect(summaries.reduce((sum, c) => sum + c.valid, 0)).toBe(10_002);
     const headers = summaries.flatMap((c) => c.headers);
     expect(headers[0]).toBe(`E${now}-0`);
@@ -149,10 +148,9 @@ describe('prepareBatch: short script calls', () => {
     const { calls, rejected } = prepareBatch(entries, { config, meters, partition: 0 });
     expect(rejected).toBe(5_001);
     const summaries = calls.map((c) => summarize(c.records));
-    for (const c of summaries)
-      expect(2 * c.headers.length + 6 * c.dead).toBeLessThanOrEqual(MAX_CALL_COST_US);
+    for (const c of summaries) expect(costOf(c)).toBeLessThanOrEqual(MAX_CALL_COST_US);
     expect(calls.length).toBeGreaterThanOrEqual(15);
-    const last = deadLetters(calls.at(-1)?.records ?? []).at(-1);
+    const last = deadLetters(calls.slice(-1)).at(-1);
     expect(last?.[1]).toBe('too-many-events');
     expect(last?.[3]).toBe('events');
   });
@@ -162,15 +160,7 @@ describe('prepareBatch: short script calls', () => {
     const b = event('b', '{"tokens":2,"model":"顧客"}');
     const raw = `[ ${a} ,${b}]`;
     const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, meters, partition: 0 });
-    const records = calls[0]?.records ?? [];
-    const ranges: [number, number][] = [];
-    for (let i = 0; i < records.length;) {
-      if (records[i] === 'E') i += 3;
-      else {
-        ranges.push([records[i + 4] as number, records[i + 5] as number]);
-        i += 7 + (records[i + 6] as number) * 7;
-      }
-    }
+    const ranges = recordsOf(calls).map((r) => (r.kind === 'event' ? [r.from, r.to] : [0, 0]));
     const bytes = Buffer.from(raw);
     expect(ranges.map(([from, to]) => bytes.subarray(from - 1, to).toString())).toEqual([a, b]);
   });

@@ -4,7 +4,8 @@ import { resolveConfig } from '../../../src/config/index.js';
 import { EVENT_FIELD, EVENTS_FIELD } from '../../../src/events/index.js';
 import { MeterIndex } from '../../../src/meters/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
-import { MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/batch.js';
+import { cost, MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/batch.js';
+import { readCall, type CallCell } from '../../support/apply-call.js';
 
 const PARTITIONS = 4;
 const config = resolveConfig(
@@ -94,43 +95,58 @@ describe('prepareBatch', () => {
           expect(prepared.rejected).toBe(rejected);
           expect(prepared.events).toBe(home + forwarded + unmetered + rejected);
 
-          // What the records say: every entry acknowledged once, in order (after any 'P' parts of it), and
-          // each call within its cost budget (Redis time: 2 µs an entry, 6 a rejection, 8 + 7 per update an event).
+          // What the calls say: every entry acknowledged once, in order (after any 'P' parts of it),
+          // each cell's count and sum are those of the event updates pointing to it, and each call
+          // is within its cost budget.
           const ids: string[] = [];
           const got = new Map<string, bigint>();
           let valid = 0;
           let open: string | undefined;
           for (const call of prepared.calls) {
-            const r = call.records;
-            let cost = 0;
-            let fingerprints = 0;
-            for (let i = 0; i < r.length;) {
-              const tag = r[i];
-              if (tag === 'E' || tag === 'P') {
-                const id = r[i + 1] as string;
-                if (open !== undefined) expect(id).toBe(open);
-                if (tag === 'E') ids.push(id);
-                open = tag === 'P' ? id : undefined;
-                cost += 2;
-                i += 3;
-              } else if (tag === 'D') {
-                cost += 6;
-                i += 6;
-              } else if (tag === 'V') {
-                valid++;
-                fingerprints++;
-                const updates = r[i + 6] as number;
-                cost += 8 + 7 * updates;
-                i += 7;
-                for (let u = 0; u < updates; u++, i += 7) {
-                  if (r[i] !== 'tokens') continue;
-                  const key = `tokens|${r[i + 2] as string}|${(JSON.parse(r[i + 4] as string) as string[])[1]!}`;
-                  got.set(key, (got.get(key) ?? 0n) + BigInt(Math.round(Number(r[i + 5]) / 1e6)));
+            const read = readCall(call.records);
+            const counts = new Map<CallCell, { n: number; sum: number }>();
+            let updates = 0;
+            let dead = 0;
+            for (const entry of read.entries) {
+              if (open !== undefined) expect(entry.id).toBe(open);
+              if (entry.tag === 'E') ids.push(entry.id);
+              open = entry.tag === 'P' ? entry.id : undefined;
+              for (const record of entry.records) {
+                if (record.kind === 'dead') {
+                  dead++;
+                  continue;
                 }
-              } else throw new Error(`unknown record tag ${String(tag)}`);
+                valid++;
+                for (const { cell, value } of record.updates) {
+                  updates++;
+                  const c = counts.get(cell) ?? { n: 0, sum: 0 };
+                  c.n++;
+                  c.sum += value as number;
+                  counts.set(cell, c);
+                  if (cell.window.meter !== 'tokens') continue;
+                  const key = `tokens|${cell.window.start}|${(JSON.parse(cell.group) as string[])[1]!}`;
+                  got.set(key, (got.get(key) ?? 0n) + BigInt(Math.round((value as number) / 1e6)));
+                }
+              }
             }
-            expect(call.fingerprints.length).toBe(fingerprints * 16);
-            expect(cost).toBeLessThanOrEqual(MAX_CALL_COST_US);
+            expect(read.range).toEqual({
+              first: read.entries[0]?.id,
+              last: read.entries.at(-1)?.id,
+              entries: read.entries.length,
+            });
+            for (const cell of read.cells) {
+              expect(counts.get(cell)?.n).toBe(cell.count);
+              expect(cell.b).toBe(0);
+              expect(cell.a).toBe(cell.window.agg === 'S' ? counts.get(cell)?.sum : 0);
+            }
+            expect(call.fingerprints.length).toBe(read.events * 16);
+            const callCost =
+              cost.entry * read.entries.length +
+              cost.deadLetter * dead +
+              cost.event * read.events +
+              cost.cell * read.cells.length +
+              cost.update * (updates - read.cells.length);
+            expect(callCost).toBeLessThanOrEqual(MAX_CALL_COST_US);
           }
           expect(open).toBeUndefined();
           expect(ids).toEqual(stream.map(([id]) => id));
