@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { EVENT_FIELD } from '../events/index.js';
 import type { MeterIndex } from '../meters/index.js';
-import type { FailureLog, MeteringScripts, RedisClient, TallyKeys } from '../redis/index.js';
+import type { ApplyBatchReply, FailureLog, MeteringScripts, RedisClient, TallyKeys } from '../redis/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
 import type { PreparedBatch } from './batch.js';
 import type { WorkerStats } from './options.js';
@@ -24,8 +24,8 @@ export interface ConsumerContext {
 
 /**
  * Applies a prepared batch: forwarded copies first, then its applyBatch calls in order (each atomic;
- * an entry spread over several calls is acknowledged by its last). Counts what happened in the stats and the OpenTelemetry instruments. Throws on failure
- * (the caller retries in place).
+ * an entry spread over several calls is acknowledged by its last). Counts what happened in the stats
+ * and the OpenTelemetry instruments. Throws on failure (the caller retries in place).
  */
 export async function applyPrepared(
   ctx: ConsumerContext,
@@ -48,16 +48,41 @@ export async function applyPrepared(
       generations: config.dedup.generations,
       bucketBits: config.dedup.bucketBits,
     };
+    // Calls are sent without waiting for each other (one connection runs them in order), unless an
+    // entry spans calls: its last call acknowledges it, so that call must not run after an earlier
+    // part failed. Each call acknowledges only entries it holds whole, so when one call fails the
+    // others stand, and the retry finds their entries acknowledged (skipped) and the failed call's
+    // events applied before the failure remembered (duplicates).
+    const run = (c: PreparedBatch['calls'][number]) =>
+      scripts.applyBatch(partition, params, packRecords(c.records), c.fingerprints);
+    let replies: PromiseSettledResult<ApplyBatchReply>[];
+    if (prepared.chained) {
+      replies = [];
+      for (const c of prepared.calls) {
+        const reply = await run(c).then(
+          (value) => ({ status: 'fulfilled', value }) as const,
+          (reason: unknown) => ({ status: 'rejected', reason }) as const,
+        );
+        replies.push(reply);
+        if (reply.status === 'rejected') break;
+      }
+    } else {
+      replies = await Promise.allSettled(prepared.calls.map(run));
+    }
     let applied = 0;
     let duplicates = 0;
     let deadLettered = 0;
     let corrected = 0;
-    for (const { records, fingerprints } of prepared.calls) {
-      const r = await scripts.applyBatch(partition, params, packRecords(records), fingerprints);
-      applied += r.applied;
-      duplicates += r.duplicates;
-      deadLettered += r.deadLettered;
-      corrected += r.corrected;
+    let failure: PromiseRejectedResult | undefined;
+    for (const r of replies) {
+      if (r.status === 'rejected') {
+        failure ??= r;
+        continue;
+      }
+      applied += r.value.applied;
+      duplicates += r.value.duplicates;
+      deadLettered += r.value.deadLettered;
+      corrected += r.value.corrected;
     }
     stats.batches++;
     stats.entries += entries;
@@ -76,6 +101,7 @@ export async function applyPrepared(
     instruments.eventsUnmetered.add(prepared.unmetered, attrs);
     instruments.eventsForwarded.add(prepared.forwards.length, attrs);
     instruments.batchDuration.record(performance.now() - started, attrs);
+    if (failure) throw failure.reason;
   });
 }
 

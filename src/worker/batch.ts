@@ -54,6 +54,8 @@ export interface PreparedBatch {
    * call, each call at most about MAX_CALL_COST_US of Redis time.
    */
   readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
+  /** An entry spans calls ('P' headers): the calls must run one after another (see applyPrepared). */
+  readonly chained: boolean;
   readonly forwards: Forward[];
   readonly entries: number;
   readonly events: number;
@@ -128,6 +130,7 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
   let call = new CallBuilder();
   let callCost = 0;
   let entry = { id: '', epoch: '' };
+  let chained = false;
   const forwards: Forward[] = [];
   const n = { events: 0, unmetered: 0, rejected: 0 };
 
@@ -147,6 +150,7 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     let c = recordCost();
     if (callCost + c > MAX_CALL_COST_US && call.entryRecords > 0) {
       call.continueLater();
+      chained = true;
       flush();
       startEntry(entry.id, entry.epoch);
       c = recordCost();
@@ -212,5 +216,5 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     }
   }
   if (!call.isEmpty) flush();
-  return { calls, forwards, entries: entries.length, ...n };
+  return { calls, chained, forwards, entries: entries.length, ...n };
 }

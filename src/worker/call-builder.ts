@@ -112,7 +112,14 @@ export class CallBuilder {
     this.records++;
   }
 
-  addEvent(fp: Buffer, timeMs: number, index: number, from: number, to: number, updates: MeterUpdate[]): void {
+  addEvent(
+    fp: Buffer,
+    timeMs: number,
+    index: number,
+    from: number,
+    to: number,
+    updates: MeterUpdate[],
+  ): void {
     this.fingerprints.push(fp);
     this.entries.push(timeMs, index, from, to, updates.length);
     for (const u of updates) {

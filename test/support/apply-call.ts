@@ -72,7 +72,8 @@ export function readCall(r: readonly (string | number)[]): ReadCall {
     const a = next();
     const b = next();
     const values = new Map<string, number>();
-    if (window.agg === 'U') for (let v = a as number; v > 0; v--) values.set(next() as string, next() as number);
+    if (window.agg === 'U')
+      for (let v = a as number; v > 0; v--) values.set(next() as string, next() as number);
     cells.push({ window, group, count, a, b, values });
   }
   const range = { first: next() as string, last: next() as string, entries: next() as number };

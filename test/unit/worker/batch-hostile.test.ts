@@ -36,7 +36,9 @@ function recordsOf(calls: Calls): CallRecord[] {
 
 /** The dead letters of prepared calls, as [index, reason, payload, field]. */
 function deadLetters(calls: Calls): [number, string, string, string][] {
-  return recordsOf(calls).flatMap((r) => (r.kind === 'dead' ? [[r.index, r.reason, r.payload, r.field]] : []));
+  return recordsOf(calls).flatMap((r) =>
+    r.kind === 'dead' ? [[r.index, r.reason, r.payload, r.field]] : [],
+  );
 }
 
 describe('prepareBatch with hostile values', () => {
@@ -121,8 +123,9 @@ describe('prepareBatch: short script calls', () => {
       [`${now}-1`, ['events', many(10_000, true)]],
       [`${now}-2`, ['event', event('after', '{"tokens":1}')]],
     ];
-    const { calls, events } = prepareBatch(entries, { config, meters, partition: 0 });
+    const { calls, events, chained } = prepareBatch(entries, { config, meters, partition: 0 });
     expect(events).toBe(10_002);
+    expect(chained).toBe(true);
     const summaries = calls.map((c) => summarize(c.records));
     // Every event of one cell (one subject, model and minute): 4.5 µs an event after the first.
     expect(calls.length).toBeGreaterThanOrEqual(
@@ -160,7 +163,9 @@ describe('prepareBatch: short script calls', () => {
     const b = event('b', '{"tokens":2,"model":"顧客"}');
     const raw = `[ ${a} ,${b}]`;
     const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, meters, partition: 0 });
-    const ranges = recordsOf(calls).map((r) => (r.kind === 'event' ? [r.from, r.to] : [0, 0]));
+    const ranges = recordsOf(calls).map((r): [number, number] =>
+      r.kind === 'event' ? [r.from, r.to] : [0, 0],
+    );
     const bytes = Buffer.from(raw);
     expect(ranges.map(([from, to]) => bytes.subarray(from - 1, to).toString())).toEqual([a, b]);
   });

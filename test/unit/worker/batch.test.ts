@@ -149,6 +149,9 @@ describe('prepareBatch', () => {
             expect(callCost).toBeLessThanOrEqual(MAX_CALL_COST_US);
           }
           expect(open).toBeUndefined();
+          expect(prepared.chained).toBe(
+            prepared.calls.some((c) => readCall(c.records).entries.some((e) => e.tag === 'P')),
+          );
           expect(ids).toEqual(stream.map(([id]) => id));
           expect(valid).toBe(home);
           expect(got).toEqual(sums);
