@@ -252,26 +252,28 @@ for w = 1, nWindows do
   windows[w] = win
 end
 
--- The call's cells, (window, group) aggregates of its events; `n` is the count, `a` and `b` as in
--- the header. `replay`: written event by event (see the header).
-local cells = {}
+-- The call's cells, (window, group) aggregates of its events, stay where they are in R (no table
+-- per cell): cell c is R[at], R[at + 1], ... with at = cells[c]: window, group, count, a, b (as in
+-- the header). Taking an event out updates count and a in place. `replay[c]`: written event by event
+-- (see the header). `uniques[c]`: a UNIQUE_COUNT cell's values -> multiplicity.
+local cells, replay, uniques = {}, {}, {}
 local nCells = R[i]
 i = i + 1
 for c = 1, nCells do
-  local cell = { w = windows[R[i]], g = R[i + 1], n = R[i + 2], a = R[i + 3], b = R[i + 4] }
+  cells[c] = i
+  local agg = windows[R[i]].agg
+  local a, b = R[i + 3], R[i + 4]
   i = i + 5
-  local agg = cell.w.agg
   if agg == 'U' then
     local values = {}
-    for _ = 1, cell.a do
+    for _ = 1, a do
       values[R[i]] = R[i + 1]
       i = i + 2
     end
-    cell.values = values
-  elseif (agg == 'S' or agg == 'A') and cell.b == 1 then
-    cell.replay = true
+    uniques[c] = values
+  elseif (agg == 'S' or agg == 'A') and b == 1 then
+    replay[c] = true
   end
-  cells[c] = cell
 end
 
 -- Entries of this call still pending for this consumer, with one XPENDING over the call's id range
@@ -297,15 +299,17 @@ local nR = #R
 -- cells are replayed from the events that still count.
 local function takeOut(at)
   for u = at + 5, at + 4 + R[at + 4] * 3, 3 do
-    local cell = cells[R[u]]
-    cell.n = cell.n - 1
-    local agg = cell.w.agg
+    local c = R[u]
+    local p = cells[c]
+    R[p + 2] = R[p + 2] - 1
+    local agg = windows[R[p]].agg
     if agg == 'S' or agg == 'A' then
-      if not cell.replay then cell.a = cell.a - R[u + 1] end
+      if not replay[c] then R[p + 3] = R[p + 3] - R[u + 1] end
     elseif agg == 'U' then
-      cell.values[R[u + 1]] = cell.values[R[u + 1]] - 1
+      local values = uniques[c]
+      values[R[u + 1]] = values[R[u + 1]] - 1
     elseif agg ~= 'C' then
-      cell.replay = true
+      replay[c] = true
     end
   end
 end
@@ -351,7 +355,7 @@ while i <= nR do
           local excluded, expiredEnd, lateEnd, correcting = false, nil, nil, false
           if slow then
             for u = at + 5, i - 1, 3 do
-              local w = cells[R[u]].w
+              local w = windows[R[cells[R[u]]]]
               if w.expired then
                 expiredEnd = expiredEnd or w.we
               elseif w.late then
@@ -396,10 +400,11 @@ local function increment(wkey, field, by)
 end
 
 -- Cells: the window bookkeeping, then one write of the count and of the value.
-local replays = {}
-for _, cell in ipairs(cells) do
-  if cell.n > 0 then
-    local w, grp = cell.w, cell.g
+local replaying = false
+for c, p in ipairs(cells) do
+  local n = R[p + 2]
+  if n > 0 then
+    local w, grp, a, b = windows[R[p]], R[p + 1], R[p + 3], R[p + 4]
     local wkey, agg = w.key, w.agg
     if w.st == 'new' then
       if w.pastWatermark then
@@ -410,29 +415,29 @@ for _, cell in ipairs(cells) do
       end
     end
     if w.st == 'emitted' then rcall('SADD', correctionsKey, w.member .. '\n' .. grp) end
-    rcall('HINCRBY', wkey, 'c:' .. grp, cell.n)
-    if cell.replay then
-      replays[#replays + 1] = cell
+    rcall('HINCRBY', wkey, 'c:' .. grp, n)
+    if replay[c] then
+      replaying = true
     elseif agg == 'S' or agg == 'A' then
-      if cell.a ~= 0 and not increment(wkey, 'v:' .. grp, string.format('%d', cell.a)) then
-        cell.replay = true
-        replays[#replays + 1] = cell
+      if a ~= 0 and not increment(wkey, 'v:' .. grp, string.format('%d', a)) then
+        replay[c] = true
+        replaying = true
       end
     elseif agg == 'm' or agg == 'M' then
       local cur = rcall('HGET', wkey, 'v:' .. grp)
-      local c = cur and compareInt(cell.a, cur) or 0
-      if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
-        rcall('HSET', wkey, 'v:' .. grp, cell.a)
+      local cmp = cur and compareInt(a, cur) or 0
+      if not cur or (agg == 'm' and cmp < 0) or (agg == 'M' and cmp > 0) then
+        rcall('HSET', wkey, 'v:' .. grp, a)
       end
     elseif agg == 'L' then
       local cur = rcall('HGET', wkey, 't:' .. grp)
-      if not cur or cell.b > cur then
-        rcall('HSET', wkey, 't:' .. grp, cell.b, 'v:' .. grp, cell.a)
+      if not cur or b > cur then
+        rcall('HSET', wkey, 't:' .. grp, b, 'v:' .. grp, a)
       end
     elseif agg == 'U' then
       local ukey, added = wkey .. ':u', 0
-      for value, n in pairs(cell.values) do
-        if n > 0 and rcall('HSETNX', ukey, grp .. '\n' .. value, '') == 1 then added = added + 1 end
+      for value, k in pairs(uniques[c]) do
+        if k > 0 and rcall('HSETNX', ukey, grp .. '\n' .. value, '') == 1 then added = added + 1 end
       end
       if added > 0 then rcall('HINCRBY', wkey, 'v:' .. grp, added) end
     end
@@ -441,7 +446,7 @@ end
 
 -- Replayed cells, event by event, from the events that still count. A SUM/AVG value that cannot be
 -- added (the total would leave int64) is dead-lettered as `sum-overflow`, its count staying applied.
-if #replays > 0 then
+if replaying then
   i = entriesAt
   while i <= nR do
     entryId = R[i + 1]
@@ -455,14 +460,15 @@ if #replays > 0 then
         i = at + 5 + R[at + 4] * 3
         if not out[at] then
           for u = at + 5, i - 1, 3 do
-            local cell = cells[R[u]]
-            if cell.replay then
-              local wkey, agg, grp, value = cell.w.key, cell.w.agg, cell.g, R[u + 1]
+            local c = R[u]
+            if replay[c] then
+              local w, value = windows[R[cells[c]]], R[u + 1]
+              local wkey, agg, grp = w.key, w.agg, R[cells[c] + 1]
               if agg == 'S' or agg == 'A' then
                 if type(value) == 'number' then value = string.format('%d', value) end
                 if not increment(wkey, 'v:' .. grp, value) then
                   local payload, field = originalPayload(R[at + 2], R[at + 3])
-                  deadLetter(R[at + 1], 'sum-overflow', 'total of ' .. cell.w.member .. ' would exceed int64 micro-units',
+                  deadLetter(R[at + 1], 'sum-overflow', 'total of ' .. w.member .. ' would exceed int64 micro-units',
                     payload, field)
                 end
               elseif agg == 'm' or agg == 'M' then
