@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['drain', 'scaling', 'bullmq', 'live', 'memory', 'checks', 'http'] as const;
+export const SCENARIOS = ['drain', 'apply', 'scaling', 'bullmq', 'live', 'memory', 'checks', 'http'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchParams {

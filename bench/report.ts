@@ -4,6 +4,7 @@
  */
 import type { BullmqScenario } from './bullmq.js';
 import type { CheckLatencyResult } from './check-latency.js';
+import type { ApplyCost, ApplyScenario } from './apply.js';
 import type { DrainScenario } from './drain.js';
 import type { HttpScenario } from './http.js';
 import type { LiveScenario } from './live.js';
@@ -20,6 +21,7 @@ export interface Results {
   redisConfig?: Record<string, string>;
   scenarios: {
     drain?: DrainScenario;
+    apply?: ApplyScenario;
     scaling?: ScalingScenario;
     bullmq?: BullmqScenario;
     live?: LiveScenario;
@@ -59,6 +61,46 @@ export function renderReport(results: Results): { table: string; summary: Record
   const rows: string[][] = [['Scenario', 'Tally', 'Baseline (same run)', 'Ratio', 'Target']];
   const summary: Record<string, unknown> = {};
   const targets: Target[] = [];
+
+  const apply = results.scenarios.apply;
+  if (apply) {
+    // The apply step alone (bench/apply.ts): what one Redis core spends per applied event.
+    const { single, batch } = apply;
+    const split = (c: ApplyCost) =>
+      `Redis CPU ${c.redisCpuUsPerEvent.toFixed(1)} us/ev: commands ${c.commandsUsPerEvent.toFixed(1)} (${Object.entries(
+        c.byCommand,
+      )
+        .filter(([, us]) => us >= 0.05)
+        .sort((a, b) => b[1] - a[1])
+        .map(([name, us]) => `${name} ${us.toFixed(1)}`)
+        .join(', ')}), Lua ${c.luaUsPerEvent.toFixed(1)}`;
+    rows.push([
+      `1b apply only, ${int(single.events)} ev, single-event entries`,
+      split(single),
+      `${single.cellsPerEvent.toFixed(2)} cells/ev, ${int(single.calls)} calls, longest ${single.maxCallMs.toFixed(1)} ms`,
+      `${int(1e6 / single.redisCpuUsPerEvent)} ev/s per core`,
+      '<= 4 us',
+    ]);
+    rows.push([
+      '1b apply only, batch entries (100 ev/entry)',
+      split(batch),
+      `${batch.cellsPerEvent.toFixed(2)} cells/ev, ${int(batch.calls)} calls, longest ${batch.maxCallMs.toFixed(1)} ms`,
+      `${int(1e6 / batch.redisCpuUsPerEvent)} ev/s per core`,
+      '<= 4 us',
+    ]);
+    summary.applyRedisUsPerEvent = single.redisCpuUsPerEvent;
+    summary.applyRedisUsPerEventBatchEntries = batch.redisCpuUsPerEvent;
+    summary.applyLuaUsPerEvent = single.luaUsPerEvent;
+    summary.applyCommandsUsPerEvent = single.commandsUsPerEvent;
+    summary.applyEventsPerRedisCore = 1e6 / single.redisCpuUsPerEvent;
+    targets.push({
+      name: 'Redis CPU per applied event (us, apply step alone, single-event entries)',
+      target: '<= 4',
+      measured: single.redisCpuUsPerEvent.toFixed(1),
+      met: single.redisCpuUsPerEvent <= 4,
+      ...(single.redisCpuUsPerEvent > 4 ? { missedBy: `${x(single.redisCpuUsPerEvent / 4)} over` } : {}),
+    });
+  }
 
   if (drain) {
     const bareBatchEntries = drain.preloadBatch.entries / drain.bareBatch.seconds;

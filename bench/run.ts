@@ -9,6 +9,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { startRedisServer, type RedisTarget } from '../src/cli/ephemeral-redis.js';
+import { runApplyScenario, type ApplyScenario } from './apply.js';
 import { runBullmqScenario, type BullmqScenario } from './bullmq.js';
 import { runCheckLatency, type CheckLatencyResult } from './check-latency.js';
 import { fmt, runDrainScenario, type BenchContext, type DrainScenario } from './drain.js';
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
       return value;
     };
     if (want('drain')) s.drain = await stage<DrainScenario>('drain', () => runDrainScenario(ctx));
+    if (want('apply')) s.apply = await stage<ApplyScenario>('apply', () => runApplyScenario(ctx));
     if (want('scaling')) s.scaling = await stage<ScalingScenario>('scaling', () => runScalingScenario(ctx));
     if (want('bullmq')) s.bullmq = await stage<BullmqScenario>('bullmq', () => runBullmqScenario(ctx));
     if (want('live')) s.live = await stage<LiveScenario>('live', () => runLiveScenario(ctx));
