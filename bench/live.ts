@@ -170,12 +170,13 @@ async function runLive(ctx: BenchContext, subjects: number, profile: boolean): P
     const tailSeconds = Math.max(0, (drained.endMs - produced.endMs) / 1000);
     await until(
       async () => {
-        const [zcard, scard, outbox] = await Promise.all([
+        const [zcard, scard, outbox, closing] = await Promise.all([
           redis.zcard(`${prefix}:{p0}:windows`),
           redis.scard(`${prefix}:{p0}:corrections`),
           redis.xlen(`${prefix}:{p0}:outbox`),
+          redis.hexists(`${prefix}:{p0}:state`, 'closing'),
         ]);
-        return zcard === 0 && scard === 0 && outbox === 0;
+        return zcard === 0 && scard === 0 && outbox === 0 && closing === 0;
       },
       60_000,
       'every window to close and every rollup to be relayed',
