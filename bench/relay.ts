@@ -33,6 +33,8 @@ export interface RelayScenario {
   readonly workerUsPerRollup: number;
   /** Longest Redis call during the relay (SLOWLOG, ms; 0 when none took 5 ms). */
   readonly maxRedisCallMs: number;
+  /** The slowest calls: [ms, command and first argument]. */
+  readonly slowCalls: [number, string][];
   /** The same jobs added with addBulk straight to the queues (pages of 2,000, all queues at once). */
   readonly addBulkRollupsPerSecond: number;
   /** rollupsPerSecond ÷ addBulkRollupsPerSecond. */
@@ -180,6 +182,10 @@ export async function runRelayScenario(ctx: BenchContext): Promise<RelayScenario
       redisUsPerRollup: ((cpu1 - cpu0) / n) * 1e6,
       workerUsPerRollup: (stopped.cpuMs * 1000) / n,
       maxRedisCallMs: Math.max(0, ...slow.map((e) => Number(e[2]) / 1000)),
+      slowCalls: slow
+        .map((e): [number, string] => [Number(e[2]) / 1000, (e[3] ?? []).slice(0, 2).join(' ')])
+        .sort((a, b) => b[0] - a[0])
+        .slice(0, 5),
       addBulkRollupsPerSecond,
       ratioToAddBulk: rollupsPerSecond / addBulkRollupsPerSecond,
     };
