@@ -36,9 +36,13 @@ export function benchConfig(o: BenchConfigOptions): Record<string, unknown> {
   };
 }
 
-/** Writes the config to `<dir>/<prefix>.yaml` and returns the path. */
-export function writeBenchConfig(dir: string, o: BenchConfigOptions): string {
+/** Writes the config (`raw`, or the one built from `o`) to `<dir>/<prefix>.yaml` and returns the path. */
+export function writeBenchConfig(
+  dir: string,
+  o: BenchConfigOptions,
+  raw: Record<string, unknown> = benchConfig(o),
+): string {
   const path = join(dir, `${o.prefix}.yaml`);
-  writeFileSync(path, stringify(benchConfig(o)));
+  writeFileSync(path, stringify(raw));
   return path;
 }

@@ -49,6 +49,10 @@ export interface LiveRun {
   readonly windowTimeline: [number, number][];
   readonly redisCpuShare: number;
   readonly workerCpuShare: number;
+  /** Longest Redis call while the producer ran and the worker drained (SLOWLOG, ms; 0 when none took 5 ms). */
+  readonly maxRedisCallMs: number;
+  /** The slowest calls: [ms, command]. */
+  readonly slowCalls: [number, string][];
   readonly totalsExact: boolean;
   readonly workerStats: WorkerStats;
   readonly profile?: ProfileSummary;
@@ -137,6 +141,8 @@ async function runLive(ctx: BenchContext, subjects: number, profile: boolean): P
       `live: producer at ${fmt(params.liveRate)} events/s for ${params.liveWarmupSeconds}+${params.liveSeconds} s, ${subjects} subjects, 1 s windows, grace ${GRACE_MS} ms`,
     );
     const cpu0 = await redisCpuSeconds(redis);
+    await redis.config('SET', 'slowlog-log-slower-than', '5000');
+    await redis.slowlog('RESET');
     producer.send({ type: 'go' });
     const done = producer.receive<{
       type: 'done';
@@ -170,16 +176,20 @@ async function runLive(ctx: BenchContext, subjects: number, profile: boolean): P
     const tailSeconds = Math.max(0, (drained.endMs - produced.endMs) / 1000);
     await until(
       async () => {
-        const [zcard, scard, outbox] = await Promise.all([
+        const [zcard, scard, outbox, closing] = await Promise.all([
           redis.zcard(`${prefix}:{p0}:windows`),
           redis.scard(`${prefix}:{p0}:corrections`),
           redis.xlen(`${prefix}:{p0}:outbox`),
+          redis.hexists(`${prefix}:{p0}:state`, 'closing'),
         ]);
-        return zcard === 0 && scard === 0 && outbox === 0;
+        return zcard === 0 && scard === 0 && outbox === 0 && closing === 0;
       },
       60_000,
       'every window to close and every rollup to be relayed',
     );
+    const slow = ((await redis.slowlog('GET', 128)) as [number, number, number, string[]][])
+      .map((e): [number, string] => [Number(e[2]) / 1000, (e[3] ?? []).slice(0, 1).join(' ')])
+      .sort((a, b) => b[0] - a[0]);
     const stopped = await worker.request<{
       type: 'stopped';
       stats: WorkerStats;
@@ -271,13 +281,15 @@ async function runLive(ctx: BenchContext, subjects: number, profile: boolean): P
         ]),
       redisCpuShare: (cpu1 - cpu0) / measuredSeconds,
       workerCpuShare: stopped.cpuMs / 1000 / (measuredSeconds + tailSeconds),
+      maxRedisCallMs: slow[0]?.[0] ?? 0,
+      slowCalls: slow.slice(0, 3),
       totalsExact: true,
       workerStats: stopped.stats,
       ...(profileSummary ? { profile: profileSummary } : {}),
     };
     log(
       `live (${subjects} subjects): offered ${fmt(offered)}/s, sustained ${fmt(sustained)}/s, ${fmt(result.rollupsPerSecond)} rollups/s, ` +
-        `latency p50 ${fmt(result.latencyMs.p50)} ms p99 ${fmt(result.latencyMs.p99)} ms, rollup sums exact`,
+        `latency p50 ${fmt(result.latencyMs.p50)} ms p99 ${fmt(result.latencyMs.p99)} ms, longest Redis call ${result.maxRedisCallMs.toFixed(1)} ms, rollup sums exact`,
     );
     return result;
   } finally {

@@ -5,7 +5,17 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['drain', 'apply', 'scaling', 'bullmq', 'live', 'memory', 'checks', 'http'] as const;
+export const SCENARIOS = [
+  'drain',
+  'apply',
+  'scaling',
+  'bullmq',
+  'live',
+  'relay',
+  'memory',
+  'checks',
+  'http',
+] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchParams {
@@ -30,6 +40,8 @@ export interface BenchParams {
   liveWarmupSeconds: number;
   /** Subject counts of the live runs: rollups per second grow with distinct (subject, group) per window. */
   liveSubjects: number[];
+  /** Rollups put in the outboxes for the relay ceiling scenario. */
+  relayRollups: number;
   /** Events per dedup-memory measurement. */
   memoryEvents: number;
   /** Remembered events per dedup bucket to measure at (the bucket count is chosen to match). */
@@ -69,6 +81,7 @@ const DEFAULTS: BenchParams = {
   liveSeconds: 15,
   liveWarmupSeconds: 5,
   liveSubjects: [500, 50],
+  relayRollups: 100_000,
   memoryEvents: 200_000,
   dedupFills: [4, 100, 1000],
   windowKeys: 20_000,
@@ -102,6 +115,7 @@ const OPTIONS = {
   'live-seconds': 'number',
   'live-warmup-seconds': 'number',
   'live-subjects': 'list',
+  'relay-rollups': 'integer',
   'memory-events': 'integer',
   'dedup-fills': 'list',
   'window-keys': 'integer',

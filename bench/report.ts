@@ -10,6 +10,7 @@ import type { HttpScenario } from './http.js';
 import type { LiveScenario } from './live.js';
 import type { MachineInfo } from './machine.js';
 import type { MemoryScenario } from './memory.js';
+import type { RelayScenario } from './relay.js';
 import type { ScalingScenario } from './scaling.js';
 
 export interface Results {
@@ -25,6 +26,7 @@ export interface Results {
     scaling?: ScalingScenario;
     bullmq?: BullmqScenario;
     live?: LiveScenario;
+    relay?: RelayScenario;
     memory?: MemoryScenario;
     http?: HttpScenario;
     checks?: CheckLatencyResult | { error: string };
@@ -277,6 +279,50 @@ export function renderReport(results: Results): { table: string; summary: Record
         });
       }
     }
+  }
+  const { relay } = results.scenarios;
+  if (relay) {
+    rows.push([
+      `7 relay ${int(relay.rollups)} rollups, ${relay.partitions} outboxes -> ${relay.queues} queues`,
+      `${int(relay.rollupsPerSecond)} rollups/s (Redis ${relay.redisUsPerRollup.toFixed(1)} us, worker ${relay.workerUsPerRollup.toFixed(1)} us per rollup)`,
+      `addBulk alone ${int(relay.addBulkRollupsPerSecond)} rollups/s`,
+      x(relay.ratioToAddBulk),
+      '>= 30,000 rollups/s',
+    ]);
+    summary.relayRollupsPerSecond = relay.rollupsPerSecond;
+    summary.relayRatioToAddBulk = relay.ratioToAddBulk;
+    targets.push({
+      name: `relay: outbox to ${relay.queues} BullMQ queues`,
+      target: '>= 30,000 rollups/s',
+      measured: `${int(relay.rollupsPerSecond)} rollups/s`,
+      met: relay.rollupsPerSecond >= 30_000,
+      ...(relay.rollupsPerSecond < 30_000 ? { missedBy: `${x(30_000 / relay.rollupsPerSecond)} short` } : {}),
+    });
+  }
+  // Issue 10: no single Redis call over 5 ms in any scenario (SLOWLOG of each one that records it).
+  const longest: [string, number][] = [
+    ...(drain
+      ? [
+          ['drain', Math.max(drain.tallySingle.slow.maxMicros, drain.tallyBatch.slow.maxMicros) / 1000] as [
+            string,
+            number,
+          ],
+        ]
+      : []),
+    ...(live?.runs.map((r): [string, number] => [`live ${r.subjects} subjects`, r.maxRedisCallMs]) ?? []),
+    ...(relay ? [['relay', relay.maxRedisCallMs] as [string, number]] : []),
+  ];
+  if (longest.length > 0) {
+    const max = Math.max(...longest.map(([, ms]) => ms));
+    summary.maxRedisCallMs = max;
+    summary.maxRedisCallMsByScenario = Object.fromEntries(longest);
+    targets.push({
+      name: 'longest Redis call in any scenario (ms, SLOWLOG)',
+      target: '<= 5',
+      measured: longest.map(([name, ms]) => `${name}: ${ms.toFixed(1)}`).join(', '),
+      met: max <= 5,
+      ...(max > 5 ? { missedBy: `${x(max / 5)} over` } : {}),
+    });
   }
   if (memory) {
     for (const d of memory.dedup) {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: Tally's benchmark suite (issue 5). Starts its own throwaway redis-server, runs the
- * scenarios (drain, scaling, bullmq, live, memory), prints a table whose every figure is a ratio or
+ * scenarios (drain, scaling, bullmq, live, relay, memory), prints a table whose every figure is a ratio or
  * sits beside a baseline measured in the same run, and writes bench/results/latest.json.
  * Every child process and the redis-server are killed at the end, also on failure or Ctrl-C.
  */
@@ -17,6 +17,7 @@ import { runHttpScenario, type HttpScenario } from './http.js';
 import { runLiveScenario, type LiveScenario } from './live.js';
 import { machineInfo, versions } from './machine.js';
 import { runMemoryScenario, type MemoryScenario } from './memory.js';
+import { runRelayScenario, type RelayScenario } from './relay.js';
 import { installCleanup } from './procs.js';
 import { ISSUE_EVENTS, parseParams, USAGE, type BenchParams } from './params.js';
 import { benchClient, info } from './redis-stats.js';
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
     if (want('scaling')) s.scaling = await stage<ScalingScenario>('scaling', () => runScalingScenario(ctx));
     if (want('bullmq')) s.bullmq = await stage<BullmqScenario>('bullmq', () => runBullmqScenario(ctx));
     if (want('live')) s.live = await stage<LiveScenario>('live', () => runLiveScenario(ctx));
+    if (want('relay')) s.relay = await stage<RelayScenario>('relay', () => runRelayScenario(ctx));
     if (want('http')) s.http = await stage<HttpScenario>('http', () => runHttpScenario(ctx));
     if (want('memory')) s.memory = await stage<MemoryScenario>('memory', () => runMemoryScenario(ctx));
     if (want('checks')) {

@@ -31,10 +31,11 @@ export interface ApplyBatchReply {
 }
 
 export interface CloseWindowsReply {
+  /** Windows whose close finished in this call (a big window takes several calls). */
   readonly windowsClosed: number;
   readonly rollups: number;
   readonly corrections: number;
-  /** More due windows or corrections remain after this call's budget. */
+  /** A window close in progress, more due windows or corrections remain after this call's budget. */
   readonly more: boolean;
   /** The close watermark after this call (epoch ms). */
   readonly closedThrough: number;
@@ -90,12 +91,15 @@ export class MeteringScripts {
     };
   }
 
-  /** closeWindows.lua: closes due windows and emits pending corrections into the outbox, in one bounded step. */
+  /**
+   * closeWindows.lua: closes due windows and emits pending corrections into the outbox, in one bounded
+   * step of about `maxRollups` rollups (a bigger window goes on in the next calls).
+   */
   async closeWindows(
     partition: number,
     group: string,
     windows: WindowParams,
-    maxWindows: number,
+    maxRollups: number,
     maxCorrections: number,
   ): Promise<CloseWindowsReply> {
     const k = this.keys;
@@ -110,7 +114,7 @@ export class MeteringScripts {
         k.outbox(partition),
         k.partitionBase(partition),
       ],
-      [group, windows.graceMs, windows.idleTimeoutMs, windows.retentionMs, maxWindows, maxCorrections],
+      [group, windows.graceMs, windows.idleTimeoutMs, windows.retentionMs, maxRollups, maxCorrections],
     )) as [number, number, number, number, string, string];
     return {
       windowsClosed: w,

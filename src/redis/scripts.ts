@@ -43,7 +43,7 @@ function script(file: string, version: number): ScriptDefinition {
 
 export const Scripts = {
   applyBatch: script('applyBatch-7.lua', 3),
-  closeWindows: script('closeWindows-6.lua', 1),
+  closeWindows: script('closeWindows-6.lua', 2),
   sweepDedup: script('sweepDedup-2.lua', 1),
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
   renewLease: script('renewLease-1.lua', 1),
