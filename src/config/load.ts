@@ -65,6 +65,8 @@ export interface TallyConfig {
     readonly queuePrefix: string;
     readonly keepCompletedMs: number;
     readonly attempts: number;
+    /** One job per outbox entry (a page of one window's rollups) instead of one per rollup. */
+    readonly batchJobs: boolean;
   };
   /** `tally serve`: listening address, API keys (config and TALLY_API_KEYS), limits. */
   readonly http: {
@@ -235,6 +237,7 @@ export function resolveConfig(
       queuePrefix: data.rollups.queuePrefix,
       keepCompletedMs: parseDuration(data.rollups.keepCompleted, 'rollups.keepCompleted'),
       attempts: data.rollups.attempts,
+      batchJobs: data.rollups.batchJobs,
     },
     http: { ...data.http, host: data.http.host, apiKeys },
     metrics: { port: data.metrics.port, host: data.metrics.host },

@@ -138,6 +138,11 @@ export const ConfigSchema = Type.Object(
         queuePrefix: Type.String({ default: 'bull', minLength: 1 }),
         keepCompleted: duration('1d'),
         attempts: Type.Integer({ default: 5, minimum: 1 }),
+        batchJobs: Type.Boolean({
+          default: false,
+          description:
+            "One BullMQ job per page of a window's rollups (up to a few hundred, job name `rollups`) instead of one per rollup; consumers must accept it (docs/contract.md)",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyConfigError, TallyError } from '../errors/index.js';
 import { DAY_MS } from '../time/index.js';
@@ -12,7 +12,7 @@ import {
   STALE_CONSUMER_MS,
   type RedisClient,
 } from '../redis/index.js';
-import { guardWorker, rollupJobChecker, ROLLUP_JOB_NAME, type RollupJob } from '../rollups/index.js';
+import { guardWorker, rollupsOfJob, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 import { Definitions, type MeteredTarget, type SubjectDefinition } from './definitions.js';
@@ -55,7 +55,7 @@ export class EntitlementEvaluator extends RedisComponent {
   private readonly concurrency: number;
   private readonly stats = emptyEvaluatorStats();
   private readonly stop = new AbortController();
-  private worker: Worker<RollupJob> | undefined;
+  private worker: Worker<unknown> | undefined;
   private workerConnection: RedisClient | undefined;
   private unguard: (() => void) | undefined;
   private readonly allowEviction: boolean;
@@ -135,7 +135,7 @@ export class EntitlementEvaluator extends RedisComponent {
     if (this.worker || this.stop.signal.aborted) return;
     this.workerConnection = duplicate(this.client);
     this.outages.watch(this.workerConnection);
-    this.worker = new Worker<RollupJob>(this.queue, (job) => this.handle(job.name, job.data, job.id), {
+    this.worker = new Worker<unknown>(this.queue, (job) => this.handle(job), {
       connection: this.workerConnection,
       prefix: this.config.rollups.queuePrefix,
       concurrency: this.concurrency,
@@ -157,15 +157,9 @@ export class EntitlementEvaluator extends RedisComponent {
     );
   }
 
-  private async handle(name: string, data: unknown, jobId: string | undefined): Promise<void> {
-    if (name !== ROLLUP_JOB_NAME) return;
-    if (!rollupJobChecker.Check(data)) {
-      const first = rollupJobChecker.Errors(data).First();
-      throw new UnrecoverableError(
-        `invalid rollup job ${jobId}: ${first?.path ?? ''} ${first?.message ?? ''}`,
-      );
-    }
-    await this.applyRollup(data);
+  /** A `rollup` job, or a `rollups` batch (`rollups.batchJobs`) applied rollup by rollup, in order. */
+  private async handle(job: Job<unknown>): Promise<void> {
+    for (const rollup of rollupsOfJob(job)) await this.applyRollup(rollup);
   }
 
   /** Counters since start (a copy). */

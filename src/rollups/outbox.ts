@@ -14,8 +14,8 @@ export interface OutboxReaderOptions {
   readonly consumer: string;
   /** Entries pending this long on another relay are taken over. */
   readonly claimIdleMs: number;
-  /** Entries per read. */
-  readonly count: number;
+  /** Entries per read (asked before each read when a function). */
+  readonly count: number | (() => number);
   readonly logger: Logger;
 }
 
@@ -48,7 +48,9 @@ export class OutboxReader {
    * entries were published. `publish` receives live entries only (never deleted ones).
    */
   async drain(partition: number, publish: (entries: [string, string[]][]) => Promise<void>): Promise<number> {
-    const { key, group, consumer, claimIdleMs, count, logger } = this.options;
+    const { key, group, consumer, claimIdleMs, logger } = this.options;
+    const countOf = () =>
+      typeof this.options.count === 'function' ? this.options.count() : this.options.count;
     const outbox = key(partition);
     let total = 0;
     const handle = async (entries: OutboxEntry[]) => {
@@ -70,7 +72,7 @@ export class OutboxReader {
           group,
           consumer,
           'COUNT',
-          count,
+          countOf(),
           'STREAMS',
           outbox,
           '>',
@@ -95,7 +97,7 @@ export class OutboxReader {
       claimIdleMs,
       '0-0',
       'COUNT',
-      count,
+      countOf(),
     )) as [string, OutboxEntry[]];
     if (stale.length > 0) await handle(stale);
     return total;

@@ -7,7 +7,7 @@ import { instruments } from '../telemetry/index.js';
 import { formatIsoUtc } from '../windows/index.js';
 import { rollupJobId } from './job-id.js';
 import { OutboxReader, outboxJobOptions } from './outbox.js';
-import { ROLLUP_JOB_NAME, type RollupJob } from './schema.js';
+import { ROLLUP_BATCH_JOB_NAME, ROLLUP_JOB_NAME, type RollupBatchJob, type RollupJob } from './schema.js';
 
 /**
  * Jobs per addBulk. BullMQ's addBulk is one MULTI/EXEC of an add-job script per job, which Redis runs
@@ -22,14 +22,17 @@ const JOBS_PER_ADD = 250;
  */
 const OUTBOX_READ_COUNT = 250;
 
-/** Decodes one outbox entry (written by closeWindows.lua) into rollup job data. */
-export function outboxToRollup(fields: readonly string[], meters: MeterIndex, partition: number): RollupJob {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
-  const slug = f.m ?? '';
-  const aggregation = aggregationOfCode(f.a ?? '') ?? 'SUM';
-  const count = f.c ?? '0';
-  const raw = f.v ?? '0';
+/** One rollup as job data, from its window, group and stored count and value (as closeWindows writes them). */
+function rollupOf(
+  meters: MeterIndex,
+  partition: number,
+  f: { m: string; a: string; ws: string; we: string },
+  group: string,
+  raw: string,
+  count: string,
+  revision: number,
+): RollupJob {
+  const aggregation = aggregationOfCode(f.a) ?? 'SUM';
   let valueDecimal: string;
   switch (aggregation) {
     case 'COUNT':
@@ -42,15 +45,15 @@ export function outboxToRollup(fields: readonly string[], meters: MeterIndex, pa
     default:
       valueDecimal = formatScaled(raw);
   }
-  const [subject, ...values] = JSON.parse(f.g ?? '[""]') as [string, ...(string | null)[]];
-  const keys = meters.bySlug(slug)?.groupKeys ?? [];
+  const [subject, ...values] = JSON.parse(group) as [string, ...(string | null)[]];
+  const keys = meters.bySlug(f.m)?.groupKeys ?? [];
   const groupBy: Record<string, string | null> = {};
   values.forEach((v, i) => {
     groupBy[keys[i] ?? `group${i}`] = v;
   });
   return {
     version: 1,
-    meter: slug,
+    meter: f.m,
     aggregation,
     subject,
     groupBy,
@@ -59,9 +62,62 @@ export function outboxToRollup(fields: readonly string[], meters: MeterIndex, pa
     value: Number(valueDecimal),
     valueDecimal,
     eventCount: Number(count),
-    revision: Number(f.r),
+    revision,
     partition,
   };
+}
+
+function fieldsOf(fields: readonly string[]): Record<string, string> {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  return f;
+}
+
+/** Decodes a one-rollup outbox entry (a correction, written by closeWindows.lua) into rollup job data. */
+export function outboxToRollup(fields: readonly string[], meters: MeterIndex, partition: number): RollupJob {
+  const f = fieldsOf(fields);
+  const window = { m: f.m ?? '', a: f.a ?? '', ws: f.ws ?? '0', we: f.we ?? '0' };
+  return rollupOf(meters, partition, window, f.g ?? '[""]', f.v ?? '0', f.c ?? '0', Number(f.r));
+}
+
+/** A rollup of an outbox entry, with its group key as stored (the job id hashes it). */
+export interface OutboxRollup {
+  readonly data: RollupJob;
+  readonly group: string;
+}
+
+/**
+ * Decodes any outbox entry written by closeWindows.lua: a page of one window's close (`rollups`: a JSON
+ * array of group, value, count, revision) or a single rollup (a correction).
+ */
+export function outboxToRollups(
+  fields: readonly string[],
+  meters: MeterIndex,
+  partition: number,
+): OutboxRollup[] {
+  const f = fieldsOf(fields);
+  if (f.rollups === undefined) {
+    return [{ data: outboxToRollup(fields, meters, partition), group: f.g ?? '[""]' }];
+  }
+  const window = { m: f.m ?? '', a: f.a ?? '', ws: f.ws ?? '0', we: f.we ?? '0' };
+  const page = JSON.parse(f.rollups) as (string | number)[];
+  const out: OutboxRollup[] = [];
+  for (let i = 0; i + 3 < page.length; i += 4) {
+    const group = String(page[i]);
+    out.push({
+      data: rollupOf(
+        meters,
+        partition,
+        window,
+        group,
+        String(page[i + 1]),
+        String(page[i + 2]),
+        Number(page[i + 3]),
+      ),
+      group,
+    });
+  }
+  return out;
 }
 
 /**
@@ -75,6 +131,9 @@ export class RollupRelay {
   private readonly jobOptions: JobsOptions;
   private readonly outbox: OutboxReader;
   private readonly graceMs: number;
+  private readonly batchJobs: boolean;
+  /** Rollups per outbox entry lately (moving average): reads and pages are sized in rollups. */
+  private rollupsPerEntry = 1;
 
   constructor(
     client: RedisClient,
@@ -93,12 +152,13 @@ export class RollupRelay {
     });
     this.jobOptions = outboxJobOptions(config);
     this.graceMs = config.windows.graceMs;
+    this.batchJobs = config.rollups.batchJobs;
     this.outbox = new OutboxReader(client, {
       key: (p) => keys.outbox(p),
       group: RELAY_GROUP,
       consumer,
       claimIdleMs: config.worker.claimIdleMs,
-      count: OUTBOX_READ_COUNT,
+      count: () => Math.max(1, Math.round(OUTBOX_READ_COUNT / this.rollupsPerEntry)),
       logger,
     });
   }
@@ -112,43 +172,59 @@ export class RollupRelay {
     return this.outbox.ensureGroup(partition);
   }
 
-  /** Relays new outbox entries, then ones left pending by a dead relay. Returns how many were relayed. */
+  /**
+   * Relays new outbox entries, then ones left pending by a dead relay. Returns how many rollups were
+   * relayed. A job per rollup, or with `rollups.batchJobs` a job per outbox entry, under the entry's id.
+   */
   async relay(partition: number): Promise<number> {
-    return this.outbox.drain(partition, async (entries) => {
-      const jobs = entries.map(([, fields]) => {
-        const data = outboxToRollup(fields, this.meters, partition);
-        const jobId = rollupJobId(
-          data.meter,
-          Date.parse(data.windowStart),
-          fieldOf(fields, 'g'),
-          data.revision,
-        );
-        return { name: ROLLUP_JOB_NAME, data, opts: { ...this.jobOptions, jobId } };
-      });
+    let relayed = 0;
+    await this.outbox.drain(partition, async (entries) => {
+      const jobs: { name: string; data: RollupJob | RollupBatchJob; opts: JobsOptions }[] = [];
+      let rollups = 0;
+      const now = Date.now();
+      for (const [id, fields] of entries) {
+        const page = outboxToRollups(fields, this.meters, partition);
+        if (page.length === 0) continue;
+        rollups += page.length;
+        for (const { data } of page) {
+          // Latency of first emissions only: a correction is late by nature.
+          if (data.revision === 1)
+            instruments.rollupLatency.record(Math.max(0, now - Date.parse(data.windowEnd) - this.graceMs), {
+              'tally.partition': partition,
+            });
+        }
+        if (this.batchJobs) {
+          const first = page[0] as OutboxRollup;
+          const jobId = `${first.data.meter}.${Date.parse(first.data.windowStart)}.p${partition}.${id}`;
+          jobs.push({
+            name: ROLLUP_BATCH_JOB_NAME,
+            data: { version: 1, rollups: page.map((r) => r.data) },
+            opts: { ...this.jobOptions, jobId },
+          });
+        } else {
+          for (const { data, group } of page) {
+            const jobId = rollupJobId(data.meter, Date.parse(data.windowStart), group, data.revision);
+            jobs.push({ name: ROLLUP_JOB_NAME, data, opts: { ...this.jobOptions, jobId } });
+          }
+        }
+      }
+      this.rollupsPerEntry = 0.7 * this.rollupsPerEntry + (0.3 * rollups) / Math.max(1, entries.length);
       // Every queue and page at once (pipelined on the connection); acked by drain only after all of
       // them accepted. A failed page leaves the whole read unacked: re-adding the pages that did go in
       // is a no-op under their deterministic job ids.
       const pages: (typeof jobs)[] = [];
-      for (let i = 0; i < jobs.length; i += JOBS_PER_ADD) pages.push(jobs.slice(i, i + JOBS_PER_ADD));
-      await Promise.all(this.queues.flatMap((queue) => pages.map((page) => queue.addBulk(page))));
-      instruments.rollupsEmitted.add(entries.length, { 'tally.partition': partition });
-      // Latency of first emissions only: a correction is late by nature.
-      const now = Date.now();
-      for (const { data } of jobs) {
-        if (data.revision === 1)
-          instruments.rollupLatency.record(Math.max(0, now - Date.parse(data.windowEnd) - this.graceMs), {
-            'tally.partition': partition,
-          });
-      }
+      const perPage = this.batchJobs
+        ? Math.max(1, Math.floor(JOBS_PER_ADD / this.rollupsPerEntry))
+        : JOBS_PER_ADD;
+      for (let i = 0; i < jobs.length; i += perPage) pages.push(jobs.slice(i, i + perPage));
+      await Promise.all(this.queues.flatMap((queue) => pages.map((p) => queue.addBulk(p))));
+      instruments.rollupsEmitted.add(rollups, { 'tally.partition': partition });
+      relayed += rollups;
     });
+    return relayed;
   }
 
   async close(): Promise<void> {
     await Promise.all(this.queues.map((q) => q.close()));
   }
-}
-
-function fieldOf(fields: readonly string[], name: string): string {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] as string;
-  return '';
 }

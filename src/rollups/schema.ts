@@ -33,3 +33,23 @@ export const RollupJobSchema = Type.Object(
 export type RollupJob = Static<typeof RollupJobSchema>;
 
 export const rollupJobChecker = TypeCompiler.Compile(RollupJobSchema);
+
+/** BullMQ job name of a rollup batch (`rollups.batchJobs`). */
+export const ROLLUP_BATCH_JOB_NAME = 'rollups';
+
+/**
+ * The data of a rollup batch job (`rollups.batchJobs: true`): a page of rollups, each as a rollup job's
+ * data, usually of one window (a window's close, cut in pages) or a single correction. Each rollup
+ * keeps its own identity and revision; a batch is delivered at least once like any job.
+ */
+export const RollupBatchJobSchema = Type.Object(
+  {
+    version: Type.Literal(1),
+    rollups: Type.Array(RollupJobSchema, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export type RollupBatchJob = Static<typeof RollupBatchJobSchema>;
+
+export const rollupBatchJobChecker = TypeCompiler.Compile(RollupBatchJobSchema);

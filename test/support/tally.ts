@@ -160,7 +160,10 @@ export class Harness {
       0,
       -1,
     );
-    return jobs.map((j) => j.data as RollupJob);
+    // A `rollups` batch job (rollups.batchJobs) carries a page of rollups.
+    return jobs.flatMap((j) =>
+      j.name === 'rollups' ? (j.data as { rollups: RollupJob[] }).rollups : [j.data as RollupJob],
+    );
   }
 
   /** Latest revision per rollup identity, and identities that appear twice with the same revision. */

@@ -42,6 +42,11 @@
     ARGV[1] consumer group  ARGV[2] grace ms      ARGV[3] idle timeout ms ARGV[4] retention ms
     ARGV[5] budget (rollups) ARGV[6] max corrections
 
+  Outbox entries (read by the relay, src/rollups/relay.ts):
+    a page of a window's close  m, a, ws, we (the window), n (rollups), rollups: JSON array of
+                                n x (group, value, count, revision)
+    a correction                m, a, ws, we, g, v, c, r (one rollup)
+
   Output: { closedWindows, rollups, corrections, more (0|1), closedThrough, status }
     closedWindows counts windows whose close finished in this call.
     status: 'ok', or 'no-group' when the stream or its consumer group does not exist.
@@ -177,16 +182,27 @@ local function closePage(member, wkey, meter, agg, ws, we, flat, whole)
       revisions[g] = got[2 * g] or nil
     end
   end
-  local written, dropped, seen = {}, {}, {}
+  local written, dropped, seen, page = {}, {}, {}, {}
   for g, grp in ipairs(groups) do
     if not revisions[g] and not seen[grp] then
       seen[grp] = true
-      emit(meter, agg, ws, we, grp, h['c:' .. grp], values[g], 1)
+      local count = h['c:' .. grp]
+      page[#page + 1] = grp
+      page[#page + 1] = agg == 'C' and count or values[g] or '0'
+      page[#page + 1] = count
+      page[#page + 1] = 1
       written[#written + 1] = 'r:' .. grp
       written[#written + 1] = 1
       dropped[#dropped + 1] = member .. '\n' .. grp
     end
   end
+  if #page == 0 then return end
+  -- One outbox entry for the page: its window once, then per group (group, value, count, revision),
+  -- as one JSON array (text, as the relay reads stream fields). One XADD per page, not per group.
+  rcall('XADD', outboxKey, '*', 'm', meter, 'a', agg, 'ws', ws, 'we', we, 'n', #page / 4, 'rollups',
+    cjson.encode(page))
+  rollups = rollups + #page / 4
+  spent = spent + #page / 4
   hsetBatched(wkey, written)
   if #dropped > 0 and anyCorrections() then
     for r = 1, #dropped, 200 do rcall('SREM', correctionsKey, unpack(dropped, r, math.min(r + 199, #dropped))) end

@@ -13,6 +13,7 @@ import {
   scaledToDecimal,
   type ModelGrant,
 } from './helpers.js';
+import { waitFor } from '../../support/redis.js';
 
 const HOUR = 3_600_000;
 const SECOND = 1_000;
@@ -22,6 +23,46 @@ describe('applying rollups to entitlement usage', () => {
   afterEach(async () => {
     await h?.close();
     h = undefined;
+  });
+
+  it('applies a rollups batch job (rollups.batchJobs) rollup by rollup, once each', async () => {
+    h = new EntHarness({
+      meters: [
+        {
+          slug: 'tokens',
+          eventType: 'llm',
+          aggregation: 'SUM',
+          valueProperty: '$.t',
+          groupBy: { model: '$.model' },
+          windowSize: 'HOUR',
+        },
+      ],
+      entitlements: {
+        features: [
+          { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
+          { key: 'all', meter: 'tokens' },
+        ],
+        defaults: [
+          { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
+          { feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
+        ],
+      },
+    });
+    const ev = h.evaluator();
+    await ev.waitUntilReady();
+    const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
+    const window = (model: string, value: string) =>
+      h!.writeWindow({ meter: 'tokens', subject: 'acme', groupBy: { model }, start: hour, value });
+    const rollups = [await window('gpt-5', '10.5'), await window('claude', '4')];
+    // Delivered twice (a relay retrying under another id would do that): each rollup still counts once.
+    await h.rollupQueue.add('rollups', { version: 1, rollups }, { jobId: 'tokens.page.1' });
+    await h.rollupQueue.add('rollups', { version: 1, rollups }, { jobId: 'tokens.page.1-again' });
+    await waitFor(async () => (await h!.rollupQueue.getJobCounts('completed')).completed === 2, {
+      message: 'both batch jobs applied',
+    });
+    expect(await h.checker.check('acme', 'gpt5')).toMatchObject({ usage: 10.5 });
+    expect(await h.checker.check('acme', 'all')).toMatchObject({ usage: 14.5 });
+    expect(ev.getStats()).toMatchObject({ rollups: 4 });
   });
 
   it('counts a rollup once: redelivery changes nothing, a correction replaces its earlier value, an older revision is ignored', async () => {

@@ -1,4 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { createRollupSubscriber, type RollupJob } from '../../../src/index.js';
+import { waitFor } from '../../support/redis.js';
 import { makeEvents, METERS, MODEL_METERS } from '../../support/fixtures.js';
 import { TotalsModel } from '../../support/model.js';
 import { diffTotals, Harness } from '../../support/tally.js';
@@ -30,6 +32,36 @@ describe('producer → worker → BullMQ rollups', () => {
     expect(stats.deadLettered).toBe(0);
     // In-order events: every window closed once, no corrections.
     expect([...latest.values()].every((r) => r.revision === 1)).toBe(true);
+  });
+
+  it('with rollups.batchJobs: one job per page of a window, the same exact totals, every rollup to a subscriber once', async () => {
+    harness = new Harness({ meters: METERS, label: 'batch-jobs', rollups: { batchJobs: true } });
+    const events = makeEvents(4000, { dupRate: 0.1, subjects: 40 });
+    const model = new TotalsModel(MODEL_METERS);
+    for (const e of events) model.add(e as never);
+    const received: RollupJob[] = [];
+    const subscriber = createRollupSubscriber(
+      harness.queue.name,
+      async (rollup) => {
+        received.push(rollup);
+      },
+      { connection: { url: harness.config.redisUrl }, prefix: harness.config.rollups.queuePrefix },
+    );
+    try {
+      await harness.producer().sendBatch(events);
+      await harness.startWorker();
+      await harness.settle();
+      const jobs = await harness.queue.getJobs(['waiting', 'active', 'completed', 'failed'], 0, -1);
+      expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(['rollups']));
+      const { latest, repeated } = await harness.finalRollups();
+      expect(repeated).toEqual([]);
+      expect(diffTotals(latest, model.expected())).toEqual([]);
+      expect(jobs.length).toBeLessThan(latest.size / 4);
+      await waitFor(async () => received.length >= latest.size, { message: 'subscriber got every rollup' });
+      expect(received).toHaveLength(latest.size);
+    } finally {
+      await subscriber.close();
+    }
   });
 
   it('counts a replayed stream once (the same events sent again later are all duplicates)', async () => {

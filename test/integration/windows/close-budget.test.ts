@@ -60,13 +60,27 @@ async function setup(groups: number): Promise<Setup> {
   return { scripts, keys, redis, member, wkey, model };
 }
 
-/** Everything in the outbox so far, in order. */
+/**
+ * Every rollup in the outbox so far, in order: a page entry (a window's close: `rollups` holds a JSON
+ * array of group, value, count, revision) gives each of its rollups, a correction entry itself.
+ */
 async function outbox(s: Setup): Promise<Rollup[]> {
   const entries = await s.redis.xrange(s.keys.outbox(0), '-', '+');
-  return entries.map(([, f]) => {
+  return entries.flatMap(([, f]) => {
     const o: Record<string, string> = {};
     for (let i = 0; i < f.length; i += 2) o[f[i] as string] = f[i + 1] as string;
-    return o as unknown as Rollup;
+    if (o.rollups === undefined) return [o as unknown as Rollup];
+    const page = JSON.parse(o.rollups) as (string | number)[];
+    const out: Rollup[] = [];
+    for (let i = 0; i < page.length; i += 4)
+      out.push({
+        g: String(page[i]),
+        v: String(page[i + 1]),
+        c: String(page[i + 2]),
+        r: String(page[i + 3]),
+      });
+    expect(out).toHaveLength(Number(o.n));
+    return out;
   });
 }
 

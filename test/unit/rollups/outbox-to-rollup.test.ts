@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AggregationCode, compileMeters, MeterIndex, type Aggregation } from '../../../src/meters/index.js';
-import { outboxToRollup } from '../../../src/rollups/relay.js';
+import { outboxToRollup, outboxToRollups } from '../../../src/rollups/relay.js';
 
 const aggregations = Object.keys(AggregationCode) as Aggregation[];
 const meters = new MeterIndex(
@@ -90,6 +90,56 @@ describe('outboxToRollup', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('decodes a page entry of a window close into the same rollups as one-rollup entries', () => {
+    const rollup = fc.record({
+      subject: fc.string({ maxLength: 20 }),
+      model: fc.oneof(fc.constant(null), fc.string({ maxLength: 12 })),
+      value: fc.bigInt({ min: -(2n ** 62n), max: 2n ** 62n }),
+      count: fc.integer({ min: 1, max: 1_000_000 }),
+      revision: fc.integer({ min: 1, max: 3 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...aggregations.filter((a) => a !== 'UNIQUE_COUNT')),
+        fc.array(rollup, { minLength: 1, maxLength: 20 }),
+        fc.integer({ min: 0, max: 1023 }),
+        (aggregation, rollups, partition) => {
+          const window = ['m', aggregation.toLowerCase(), 'a', AggregationCode[aggregation]];
+          window.push('ws', '600000', 'we', '660000');
+          // As closeWindows.lua writes them: cjson text of (group, value, count, revision) per rollup.
+          const page = rollups.flatMap((r) => [
+            JSON.stringify([r.subject, r.model, null]),
+            String(r.value),
+            String(r.count),
+            r.revision,
+          ]);
+          const got = outboxToRollups(
+            [...window, 'n', String(rollups.length), 'rollups', JSON.stringify(page)],
+            meters,
+            partition,
+          );
+          const one = rollups.map((r) => {
+            const g = JSON.stringify([r.subject, r.model, null]);
+            const fields = [
+              ...window,
+              'g',
+              g,
+              'v',
+              String(r.value),
+              'c',
+              String(r.count),
+              'r',
+              String(r.revision),
+            ];
+            return { data: outboxToRollup(fields, meters, partition), group: g };
+          });
+          expect(got).toEqual(one);
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });
