@@ -20,7 +20,7 @@ import { readCall } from '../test/support/apply-call.js';
 import { drainGenerator, type BenchContext } from './drain.js';
 import { meterConfig } from './events.js';
 import { preload, type SendMode } from './preload.js';
-import { checkWindowTotals, commandStats, redisCpuSeconds, type CommandStat } from './redis-stats.js';
+import { checkWindowTotals, commandStats, redisCpuSeconds } from './redis-stats.js';
 
 /** Per event, in µs of Redis time. */
 export interface ApplyCost {
@@ -114,7 +114,7 @@ async function measure(ctx: BenchContext, mode: SendMode, events: number): Promi
   await redis.flushall();
 
   const per = (usec: number) => usec / events;
-  const script = (stats.evalsha as CommandStat | undefined)?.usec ?? 0;
+  const script = stats.evalsha?.usec ?? 0;
   const byCommand: Record<string, number> = {};
   let commands = 0;
   for (const [name, stat] of Object.entries(stats)) {

@@ -282,22 +282,36 @@ export function renderReport(results: Results): { table: string; summary: Record
   }
   const { relay } = results.scenarios;
   if (relay) {
+    const { batch } = relay;
     rows.push([
       `7 relay ${int(relay.rollups)} rollups, ${relay.partitions} outboxes -> ${relay.queues} queues`,
-      `${int(relay.rollupsPerSecond)} rollups/s (Redis ${relay.redisUsPerRollup.toFixed(1)} us, worker ${relay.workerUsPerRollup.toFixed(1)} us per rollup)`,
+      `${int(relay.rollupsPerSecond)} rollups/s, a job per rollup (Redis ${relay.redisUsPerRollup.toFixed(1)} us, worker ${relay.workerUsPerRollup.toFixed(1)} us per rollup)`,
       `addBulk alone ${int(relay.addBulkRollupsPerSecond)} rollups/s`,
       x(relay.ratioToAddBulk),
       '>= 30,000 rollups/s',
     ]);
+    rows.push([
+      '7 relay, rollups.batchJobs (a job per outbox page)',
+      `${int(batch.rollupsPerSecond)} rollups/s in ${int(batch.jobsPerQueue)} jobs per queue (Redis ${batch.redisUsPerRollup.toFixed(1)} us, worker ${batch.workerUsPerRollup.toFixed(1)} us per rollup)`,
+      `a job per rollup ${int(relay.rollupsPerSecond)} rollups/s`,
+      x(batch.rollupsPerSecond / relay.rollupsPerSecond),
+      '>= 30,000 rollups/s',
+    ]);
     summary.relayRollupsPerSecond = relay.rollupsPerSecond;
     summary.relayRatioToAddBulk = relay.ratioToAddBulk;
-    targets.push({
-      name: `relay: outbox to ${relay.queues} BullMQ queues`,
-      target: '>= 30,000 rollups/s',
-      measured: `${int(relay.rollupsPerSecond)} rollups/s`,
-      met: relay.rollupsPerSecond >= 30_000,
-      ...(relay.rollupsPerSecond < 30_000 ? { missedBy: `${x(30_000 / relay.rollupsPerSecond)} short` } : {}),
-    });
+    summary.relayBatchJobsRollupsPerSecond = batch.rollupsPerSecond;
+    for (const [name, measured] of [
+      [`relay: outbox to ${relay.queues} BullMQ queues, a job per rollup (default)`, relay.rollupsPerSecond],
+      [`relay: outbox to ${relay.queues} BullMQ queues, rollups.batchJobs`, batch.rollupsPerSecond],
+    ] as [string, number][]) {
+      targets.push({
+        name,
+        target: '>= 30,000 rollups/s',
+        measured: `${int(measured)} rollups/s`,
+        met: measured >= 30_000,
+        ...(measured < 30_000 ? { missedBy: `${x(30_000 / measured)} short` } : {}),
+      });
+    }
   }
   // Issue 10: no single Redis call over 5 ms in any scenario (SLOWLOG of each one that records it).
   const longest: [string, number][] = [
@@ -310,7 +324,12 @@ export function renderReport(results: Results): { table: string; summary: Record
         ]
       : []),
     ...(live?.runs.map((r): [string, number] => [`live ${r.subjects} subjects`, r.maxRedisCallMs]) ?? []),
-    ...(relay ? [['relay', relay.maxRedisCallMs] as [string, number]] : []),
+    ...(relay
+      ? [
+          ['relay', relay.maxRedisCallMs] as [string, number],
+          ['relay batchJobs', relay.batch.maxRedisCallMs] as [string, number],
+        ]
+      : []),
   ];
   if (longest.length > 0) {
     const max = Math.max(...longest.map(([, ms]) => ms));
