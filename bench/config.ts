@@ -19,6 +19,8 @@ export interface BenchConfigOptions {
   readonly idleTimeout?: string;
   readonly closeInterval?: string;
   readonly bucketBits?: number;
+  /** rollups.batchJobs: one job per outbox page. */
+  readonly batchJobs?: boolean;
 }
 
 export function benchConfig(o: BenchConfigOptions): Record<string, unknown> {
@@ -31,7 +33,7 @@ export function benchConfig(o: BenchConfigOptions): Record<string, unknown> {
       ...(o.idleTimeout ? { idleTimeout: o.idleTimeout } : {}),
     },
     worker: { batchSize: o.batchSize, ...(o.closeInterval ? { closeInterval: o.closeInterval } : {}) },
-    rollups: { queues: [`${o.prefix}-rollups`] },
+    rollups: { queues: [`${o.prefix}-rollups`], ...(o.batchJobs ? { batchJobs: true } : {}) },
     meters: meterConfig(o.windowSize),
   };
 }
