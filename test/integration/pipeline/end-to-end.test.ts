@@ -42,8 +42,9 @@ describe('producer → worker → BullMQ rollups', () => {
     const received: RollupJob[] = [];
     const subscriber = createRollupSubscriber(
       harness.queue.name,
-      async (rollup) => {
+      (rollup) => {
         received.push(rollup);
+        return Promise.resolve();
       },
       { connection: { url: harness.config.redisUrl }, prefix: harness.config.rollups.queuePrefix },
     );
@@ -57,7 +58,9 @@ describe('producer → worker → BullMQ rollups', () => {
       expect(repeated).toEqual([]);
       expect(diffTotals(latest, model.expected())).toEqual([]);
       expect(jobs.length).toBeLessThan(latest.size / 4);
-      await waitFor(async () => received.length >= latest.size, { message: 'subscriber got every rollup' });
+      await waitFor(() => Promise.resolve(received.length >= latest.size), {
+        message: 'subscriber got every rollup',
+      });
       expect(received).toHaveLength(latest.size);
     } finally {
       await subscriber.close();
