@@ -87,6 +87,8 @@ export interface DrainScenario {
   readonly bareSingle: DrainResult[];
   /** The first Tally run on single-event entries (its command statistics and CPU figures). */
   readonly tallySingle: TallyDrainResult;
+  /** One more run on the same entries with rollups.batchJobs. */
+  readonly tallyBatchJobs: TallyDrainResult;
   readonly tallyEventsPerSecondEachRun: number[];
   readonly ceilingEntriesPerSecondEachRun: number[];
   readonly bareBatch: DrainResult;
@@ -163,6 +165,27 @@ export async function runDrainScenario(ctx: BenchContext): Promise<DrainScenario
     );
   }
   const tallySingle = tallyRuns[0] as TallyDrainResult;
+
+  // The same entries once more with rollups.batchJobs: the drain also closes ~26k windows' groups,
+  // and a BullMQ job per rollup costs more than applying the ~8 events behind it.
+  log('drain: Tally on the same entries with rollups.batchJobs (a job per outbox page)');
+  await redis.copy(source, 'drainbj:{p0}:events');
+  const tallyBatchJobs = await runTallyDrain(redis, {
+    configPath: writeBenchConfig(ctx.dir, {
+      url,
+      prefix: 'drainbj',
+      partitions: 1,
+      batchSize: params.batchSize,
+      windowSize: 'HOUR',
+      batchJobs: true,
+    }),
+    streams: ['drainbj:{p0}:events'],
+    group: 'tally',
+    replicas: ['-'],
+    timeoutMs,
+  });
+  log(`drain:   ${fmt(n / tallyBatchJobs.seconds)} events/s`);
+  await verifyDrain(redis, 'drainbj', single.model, tallyBatchJobs.stats);
   const dedupKeys = await scanKeys(redis, 'drain1r0:{p0}:d:*');
   const dedupBytesPerEventAtDrain = (await memoryUsageOf(redis, dedupKeys)) / single.model.unique;
 
@@ -245,6 +268,7 @@ export async function runDrainScenario(ctx: BenchContext): Promise<DrainScenario
     preloadBatch: strip(batch),
     bareSingle,
     tallySingle,
+    tallyBatchJobs,
     tallyEventsPerSecondEachRun: tallyRuns.map((t) => n / t.seconds),
     ceilingEntriesPerSecondEachRun: bareSingle.map((b) => n / b.seconds),
     bareBatch,

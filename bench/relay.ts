@@ -23,13 +23,10 @@ const QUEUES = ['billing', 'entitlements'];
 /** Outbox entries per pipeline while filling, and jobs per addBulk of the ceiling run. */
 const PAGE = 2000;
 
-export interface RelayScenario {
-  readonly rollups: number;
-  readonly partitions: number;
-  readonly queues: number;
-  /** Rollups moved from the outboxes into every queue per second, first to last job added. */
+/** One relay run: the outboxes drained by one worker process into both queues. */
+export interface RelayRun {
+  /** Rollups moved from the outboxes into every queue per second (worker ready → outboxes empty). */
   readonly rollupsPerSecond: number;
-  /** Worker ready → every outbox empty and every job in its queue. */
   readonly wallSeconds: number;
   readonly redisUsPerRollup: number;
   readonly workerUsPerRollup: number;
@@ -37,21 +34,19 @@ export interface RelayScenario {
   readonly maxRedisCallMs: number;
   /** The slowest calls: [ms, command and first argument]. */
   readonly slowCalls: [number, string][];
+}
+
+/** A job per rollup (the default), with the ceiling and the `rollups.batchJobs` run beside it. */
+export interface RelayScenario extends RelayRun {
+  readonly rollups: number;
+  readonly partitions: number;
+  readonly queues: number;
   /** The same jobs added with addBulk straight to the queues (pages of 2,000, all queues at once). */
   readonly addBulkRollupsPerSecond: number;
   /** rollupsPerSecond ÷ addBulkRollupsPerSecond. */
   readonly ratioToAddBulk: number;
   /** The same rollups with `rollups.batchJobs`: one job per outbox page. */
   readonly batch: RelayRun & { readonly jobsPerQueue: number };
-}
-
-export interface RelayRun {
-  readonly rollupsPerSecond: number;
-  readonly wallSeconds: number;
-  readonly redisUsPerRollup: number;
-  readonly workerUsPerRollup: number;
-  readonly maxRedisCallMs: number;
-  readonly slowCalls: [number, string][];
 }
 
 /** Rollups per outbox entry, as closeWindows.lua pages a big window (MAX_ROLLUPS_PER_CALL). */

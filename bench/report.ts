@@ -143,6 +143,19 @@ export function renderReport(results: Results): { table: string; summary: Record
     summary.workerUsPerEvent = workerUs;
     summary.batchEntryRatio = batchRatio;
     summary.maxRedisCallMs = maxCallMs;
+    const bj = drain.tallyBatchJobs;
+    const bjRate = drain.events / bj.seconds;
+    rows.push([
+      '1 drain, single-event entries, rollups.batchJobs',
+      `${int(bjRate)} ev/s: Redis CPU ${((bj.redisCpuSeconds / drain.events) * 1e6).toFixed(1)} us/ev, worker CPU ${((bj.consumerCpuSeconds / drain.events) * 1e6).toFixed(1)} us/ev`,
+      `a job per rollup ${int(drain.tallyEventsPerSecond)} ev/s`,
+      x(bjRate / drain.ceilingEventsPerSecond),
+      '>= 0.50x',
+    ]);
+    summary.eventsPerSecondBatchJobs = bjRate;
+    summary.ratioToCeilingBatchJobs = bjRate / drain.ceilingEventsPerSecond;
+    summary.redisUsPerEventBatchJobs = (bj.redisCpuSeconds / drain.events) * 1e6;
+    summary.workerUsPerEventBatchJobs = (bj.consumerCpuSeconds / drain.events) * 1e6;
     rows.push([
       '1 drain: cost per event',
       `Redis CPU ${redisUs.toFixed(1)} us/ev (${int(1e6 / redisUs)} ev/s per Redis core), worker CPU ${workerUs.toFixed(1)} us/ev`,

@@ -17,8 +17,10 @@ import { ROLLUP_BATCH_JOB_NAME, ROLLUP_JOB_NAME, type RollupBatchJob, type Rollu
  */
 const JOBS_PER_ADD = 250;
 /**
- * Outbox entries per read. XREADGROUP of 2,000 rollups and the XDEL of their ids each held Redis for
- * 13-20 ms (SLOWLOG, relay bench scenario); 250 keeps both near 2 ms, one addBulk page per queue.
+ * Rollups per read (entries per read: this over the rollups an entry lately held, since a page entry
+ * of a window's close holds up to 160). XREADGROUP of 2,000 rollups and the XDEL of their ids each
+ * held Redis for 13-20 ms (SLOWLOG, relay bench scenario); 250 keeps both near 2 ms, one addBulk page
+ * per queue.
  */
 const OUTBOX_READ_COUNT = 250;
 

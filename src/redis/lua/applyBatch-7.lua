@@ -399,6 +399,21 @@ local function increment(wkey, field, by)
   return type(res) ~= 'table' or res.err == nil
 end
 
+-- A MIN/MAX value is kept if it beats the stored one; a LATEST value if its sort key is newer.
+local function keepExtreme(wkey, agg, grp, value)
+  local cur = rcall('HGET', wkey, 'v:' .. grp)
+  local cmp = cur and compareInt(value, cur) or 0
+  if not cur or (agg == 'm' and cmp < 0) or (agg == 'M' and cmp > 0) then
+    rcall('HSET', wkey, 'v:' .. grp, value)
+  end
+end
+local function keepLatest(wkey, grp, value, sortKey)
+  local cur = rcall('HGET', wkey, 't:' .. grp)
+  if not cur or sortKey > cur then
+    rcall('HSET', wkey, 't:' .. grp, sortKey, 'v:' .. grp, value)
+  end
+end
+
 -- Cells: the window bookkeeping, then one write of the count and of the value.
 local replaying = false
 for c, p in ipairs(cells) do
@@ -424,16 +439,9 @@ for c, p in ipairs(cells) do
         replaying = true
       end
     elseif agg == 'm' or agg == 'M' then
-      local cur = rcall('HGET', wkey, 'v:' .. grp)
-      local cmp = cur and compareInt(a, cur) or 0
-      if not cur or (agg == 'm' and cmp < 0) or (agg == 'M' and cmp > 0) then
-        rcall('HSET', wkey, 'v:' .. grp, a)
-      end
+      keepExtreme(wkey, agg, grp, a)
     elseif agg == 'L' then
-      local cur = rcall('HGET', wkey, 't:' .. grp)
-      if not cur or b > cur then
-        rcall('HSET', wkey, 't:' .. grp, b, 'v:' .. grp, a)
-      end
+      keepLatest(wkey, grp, a, b)
     elseif agg == 'U' then
       local ukey, added = wkey .. ':u', 0
       for value, k in pairs(uniques[c]) do
@@ -472,16 +480,9 @@ if replaying then
                     payload, field)
                 end
               elseif agg == 'm' or agg == 'M' then
-                local cur = rcall('HGET', wkey, 'v:' .. grp)
-                local c = cur and compareInt(value, cur) or 0
-                if not cur or (agg == 'm' and c < 0) or (agg == 'M' and c > 0) then
-                  rcall('HSET', wkey, 'v:' .. grp, value)
-                end
+                keepExtreme(wkey, agg, grp, value)
               elseif agg == 'L' then
-                local cur = rcall('HGET', wkey, 't:' .. grp)
-                if not cur or R[u + 2] > cur then
-                  rcall('HSET', wkey, 't:' .. grp, R[u + 2], 'v:' .. grp, value)
-                end
+                keepLatest(wkey, grp, value, R[u + 2])
               end
             end
           end

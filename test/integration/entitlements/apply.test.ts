@@ -16,6 +16,30 @@ import {
 import { waitFor } from '../../support/redis.js';
 
 const HOUR = 3_600_000;
+
+/** A SUM meter of tokens by model; a feature for gpt-5 alone and one for every model. */
+const TOKENS_BY_MODEL = {
+  meters: [
+    {
+      slug: 'tokens',
+      eventType: 'llm',
+      aggregation: 'SUM',
+      valueProperty: '$.t',
+      groupBy: { model: '$.model' },
+      windowSize: 'HOUR',
+    },
+  ],
+  entitlements: {
+    features: [
+      { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
+      { key: 'all', meter: 'tokens' },
+    ],
+    defaults: [
+      { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
+      { feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
+    ],
+  },
+};
 const SECOND = 1_000;
 
 describe('applying rollups to entitlement usage', () => {
@@ -26,28 +50,7 @@ describe('applying rollups to entitlement usage', () => {
   });
 
   it('applies a rollups batch job (rollups.batchJobs) rollup by rollup, once each', async () => {
-    h = new EntHarness({
-      meters: [
-        {
-          slug: 'tokens',
-          eventType: 'llm',
-          aggregation: 'SUM',
-          valueProperty: '$.t',
-          groupBy: { model: '$.model' },
-          windowSize: 'HOUR',
-        },
-      ],
-      entitlements: {
-        features: [
-          { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
-          { key: 'all', meter: 'tokens' },
-        ],
-        defaults: [
-          { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
-          { feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
-        ],
-      },
-    });
+    h = new EntHarness(TOKENS_BY_MODEL);
     const ev = h.evaluator();
     await ev.waitUntilReady();
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
@@ -66,28 +69,7 @@ describe('applying rollups to entitlement usage', () => {
   });
 
   it('counts a rollup once: redelivery changes nothing, a correction replaces its earlier value, an older revision is ignored', async () => {
-    h = new EntHarness({
-      meters: [
-        {
-          slug: 'tokens',
-          eventType: 'llm',
-          aggregation: 'SUM',
-          valueProperty: '$.t',
-          groupBy: { model: '$.model' },
-          windowSize: 'HOUR',
-        },
-      ],
-      entitlements: {
-        features: [
-          { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },
-          { key: 'all', meter: 'tokens' },
-        ],
-        defaults: [
-          { feature: 'gpt5', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
-          { feature: 'all', type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1000 },
-        ],
-      },
-    });
+    h = new EntHarness(TOKENS_BY_MODEL);
     const ev = h.evaluator();
     const hour = Math.floor(Date.now() / HOUR) * HOUR - HOUR;
     const r1 = await h.writeWindow({
