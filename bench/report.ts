@@ -200,7 +200,7 @@ export function renderReport(results: Results): { table: string; summary: Record
     for (const r of scaling.runs) {
       rows.push([
         `3 scaling ${int(scaling.events)} ev, ${r.replicas} replica(s), ${scaling.partitions} partitions`,
-        `${int(r.eventsPerSecond)} ev/s (mean of ${runs(r.eventsPerSecondEachRun)}), exact`,
+        `${int(r.eventsPerSecond)} ev/s (mean of ${runs(r.eventsPerSecondEachRun)}), exact; ${int(r.eventsPerSecond / r.replicas)} per replica, ${int(r.eventsPerSecond / r.redisCpuShare)} per Redis core`,
         `1 replica ${int(scaling.runs[0]?.eventsPerSecond ?? NaN)} ev/s`,
         x(r.speedup),
         'never slower, exact',
@@ -208,6 +208,10 @@ export function renderReport(results: Results): { table: string; summary: Record
     }
     summary.scalingEventsPerSecond = Object.fromEntries(
       scaling.runs.map((r) => [r.replicas, r.eventsPerSecond]),
+    );
+    // What one shard (one Redis core) meters, whatever the number of replicas feeding it.
+    summary.scalingEventsPerRedisCore = Object.fromEntries(
+      scaling.runs.map((r) => [r.replicas, r.eventsPerSecond / r.redisCpuShare]),
     );
     const slowest = Math.min(...scaling.runs.map((r) => r.speedup));
     targets.push({
