@@ -194,7 +194,7 @@ async function runLive(
         const [zcard, scard, outbox, closing] = await Promise.all([
           redis.zcard(`${prefix}:{p0}:windows`),
           redis.scard(`${prefix}:{p0}:corrections`),
-          redis.xlen(`${prefix}:{p0}:outbox`),
+          redis.xlen(`${prefix}:{p0}:outbox:v2`),
           redis.hexists(`${prefix}:{p0}:state`, 'closing'),
         ]);
         return zcard === 0 && scard === 0 && outbox === 0 && closing === 0;

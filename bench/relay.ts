@@ -98,7 +98,8 @@ async function fill(redis: Redis, prefix: string, n: number): Promise<void> {
   for (const page of pages.values()) if (page.items.length > 0) flush(page);
   for (let i = 0; i < entries.length; i += PAGE) {
     const pipeline = redis.pipeline();
-    for (const e of entries.slice(i, i + PAGE)) pipeline.xadd(`${prefix}:{p${e.p}}:outbox`, '*', ...e.fields);
+    for (const e of entries.slice(i, i + PAGE))
+      pipeline.xadd(`${prefix}:{p${e.p}}:outbox:v2`, '*', ...e.fields);
     await pipeline.exec();
   }
 }
@@ -137,7 +138,7 @@ async function relayRun(
     const ready = Date.now();
     await until(async () => {
       const lengths = await Promise.all(
-        Array.from({ length: PARTITIONS }, (_, p) => redis.xlen(`${prefix}:{p${p}}:outbox`)),
+        Array.from({ length: PARTITIONS }, (_, p) => redis.xlen(`${prefix}:{p${p}}:outbox:v2`)),
       );
       return lengths.every((l) => l === 0);
     }, 300_000);

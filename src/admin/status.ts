@@ -154,6 +154,7 @@ async function partitionStatus(
     .xlen(keys.deadLetter(p))
     .xlen(keys.outbox(p))
     .scard(keys.corrections(p))
+    .xlen(keys.legacyOutbox(p))
     .exec();
   if (!results) throw new Error(`partition ${p}: the status pipeline was not executed`);
   const r = (i: number, what: string) => reply(results, i, `partition ${p} ${what}`);
@@ -193,7 +194,7 @@ async function partitionStatus(
     streamTime: intOrNull(streamTime),
     closedThrough: intOrNull(closedThrough),
     deadLetters: intOrNull(r(10, 'XLEN dead-letter')) ?? 0,
-    outbox: intOrNull(r(11, 'XLEN outbox')) ?? 0,
+    outbox: (intOrNull(r(11, 'XLEN outbox')) ?? 0) + (intOrNull(r(13, 'XLEN legacy outbox')) ?? 0),
     correctionsPending: intOrNull(r(12, 'SCARD corrections')) ?? 0,
   };
 }

@@ -45,8 +45,17 @@ export class TallyKeys {
     return `${this.partitionBase(partition)}corrections`;
   }
 
-  /** Stream of rollups written atomically with window closing, relayed to BullMQ. */
+  /**
+   * Stream of rollups written atomically with window closing, relayed to BullMQ: an entry per page of
+   * a window's close or per correction (closeWindows.lua). `:v2` since pages: a relay of an older
+   * version reads only legacyOutbox, so it never misreads a page during a rolling upgrade.
+   */
   outbox(partition: number): string {
+    return `${this.partitionBase(partition)}outbox:v2`;
+  }
+
+  /** The outbox of versions before pages (one rollup per entry): still relayed, never written. */
+  legacyOutbox(partition: number): string {
     return `${this.partitionBase(partition)}outbox`;
   }
 

@@ -132,13 +132,16 @@ export class RollupRelay {
   private readonly queues: Queue[];
   private readonly jobOptions: JobsOptions;
   private readonly outbox: OutboxReader;
+  /** The outbox of versions before pages, relayed while it exists (entries of not yet upgraded workers). */
+  private readonly legacy: OutboxReader;
+  private readonly legacyKey: (partition: number) => string;
   private readonly graceMs: number;
   private readonly batchJobs: boolean;
   /** Rollups per outbox entry lately (moving average): reads and pages are sized in rollups. */
   private rollupsPerEntry = 1;
 
   constructor(
-    client: RedisClient,
+    private readonly client: RedisClient,
     config: TallyConfig,
     private readonly meters: MeterIndex,
     consumer: string,
@@ -155,19 +158,26 @@ export class RollupRelay {
     this.jobOptions = outboxJobOptions(config);
     this.graceMs = config.windows.graceMs;
     this.batchJobs = config.rollups.batchJobs;
-    this.outbox = new OutboxReader(client, {
-      key: (p) => keys.outbox(p),
-      group: RELAY_GROUP,
-      consumer,
-      claimIdleMs: config.worker.claimIdleMs,
-      count: () => Math.max(1, Math.round(OUTBOX_READ_COUNT / this.rollupsPerEntry)),
-      logger,
-    });
+    const reader = (key: (p: number) => string) =>
+      new OutboxReader(client, {
+        key,
+        group: RELAY_GROUP,
+        consumer,
+        claimIdleMs: config.worker.claimIdleMs,
+        count: () => Math.max(1, Math.round(OUTBOX_READ_COUNT / this.rollupsPerEntry)),
+        logger,
+      });
+    this.outbox = reader((p) => keys.outbox(p));
+    this.legacyKey = (p) => keys.legacyOutbox(p);
+    this.legacy = reader(this.legacyKey);
   }
 
   /** Forgets relay consumers with nothing pending: this one (`minIdleMs` null) or others idle that long. */
-  forgetConsumers(partition: number, minIdleMs: number | null): Promise<number> {
-    return this.outbox.forget(partition, minIdleMs);
+  async forgetConsumers(partition: number, minIdleMs: number | null): Promise<number> {
+    const legacy = (await this.client.exists(this.legacyKey(partition)))
+      ? await this.legacy.forget(partition, minIdleMs)
+      : 0;
+    return legacy + (await this.outbox.forget(partition, minIdleMs));
   }
 
   ensureGroup(partition: number): Promise<void> {
@@ -180,7 +190,8 @@ export class RollupRelay {
    */
   async relay(partition: number): Promise<number> {
     let relayed = 0;
-    await this.outbox.drain(partition, async (entries) => {
+    // `stream` tells the two outboxes apart in batch job ids: their entry ids are not unique across them.
+    const publish = (stream: string) => async (entries: [string, string[]][]) => {
       const jobs: { name: string; data: RollupJob | RollupBatchJob; opts: JobsOptions }[] = [];
       let rollups = 0;
       const now = Date.now();
@@ -197,7 +208,7 @@ export class RollupRelay {
         }
         if (this.batchJobs) {
           const first = page[0] as OutboxRollup;
-          const jobId = `${first.data.meter}.${Date.parse(first.data.windowStart)}.p${partition}.${id}`;
+          const jobId = `${first.data.meter}.${Date.parse(first.data.windowStart)}.p${partition}${stream}.${id}`;
           jobs.push({
             name: ROLLUP_BATCH_JOB_NAME,
             data: { version: 1, rollups: page.map((r) => r.data) },
@@ -222,7 +233,11 @@ export class RollupRelay {
       await Promise.all(this.queues.flatMap((queue) => pages.map((p) => queue.addBulk(p))));
       instruments.rollupsEmitted.add(rollups, { 'tally.partition': partition });
       relayed += rollups;
-    });
+    };
+    // What workers of a version before pages wrote (a rolling upgrade), first: it is older.
+    if (await this.client.exists(this.legacyKey(partition)))
+      await this.legacy.drain(partition, publish('.legacy'));
+    await this.outbox.drain(partition, publish(''));
     return relayed;
   }
 

@@ -68,7 +68,7 @@ export function observePartitionGauges(source: PartitionGaugeSource): () => void
       observe(g.partitionOldestPendingAge, oldest === null ? 0 : Math.max(0, now - oldest));
       observe(g.partitionOpenWindows, int(value(2)));
       observe(g.partitionEventTimeLag, streamTime === undefined ? undefined : Math.max(0, now - streamTime));
-      observe(g.partitionOutbox, int(value(4)));
+      observe(g.partitionOutbox, (int(value(4)) ?? 0) + (int(value(6)) ?? 0));
       observe(g.partitionDeadLetters, int(value(5)));
     });
   };
@@ -87,5 +87,6 @@ function readPartition({ client, keys, group }: PartitionGaugeSource, p: number)
     .hget(keys.state(p), 'streamTime')
     .xlen(keys.outbox(p))
     .xlen(keys.deadLetter(p))
+    .xlen(keys.legacyOutbox(p))
     .exec();
 }
