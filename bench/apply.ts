@@ -43,21 +43,31 @@ export interface ApplyCost {
 export interface ApplyScenario {
   readonly single: ApplyCost;
   readonly batch: ApplyCost;
+  /** Single-event entries again with 10 subjects: events of a call share cells (fewer cell writes). */
+  readonly fewSubjects: ApplyCost & { readonly subjects: number };
 }
+
+/** Subjects of the low-cardinality pass. */
+const FEW_SUBJECTS = 10;
 
 const GROUP = 'tally';
 const CONSUMER = 'bench';
 
-async function measure(ctx: BenchContext, mode: SendMode, events: number): Promise<ApplyCost> {
+async function measure(
+  ctx: BenchContext,
+  mode: SendMode,
+  events: number,
+  subjects = ctx.params.subjects,
+): Promise<ApplyCost> {
   const { redis, url, params } = ctx;
-  const prefix = `apply-${mode}`;
+  const prefix = `apply-${mode}-${subjects}`;
   const { model } = await preload({
     url,
     prefix,
     partitions: 1,
     mode,
     events,
-    generator: drainGenerator(params, events),
+    generator: { ...drainGenerator(params, events), subjects },
   });
   const config: TallyConfig = resolveConfig(
     { streams: { prefix, partitions: 1 }, meters: meterConfig('HOUR') },
@@ -148,5 +158,10 @@ export async function runApplyScenario(ctx: BenchContext): Promise<ApplyScenario
   ctx.log(
     `apply:   Redis CPU ${batch.redisCpuUsPerEvent.toFixed(1)} us/ev (commands ${batch.commandsUsPerEvent.toFixed(1)}, Lua ${batch.luaUsPerEvent.toFixed(1)})`,
   );
-  return { single, batch };
+  ctx.log(`apply: single-event entries again, ${FEW_SUBJECTS} subjects (events of a call share cells)`);
+  const few = await measure(ctx, 'single', events, FEW_SUBJECTS);
+  ctx.log(
+    `apply:   Redis CPU ${few.redisCpuUsPerEvent.toFixed(1)} us/ev (commands ${few.commandsUsPerEvent.toFixed(1)}, Lua ${few.luaUsPerEvent.toFixed(1)}), ${few.cellsPerEvent.toFixed(2)} cells/ev`,
+  );
+  return { single, batch, fewSubjects: { ...few, subjects: FEW_SUBJECTS } };
 }

@@ -90,6 +90,15 @@ export function renderReport(results: Results): { table: string; summary: Record
       `${int(1e6 / batch.redisCpuUsPerEvent)} ev/s per core`,
       '<= 4 us',
     ]);
+    const few = apply.fewSubjects;
+    rows.push([
+      `1b apply only, single-event entries, ${few.subjects} subjects`,
+      split(few),
+      `${few.cellsPerEvent.toFixed(2)} cells/ev, ${int(few.calls)} calls, longest ${few.maxCallMs.toFixed(1)} ms`,
+      `${int(1e6 / few.redisCpuUsPerEvent)} ev/s per core`,
+      '<= 4 us',
+    ]);
+    summary.applyRedisUsPerEventFewSubjects = few.redisCpuUsPerEvent;
     summary.applyRedisUsPerEvent = single.redisCpuUsPerEvent;
     summary.applyRedisUsPerEventBatchEntries = batch.redisCpuUsPerEvent;
     summary.applyLuaUsPerEvent = single.luaUsPerEvent;

@@ -16,8 +16,15 @@ const meters = [
   { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
 ];
 
+/**
+ * The minute the file's clock starts in, fixed once: events made before and after a settle must land
+ * in the same window even when a minute boundary passes in between (a late event would otherwise
+ * fall into the next, still open window and not be late at all).
+ */
+const BASE_MINUTE = Math.floor(Date.now() / MINUTE) * MINUTE;
+
 function event(id: string, tokens: unknown, minutesAgo = 3, subject = 'acme'): UsageEvent {
-  const start = Math.floor(Date.now() / MINUTE) * MINUTE - minutesAgo * MINUTE;
+  const start = BASE_MINUTE - minutesAgo * MINUTE;
   return {
     id,
     source: 'dl',

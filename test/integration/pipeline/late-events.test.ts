@@ -7,8 +7,14 @@ const meters = [
   { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: '1m' },
 ];
 
+/**
+ * The minute the file's clock starts in, fixed once: events made before and after a settle land in
+ * the same window even when a minute boundary passes in between.
+ */
+const BASE_MINUTE = Math.floor(Date.now() / MINUTE) * MINUTE;
+
 function event(id: string, minutesAgo: number, tokens: number): UsageEvent {
-  const start = Math.floor(Date.now() / MINUTE) * MINUTE - minutesAgo * MINUTE;
+  const start = BASE_MINUTE - minutesAgo * MINUTE;
   return {
     id,
     source: 'late',
