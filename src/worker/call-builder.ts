@@ -71,6 +71,8 @@ export class CallBuilder {
   /** Where the open entry's header is in `entries`, and how many records it has so far. */
   private header = -1;
   private records = 0;
+  /** The cells `newCells` found for the updates it was last asked about. */
+  private found: { updates: readonly MeterUpdate[]; cells: (Cell | undefined)[] } | undefined;
 
   get isEmpty(): boolean {
     return this.entryCount === 0;
@@ -81,13 +83,20 @@ export class CallBuilder {
     return this.records;
   }
 
-  /** How many of `updates` land in cells this call does not have yet (each costs a cell write). */
+  /**
+   * How many of `updates` land in cells this call does not have yet (each costs a cell write). The
+   * cells found are kept for `addEvent` of the same updates, so each is looked up once.
+   */
   newCells(updates: readonly MeterUpdate[]): number {
     let n = 0;
+    const found: (Cell | undefined)[] = [];
     for (const u of updates) {
       const w = this.windowIndex.get(u.meter)?.get(u.windowStart);
-      if (w === undefined || !this.cellIndex[w - 1]?.has(u.group)) n++;
+      const cell = w === undefined ? undefined : this.cellIndex[w - 1]?.get(u.group);
+      if (cell === undefined) n++;
+      found.push(cell);
     }
+    this.found = { updates, cells: found };
     return n;
   }
 
@@ -122,8 +131,11 @@ export class CallBuilder {
   ): void {
     this.fingerprints.push(fp);
     this.entries.push(timeMs, index, from, to, updates.length);
-    for (const u of updates) {
-      const cell = this.cellOf(u);
+    const found = this.found?.updates === updates ? this.found.cells : undefined;
+    this.found = undefined;
+    for (let i = 0; i < updates.length; i++) {
+      const u = updates[i] as MeterUpdate;
+      const cell = found?.[i] ?? this.cellOf(u);
       cell.count++;
       const value = updateValue(u);
       switch (cell.code) {
