@@ -9,6 +9,7 @@ import {
   burnDownModel,
   decimalToScaled,
   EntHarness,
+  TOKENS_BY_MODEL_HOURLY,
   M,
   scaledToDecimal,
   type ModelGrant,
@@ -19,16 +20,7 @@ const HOUR = 3_600_000;
 
 /** A SUM meter of tokens by model; a feature for gpt-5 alone and one for every model. */
 const TOKENS_BY_MODEL = {
-  meters: [
-    {
-      slug: 'tokens',
-      eventType: 'llm',
-      aggregation: 'SUM',
-      valueProperty: '$.t',
-      groupBy: { model: '$.model' },
-      windowSize: 'HOUR',
-    },
-  ],
+  meters: [TOKENS_BY_MODEL_HOURLY],
   entitlements: {
     features: [
       { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } },

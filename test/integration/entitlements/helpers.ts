@@ -19,6 +19,16 @@ import {
 import { createTestRedis, testRedisUrl, uniquePrefix } from '../../support/redis.js';
 
 export const M = 1_000_000n;
+
+/** An hourly SUM meter of tokens (`$.t`) by model, the meter most entitlement tests count with. */
+export const TOKENS_BY_MODEL_HOURLY = {
+  slug: 'tokens',
+  eventType: 'llm',
+  aggregation: 'SUM',
+  valueProperty: '$.t',
+  groupBy: { model: '$.model' },
+  windowSize: 'HOUR',
+};
 export const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 export interface EntHarnessOptions {

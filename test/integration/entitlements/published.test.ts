@@ -16,19 +16,10 @@ import {
 } from '../../../src/index.js';
 import { captureLogs, LogLevel } from '../../support/log-capture.js';
 import { waitFor } from '../../support/redis.js';
-import { EntHarness, logger } from './helpers.js';
+import { EntHarness, logger, TOKENS_BY_MODEL_HOURLY } from './helpers.js';
 
 const HOUR = 3_600_000;
-const meters = [
-  {
-    slug: 'tokens',
-    eventType: 'llm',
-    aggregation: 'SUM',
-    valueProperty: '$.t',
-    groupBy: { model: '$.model' },
-    windowSize: 'HOUR',
-  },
-];
+const meters = [TOKENS_BY_MODEL_HOURLY];
 const gpt5 = { key: 'gpt5', meter: 'tokens', filter: { model: 'gpt-5' } };
 const daily = (limit: number | string, thresholds: unknown[] = [{ percent: 80 }, { value: 900 }]) => ({
   features: [gpt5],
