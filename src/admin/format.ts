@@ -194,7 +194,7 @@ export function formatReplay(r: ReplayResult): string {
   const lines: string[] = [];
   for (const x of r.replayed) {
     const what = x.event?.id !== undefined ? ` ${x.event.source ?? '?'}/${x.event.id}` : '';
-    const scope = x.scope === 'entry' ? 'whole entry' : 'event';
+    const scope = (x.scope === 'entry' ? 'whole entry' : 'event') + (x.meter !== null ? `, meter ${x.meter} only` : '');
     const where = `→ partition ${x.partition} (${scope}, field ${x.field})`;
     const done = r.dryRun ? 'would replay' : 'replayed';
     const tail = r.dryRun

@@ -45,6 +45,8 @@ export interface DeadLetter {
   field: string;
   payload: string;
   deliveries?: string;
+  /** The one meter the event is dead-lettered for (it counts in the others). */
+  meter?: string;
 }
 
 const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js');

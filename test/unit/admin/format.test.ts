@@ -273,6 +273,7 @@ describe('formatting', () => {
       partition: 0,
       field: 'event' as const,
       scope: 'event' as const,
+      meter: null,
     };
     expect(
       formatReplay({
