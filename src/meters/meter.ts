@@ -211,6 +211,8 @@ export class MeterIndex {
   private byType = new Map<string, Meter[]>();
   private all = new Map<string, Meter>();
   private active: readonly Meter[] = [];
+  /** Goes up by one with every `reset`: what was derived from the meters before is stale. */
+  revision = 0;
 
   constructor(meters: readonly Meter[], inactive: readonly Meter[] = []) {
     this.reset(meters, inactive);
@@ -232,6 +234,7 @@ export class MeterIndex {
     this.byType = byType;
     this.all = new Map([...inactive, ...meters].map((m) => [m.slug, m]));
     this.active = meters;
+    this.revision++;
   }
 
   forType(type: string): readonly Meter[] | undefined {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import { MeterIndex } from '../meters/index.js';
+import { MeterIndex, type MeterInput } from '../meters/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
 import { sleep } from '../time/index.js';
 import { meterInputOf } from './definition.js';
@@ -62,6 +62,22 @@ export class RegistryFollower {
 
   get version(): number {
     return this.current?.version ?? 0;
+  }
+
+  /** True once the registry was read (`start`). */
+  get started(): boolean {
+    return this.current !== undefined;
+  }
+
+  /**
+   * The meters in the config's shape: the registry's active ones (deleted ones too with
+   * `includeDeleted`), or the config's before the registry was read.
+   */
+  meterInputs(includeDeleted = false): MeterInput[] {
+    if (!this.current) return [...this.config.data.meters];
+    return this.current.meters
+      .filter((m) => includeDeleted || m.deletedAt === undefined)
+      .map((m) => meterInputOf(m.definition, m.info.description));
   }
 
   /** Calls `listener` after each change this follower takes up. */
