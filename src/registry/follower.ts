@@ -91,9 +91,12 @@ export class RegistryFollower {
    */
   async start(): Promise<RegistrySnapshot> {
     const { version, added } = await this.registry.declare(this.config);
-    if (added.length > 0)
-      this.logger.info({ version, meters: added }, 'meters of the config registered: they count from now on');
     await this.take(await this.registry.read());
+    if (added.length > 0) {
+      // Every partition records where the new meters start now, not when a worker next syncs it.
+      await this.activate();
+      this.logger.info({ version, meters: added }, 'meters of the config registered: they count from now on');
+    }
     const own = new Set(this.config.meters.map((m) => m.slug));
     const others = this.snapshot.active.filter((m) => !own.has(m.slug)).map((m) => m.slug);
     if (others.length > 0)
@@ -138,6 +141,14 @@ export class RegistryFollower {
       }
       await this.refresh();
     }
+  }
+
+  /**
+   * Brings every partition to the followed version, so meters added by this process start counting
+   * there now (their activation points are recorded) rather than when a worker next syncs it.
+   */
+  async activate(): Promise<void> {
+    for (let p = 0; p < this.config.partitions; p++) await this.partitionView(p);
   }
 
   /** Forgets a partition's view (applyBatch found the partition at another version). */
