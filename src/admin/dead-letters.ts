@@ -190,7 +190,10 @@ export async function replayDeadLetters(
     throw new TallyConfigError('ids', 'expected at least one dead-letter id');
   if (opts.payload !== undefined) {
     if (opts.ids?.length !== 1)
-      throw new TallyConfigError('payload', 'a fixed payload replaces the event of exactly one dead letter: give one id');
+      throw new TallyConfigError(
+        'payload',
+        'a fixed payload replaces the event of exactly one dead letter: give one id',
+      );
     let parsed: unknown;
     try {
       parsed = JSON.parse(opts.payload);

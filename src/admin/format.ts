@@ -166,7 +166,10 @@ export function formatStatus(s: TallyStatus): string {
       : '  (none registered)',
   );
   const reg = s.registry;
-  out.push('', `Meter registry v${reg.version}${reg.partitions !== null ? ` · ${reg.partitions} partitions` : ''}`);
+  out.push(
+    '',
+    `Meter registry v${reg.version}${reg.partitions !== null ? ` · ${reg.partitions} partitions` : ''}`,
+  );
   out.push(
     reg.meters.length
       ? renderTable(
@@ -219,7 +222,8 @@ export function formatReplay(r: ReplayResult): string {
   const lines: string[] = [];
   for (const x of r.replayed) {
     const what = x.event?.id !== undefined ? ` ${x.event.source ?? '?'}/${x.event.id}` : '';
-    const scope = (x.scope === 'entry' ? 'whole entry' : 'event') + (x.meter !== null ? `, meter ${x.meter} only` : '');
+    const scope =
+      (x.scope === 'entry' ? 'whole entry' : 'event') + (x.meter !== null ? `, meter ${x.meter} only` : '');
     const where = `→ partition ${x.partition} (${scope}, field ${x.field})`;
     const done = r.dryRun ? 'would replay' : 'replayed';
     const tail = r.dryRun

@@ -398,11 +398,19 @@ async function registryStatus(client: RedisClient, keys: TallyKeys, now: number)
 const MAX_PARTITIONS = 1024;
 
 /** Event streams of partitions at or beyond `partitions` that exist (one EXISTS each, single-key). */
-async function unreadStreams(client: RedisClient, keys: TallyKeys, partitions: number): Promise<UnreadStream[]> {
+async function unreadStreams(
+  client: RedisClient,
+  keys: TallyKeys,
+  partitions: number,
+): Promise<UnreadStream[]> {
   const beyond = Array.from({ length: MAX_PARTITIONS - partitions }, (_, i) => partitions + i);
   const exists = await Promise.all(beyond.map((p) => client.exists(keys.events(p))));
   const found = beyond.filter((_, i) => exists[i] === 1);
   return Promise.all(
-    found.map(async (p) => ({ partition: p, key: keys.events(p), length: await client.xlen(keys.events(p)) })),
+    found.map(async (p) => ({
+      partition: p,
+      key: keys.events(p),
+      length: await client.xlen(keys.events(p)),
+    })),
   );
 }

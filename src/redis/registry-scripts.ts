@@ -56,9 +56,12 @@ export class RegistryScripts {
 
   /** deleteMeter.lua: the registry version after the deletion, or undefined for an unknown slug. */
   async deleteMeter(slug: string): Promise<number | undefined> {
-    const [status, version] = (await runScript(this.client, 'deleteMeter', [this.keys.registry()], [
-      slug,
-    ])) as string[];
+    const [status, version] = (await runScript(
+      this.client,
+      'deleteMeter',
+      [this.keys.registry()],
+      [slug],
+    )) as string[];
     return status === 'ok' ? Number(version) : undefined;
   }
 

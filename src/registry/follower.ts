@@ -189,7 +189,10 @@ export class RegistryFollower {
     const meters = snapshot.meters.filter((m) => m.deletedAt === undefined);
     const config = {
       ...this.config,
-      data: { ...this.config.data, meters: meters.map((m) => meterInputOf(m.definition, m.info.description)) },
+      data: {
+        ...this.config.data,
+        meters: meters.map((m) => meterInputOf(m.definition, m.info.description)),
+      },
     };
     const { version } = await this.registry.declare(config);
     this.views.clear();

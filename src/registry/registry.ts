@@ -177,7 +177,10 @@ export class MeterRegistry {
     if (reply.status === 'conflict') {
       const input = config.data.meters.find((m) => m.slug === reply.slug) as MeterInput;
       const i = config.data.meters.indexOf(input);
-      throw new TallyConfigError(`meters[${i}]`, conflictMessage(config.prefix, definitionOf(input), reply.stored));
+      throw new TallyConfigError(
+        `meters[${i}]`,
+        conflictMessage(config.prefix, definitionOf(input), reply.stored),
+      );
     }
     if (reply.status !== 'ok') throw new Error(`registerMeters: unexpected reply ${reply.status}`);
     return { version: reply.version, added: reply.added };
@@ -203,7 +206,10 @@ export class MeterRegistry {
       case 'ok':
         return { status: 'created', version: reply.version };
       case 'conflict':
-        return { status: 'conflict', message: conflictMessage(this.keys.prefix, definitionOf(input), reply.stored) };
+        return {
+          status: 'conflict',
+          message: conflictMessage(this.keys.prefix, definitionOf(input), reply.stored),
+        };
       case 'partitions':
         return { status: 'partitions', stored: reply.stored };
       default:

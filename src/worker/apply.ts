@@ -38,9 +38,7 @@ export async function applyPrepared(
   await withSpan('apply_batch', { 'tally.partition': partition, 'tally.entries': entries }, async () => {
     // Forwarded copies must be in their home stream before this entry is acked (a crash in
     // between re-forwards them, and the home partition drops the copy as a duplicate).
-    await Promise.all(
-      prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', ...f.fields)),
-    );
+    await Promise.all(prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', ...f.fields)));
     const params = {
       group: config.consumerGroup,
       consumer,

@@ -120,7 +120,14 @@ export class CallBuilder {
   }
 
   /** An event rejected whole; `meter`: the meter the dead letter is for ('' for the event). */
-  deadLetter(index: number, reason: string, detail: string, payload: string, field: string, meter = ''): void {
+  deadLetter(
+    index: number,
+    reason: string,
+    detail: string,
+    payload: string,
+    field: string,
+    meter = '',
+  ): void {
     this.entries.push('D', index, reason, detail, payload, field, meter);
     this.records++;
   }

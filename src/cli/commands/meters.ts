@@ -35,7 +35,8 @@ async function list(flags: ListFlags): Promise<void> {
   const snapshot = await withClient(config, (client) => MeterRegistry.forConfig(client, config).read());
   const meters = snapshot.meters.filter((m) => flags.all || m.deletedAt === undefined);
   print(flags.json, { version: snapshot.version, partitions: snapshot.partitions ?? null, meters }, () => {
-    if (snapshot.version === 0) return `no meter registry under prefix ${config.prefix} yet: it is created when a worker, an evaluator or serve starts`;
+    if (snapshot.version === 0)
+      return `no meter registry under prefix ${config.prefix} yet: it is created when a worker, an evaluator or serve starts`;
     const now = Date.now();
     const table = meters.length
       ? renderTable(
@@ -51,9 +52,15 @@ async function remove(slug: string, flags: DeleteFlags): Promise<void> {
   const config = await loadCommandConfig(flags.config);
   const version = await withClient(config, (client) => MeterRegistry.forConfig(client, config).delete(slug));
   if (version === undefined)
-    throw new TallyConfigError('meters delete', `no meter ${JSON.stringify(slug)} in the registry of prefix ${config.prefix}`);
-  print(flags.json, { slug, version }, () =>
-    `meter ${slug} deleted at registry v${version}: running processes stop counting it within seconds; its open windows still close and emit, its stored windows stay queryable until windows.retention. A config that still lists it registers it again at start: remove it there too.`,
+    throw new TallyConfigError(
+      'meters delete',
+      `no meter ${JSON.stringify(slug)} in the registry of prefix ${config.prefix}`,
+    );
+  print(
+    flags.json,
+    { slug, version },
+    () =>
+      `meter ${slug} deleted at registry v${version}: running processes stop counting it within seconds; its open windows still close and emit, its stored windows stay queryable until windows.retention. A config that still lists it registers it again at start: remove it there too.`,
   );
 }
 

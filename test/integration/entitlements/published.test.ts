@@ -180,4 +180,49 @@ describe('published entitlement definitions', () => {
     });
     expect(ev.getStats()).toMatchObject({ rollups: 1, applied: 1 });
   });
+
+  it('only move forward: an older config never takes the catalog back, and an evaluator republishes it when Redis lost it', async () => {
+    h = new EntHarness({ meters, entitlements: daily(1000), label: 'forward' });
+    const older = h.config;
+    const newer = variant(daily(2000));
+    expect(await publishDefinitions(h.redis, older, 'old')).toMatchObject({
+      status: 'published',
+      version: 1,
+    });
+    expect(await publishDefinitions(h.redis, newer, 'new')).toMatchObject({
+      status: 'published',
+      version: 2,
+    });
+    // The older config again (a replica of the previous deploy restarting): nothing changes.
+    expect(await publishDefinitions(h.redis, older, 'old-again')).toMatchObject({
+      status: 'older',
+      version: 2,
+      publishedBy: 'new',
+      supersededVersion: 1,
+    });
+    const logs = captureLogs('info');
+    const ev = new EntitlementEvaluator({ config: older, logger: logs.logger, consumerName: 'old-pod' });
+    closers.push(ev);
+    await ev.start();
+    expect(
+      logs.matching(
+        /^the config's entitlement definitions were published as v1 and replaced since/,
+        LogLevel.warn,
+      ),
+    ).toHaveLength(1);
+    expect(ev.definitions.catalog).toMatchObject({ source: 'published', version: 2 });
+    expect(await readPublished(h.redis, h.config)).toMatchObject({ version: 2, publishedBy: 'new' });
+
+    // Redis lost the catalog: the evaluator publishes its own again on its next maintenance tick.
+    await h.redis.del(h.keys.entitlementDefinitions());
+    await ev.tick();
+    expect(
+      logs.matching(
+        /^the published entitlement definitions were missing .*: published the config's again/,
+        LogLevel.warn,
+      ),
+    ).toHaveLength(1);
+    expect(await readPublished(h.redis, h.config)).toMatchObject({ version: 1, publishedBy: 'old-pod' });
+    expect(ev.definitions.catalog).toMatchObject({ source: 'published', version: 1 });
+  });
 });

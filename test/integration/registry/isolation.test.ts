@@ -11,11 +11,35 @@ import { diffTotals, Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
 const meters = [
-  { slug: 'calls', eventType: 'api.request', aggregation: 'COUNT', groupBy: { route: '$.route' }, windowSize: 'MINUTE' },
-  { slug: 'users', eventType: 'api.request', aggregation: 'UNIQUE_COUNT', valueProperty: '$.user', windowSize: 'MINUTE' },
+  {
+    slug: 'calls',
+    eventType: 'api.request',
+    aggregation: 'COUNT',
+    groupBy: { route: '$.route' },
+    windowSize: 'MINUTE',
+  },
+  {
+    slug: 'users',
+    eventType: 'api.request',
+    aggregation: 'UNIQUE_COUNT',
+    valueProperty: '$.user',
+    windowSize: 'MINUTE',
+  },
 ];
-const calls: ModelMeter = { slug: 'calls', eventType: 'api.request', aggregation: 'COUNT', groupBy: { route: 'route' }, windowMs: MINUTE };
-const users: ModelMeter = { slug: 'users', eventType: 'api.request', aggregation: 'UNIQUE_COUNT', valueKey: 'user', windowMs: MINUTE };
+const calls: ModelMeter = {
+  slug: 'calls',
+  eventType: 'api.request',
+  aggregation: 'COUNT',
+  groupBy: { route: 'route' },
+  windowMs: MINUTE,
+};
+const users: ModelMeter = {
+  slug: 'users',
+  eventType: 'api.request',
+  aggregation: 'UNIQUE_COUNT',
+  valueKey: 'user',
+  windowMs: MINUTE,
+};
 
 describe('meter isolation', () => {
   let harness: Harness | undefined;

@@ -18,8 +18,20 @@ import { Harness } from '../../support/tally.js';
 const dir = mkdtempSync(join(tmpdir(), 'tally-registry-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const calls = { slug: 'calls', eventType: 'req', aggregation: 'COUNT', windowSize: 'MINUTE', groupBy: { route: '$.route' } };
-const tokens = { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: 'HOUR' };
+const calls = {
+  slug: 'calls',
+  eventType: 'req',
+  aggregation: 'COUNT',
+  windowSize: 'MINUTE',
+  groupBy: { route: '$.route' },
+};
+const tokens = {
+  slug: 'tokens',
+  eventType: 'llm',
+  aggregation: 'SUM',
+  valueProperty: '$.tokens',
+  windowSize: 'HOUR',
+};
 
 function configFile(prefix: string, meters: unknown[], partitions = 2): string {
   const file = join(dir, `${prefix}-${Math.random().toString(36).slice(2)}.yaml`);
@@ -45,20 +57,37 @@ describe('the registry refuses a config that contradicts it', () => {
 
     const changes: [string, Record<string, unknown>, RegExp][] = [
       ['windowSize', { windowSize: '5m' }, /windowSize is "MINUTE" in the registry but "5m" here/],
-      ['timeZone', { timeZone: 'Europe/Paris' }, /timeZone is "UTC" in the registry but "Europe\/Paris" here/],
-      ['aggregation', { aggregation: 'SUM', valueProperty: '$.n' }, /aggregation is "COUNT" in the registry but "SUM" here/],
-      ['groupBy', { groupBy: { path: '$.route' } }, /groupBy is \{"route":"\$\.route"\} in the registry but \{"path":"\$\.route"\} here/],
+      [
+        'timeZone',
+        { timeZone: 'Europe/Paris' },
+        /timeZone is "UTC" in the registry but "Europe\/Paris" here/,
+      ],
+      [
+        'aggregation',
+        { aggregation: 'SUM', valueProperty: '$.n' },
+        /aggregation is "COUNT" in the registry but "SUM" here/,
+      ],
+      [
+        'groupBy',
+        { groupBy: { path: '$.route' } },
+        /groupBy is \{"route":"\$\.route"\} in the registry but \{"path":"\$\.route"\} here/,
+      ],
     ];
     const valueProperty = await run(
       ['worker', '--config', configFile(prefix, [calls, { ...tokens, valueProperty: '$.n' }])],
       env(),
     );
     expect(valueProperty.code).not.toBe(0);
-    expect(valueProperty.stderr).toMatch(/meter "tokens": valueProperty is "\$\.tokens" in the registry but "\$\.n" here/);
+    expect(valueProperty.stderr).toMatch(
+      /meter "tokens": valueProperty is "\$\.tokens" in the registry but "\$\.n" here/,
+    );
     for (const [field, change, says] of changes) {
       const r = await run(['worker', '--config', configFile(prefix, [{ ...calls, ...change }])], env());
       expect(r.code, `${field}: ${r.stderr}`).not.toBe(0);
-      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('tally: Redis'));
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('tally: Redis'));
       expect(lines, field).toHaveLength(1);
       expect(lines[0]).toMatch(/meter "calls"/);
       expect(lines[0]).toMatch(says);
@@ -66,11 +95,17 @@ describe('the registry refuses a config that contradicts it', () => {
     }
     const parts = await run(['worker', '--config', configFile(prefix, [calls], 4)], env());
     expect(parts.code).not.toBe(0);
-    const lines = parts.stderr.trim().split('\n').filter((l) => !l.startsWith('tally: Redis'));
+    const lines = parts.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('tally: Redis'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/streams\.partitions: is 4 here, but .* was set up with 2 partitions/);
     // serve refuses the same way.
-    const serve = await run(['serve', '--config', configFile(prefix, [{ ...calls, windowSize: 'HOUR' }]), '--port', '0'], env());
+    const serve = await run(
+      ['serve', '--config', configFile(prefix, [{ ...calls, windowSize: 'HOUR' }]), '--port', '0'],
+      env(),
+    );
     expect(serve.code).not.toBe(0);
     expect(serve.stderr).toMatch(/windowSize is "MINUTE" in the registry but "HOUR" here/);
 
@@ -83,7 +118,10 @@ describe('the registry refuses a config that contradicts it', () => {
     await first.waitForOutput(/meter registry changed: following the new version/, 10_000);
     const listed = await run(['meters', 'list', '--json', '--config', configFile(prefix, [calls])], env());
     expect(listed.code).toBe(0);
-    const json = JSON.parse(listed.stdout) as { version: number; meters: { definition: { slug: string; windowSize: string } }[] };
+    const json = JSON.parse(listed.stdout) as {
+      version: number;
+      meters: { definition: { slug: string; windowSize: string } }[];
+    };
     expect(json.version).toBe(2);
     expect(json.meters.map((m) => [m.definition.slug, m.definition.windowSize])).toEqual([
       ['calls', 'MINUTE'],
@@ -104,14 +142,28 @@ describe('misrouting', () => {
     harness = new Harness({ meters: [calls], partitions: 4, label: 'misroute' });
     const h = harness;
     const time = new Date(Date.now() - 180_000).toISOString();
-    const event = (id: string) => ({ id, source: 'm', type: 'req', subject: 'acme', time, data: { route: '/a' } });
+    const event = (id: string) => ({
+      id,
+      source: 'm',
+      type: 'req',
+      subject: 'acme',
+      time,
+      data: { route: '/a' },
+    });
     const home = partitionOf('acme', 4);
     const wrong = (home + 1) % 4;
     const other = (home + 2) % 4;
     // A foreign producer's mistake: forwarded once, counted once.
     await h.redis.xadd(h.keys.events(wrong), '*', 'event', JSON.stringify(event('once')));
     // A copy that claims it was forwarded already, in a partition that is not its home: never forwarded again.
-    await h.redis.xadd(h.keys.events(other), '*', 'forwarded', String(wrong), 'event', JSON.stringify(event('bounced')));
+    await h.redis.xadd(
+      h.keys.events(other),
+      '*',
+      'forwarded',
+      String(wrong),
+      'event',
+      JSON.stringify(event('bounced')),
+    );
     // A producer that thinks there are 6 partitions.
     await h.redis.xadd(`${h.prefix}:{p5}:events`, '*', 'event', JSON.stringify(event('lost')));
     const worker = await h.startWorker();
@@ -120,10 +172,13 @@ describe('misrouting', () => {
     const forwardedCopy = (await h.redis.xrange(h.keys.events(home), '-', '+')).map(([, f]) => f);
     expect(forwardedCopy).toEqual([['forwarded', String(wrong), 'event', JSON.stringify(event('once'))]]);
     const dead = await h.deadLetters(other);
-    expect(dead.map((d) => [d.reason, JSON.parse(d.payload).id])).toEqual([['misrouted', 'bounced']]);
+    expect(dead.map((d) => [d.reason, (JSON.parse(d.payload) as { id: string }).id])).toEqual([
+      ['misrouted', 'bounced'],
+    ]);
     expect(dead[0]?.detail).toMatch(new RegExp(`forwarded here from partition ${wrong}`));
     // Stream lengths stay put: nothing bounces between partitions.
-    for (let p = 0; p < 4; p++) expect(await h.redis.xlen(h.keys.events(p))).toBe(p === wrong || p === other || p === home ? 1 : 0);
+    for (let p = 0; p < 4; p++)
+      expect(await h.redis.xlen(h.keys.events(p))).toBe(p === wrong || p === other || p === home ? 1 : 0);
     const rollups = await waitFor(async () => {
       const r = await h.rollups();
       return r.length > 0 && r;
@@ -133,7 +188,11 @@ describe('misrouting', () => {
     const s = await status(h.redis, h.config);
     expect(s.unreadStreams).toEqual([{ partition: 5, key: `${h.prefix}:{p5}:events`, length: 1 }]);
     expect(s.warnings.join('\n')).toMatch(/\{p5\}:events: 1 entries in a partition beyond the 4 configured/);
-    expect(s.registry).toMatchObject({ version: 1, partitions: 4, meters: [{ slug: 'calls', activeSince: 1, deletedAt: null }] });
+    expect(s.registry).toMatchObject({
+      version: 1,
+      partitions: 4,
+      meters: [{ slug: 'calls', activeSince: 1, deletedAt: null }],
+    });
     expect(s.registry.processes.map((p) => [p.role, p.version])).toEqual([['worker', 1]]);
   });
 });

@@ -14,18 +14,47 @@ import { diffTotals, Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
 const PARTITIONS = 2;
-const calls = { slug: 'calls', eventType: 'llm', aggregation: 'COUNT', groupBy: { model: '$.model' }, windowSize: 'MINUTE' };
-const tokens = { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueProperty: '$.tokens', windowSize: 'MINUTE' };
-const users = { slug: 'users', eventType: 'llm', aggregation: 'UNIQUE_COUNT', valueProperty: '$.user', windowSize: 'MINUTE' };
+const calls = {
+  slug: 'calls',
+  eventType: 'llm',
+  aggregation: 'COUNT',
+  groupBy: { model: '$.model' },
+  windowSize: 'MINUTE',
+};
+const tokens = {
+  slug: 'tokens',
+  eventType: 'llm',
+  aggregation: 'SUM',
+  valueProperty: '$.tokens',
+  windowSize: 'MINUTE',
+};
+const users = {
+  slug: 'users',
+  eventType: 'llm',
+  aggregation: 'UNIQUE_COUNT',
+  valueProperty: '$.user',
+  windowSize: 'MINUTE',
+};
 const model = {
-  calls: { slug: 'calls', eventType: 'llm', aggregation: 'COUNT', groupBy: { model: 'model' }, windowMs: MINUTE },
+  calls: {
+    slug: 'calls',
+    eventType: 'llm',
+    aggregation: 'COUNT',
+    groupBy: { model: 'model' },
+    windowMs: MINUTE,
+  },
   tokens: { slug: 'tokens', eventType: 'llm', aggregation: 'SUM', valueKey: 'tokens', windowMs: MINUTE },
   users: { slug: 'users', eventType: 'llm', aggregation: 'UNIQUE_COUNT', valueKey: 'user', windowMs: MINUTE },
 } satisfies Record<string, ModelMeter>;
 
 const entitlements = (features: { key: string; meter: string }[]) => ({
   features,
-  defaults: features.map((f) => ({ feature: f.key, type: 'metered', usagePeriod: { interval: 'DAY' }, limit: 1_000_000 })),
+  defaults: features.map((f) => ({
+    feature: f.key,
+    type: 'metered',
+    usagePeriod: { interval: 'DAY' },
+    limit: 1_000_000,
+  })),
 });
 
 async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -45,7 +74,10 @@ describe('rolling deploy', () => {
   it('adds a meter with zero events lost for the old meters, the new one exact from its activation point, the catalog only moving forward', async () => {
     harness = new Harness({ meters: [calls, tokens], partitions: PARTITIONS, label: 'deploy' });
     const h = harness;
-    const queues = { ...(h.raw.rollups as object), queues: [`${h.prefix}-billing`, `${h.prefix}-entitlements`] };
+    const queues = {
+      ...(h.raw.rollups as object),
+      queues: [`${h.prefix}-billing`, `${h.prefix}-entitlements`],
+    };
     const oldConfig = { rollups: queues, entitlements: entitlements([{ key: 'llm', meter: 'calls' }]) };
     const newConfig = {
       meters: [calls, tokens, users],
@@ -61,7 +93,7 @@ describe('rolling deploy', () => {
     const watcher = (async () => {
       while (watching) {
         const [ver, fp] = await h.redis.hmget(definitions, 'ver', 'fp');
-        if (ver !== null && fp !== null && catalog.at(-1)?.fp !== fp) catalog.push({ ver: Number(ver), fp });
+        if (ver && fp && catalog.at(-1)?.fp !== fp) catalog.push({ ver: Number(ver), fp });
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
@@ -99,7 +131,9 @@ describe('rolling deploy', () => {
     w1 = h.spawnWorker(newConfig);
     // Every running process (the old worker, the new one, their evaluators) follows the new meter
     // within 5 s of its registration.
-    await waitFor(async () => (await h.redis.hget(h.keys.registry(), 'version')) === '2', { timeoutMs: 20_000 });
+    await waitFor(async () => (await h.redis.hget(h.keys.registry(), 'version')) === '2', {
+      timeoutMs: 20_000,
+    });
     const registered = Date.now();
     await waitFor(
       async () => {

@@ -79,7 +79,12 @@ describe('prepareBatch with hostile values', () => {
     expect(prepared.forwards).toEqual([
       {
         partition: partitionOf('acme', 4),
-        fields: ['forwarded', String(wrong), 'event', `{"time":"${new Date(now).toISOString()}",${text.slice(1)}`],
+        fields: [
+          'forwarded',
+          String(wrong),
+          'event',
+          `{"time":"${new Date(now).toISOString()}",${text.slice(1)}`,
+        ],
       },
     ]);
     expect(prepared.rejected).toBe(0);
