@@ -217,9 +217,23 @@ export class MeterRegistry {
     }
   }
 
-  /** Deletes a meter: it stops counting at the next version. Undefined for an unknown slug. */
-  delete(slug: string): Promise<number | undefined> {
-    return this.scripts.deleteMeter(slug);
+  /**
+   * Deletes a meter: it stops counting at the next version, in every partition as soon as this
+   * returns (each is brought to that version, so a replica still counting it is refused there).
+   * Undefined for an unknown slug.
+   */
+  async delete(slug: string): Promise<number | undefined> {
+    const version = await this.scripts.deleteMeter(slug);
+    if (version !== undefined) await this.activate(await this.read());
+    return version;
+  }
+
+  /**
+   * Brings every partition to the snapshot's version, recording where newly active meters start and
+   * ending deleted ones there now, rather than when a worker next syncs each partition.
+   */
+  async activate(snapshot: RegistrySnapshot): Promise<void> {
+    for (let p = 0; p < (snapshot.partitions ?? 0); p++) await this.syncPartition(p, snapshot);
   }
 
   /**
