@@ -148,7 +148,16 @@ export class RegistryFollower {
    * there now (their activation points are recorded) rather than when a worker next syncs it.
    */
   async activate(): Promise<void> {
-    for (let p = 0; p < this.config.partitions; p++) await this.partitionView(p);
+    for (let p = 0; p < this.config.partitions; p++) {
+      // A partition that cannot be brought there now (a key of the wrong type) is brought there when a
+      // worker next applies entries in it; it must not keep this process from starting.
+      await this.partitionView(p).catch((err: unknown) =>
+        this.logger.warn(
+          { err, partition: p },
+          'could not record where the new meters start in this partition yet',
+        ),
+      );
+    }
   }
 
   /** Forgets a partition's view (applyBatch found the partition at another version). */

@@ -224,7 +224,8 @@ export class MeterRegistry {
    */
   async delete(slug: string): Promise<number | undefined> {
     const version = await this.scripts.deleteMeter(slug);
-    if (version !== undefined) await this.activate(await this.read());
+    // A partition that cannot be synced now is synced by a worker before it applies anything there.
+    if (version !== undefined) await this.activate(await this.read()).catch(() => undefined);
     return version;
   }
 
@@ -233,7 +234,11 @@ export class MeterRegistry {
    * ending deleted ones there now, rather than when a worker next syncs each partition.
    */
   async activate(snapshot: RegistrySnapshot): Promise<void> {
-    for (let p = 0; p < (snapshot.partitions ?? 0); p++) await this.syncPartition(p, snapshot);
+    const failed: unknown[] = [];
+    for (let p = 0; p < (snapshot.partitions ?? 0); p++)
+      await this.syncPartition(p, snapshot).catch((err: unknown) => failed.push(err));
+    // The others are there; a worker brings the failed ones there before it applies anything in them.
+    if (failed.length > 0) throw failed[0];
   }
 
   /**

@@ -30,7 +30,8 @@ local current = tonumber(rcall('HGET', registryKey, 'version') or '-1')
 if current > version then return { 'newer', tostring(current) } end
 if current < version then
   local last = '0-0'
-  if rcall('EXISTS', eventsKey) == 1 then
+  -- Not a stream (missing, or another type put there by mistake): nothing in it is ever read.
+  if rcall('TYPE', eventsKey)['ok'] == 'stream' then
     local info = rcall('XINFO', 'STREAM', eventsKey)
     for f = 1, #info, 2 do
       if info[f] == 'last-generated-id' then last = info[f + 1] end
