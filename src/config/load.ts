@@ -59,6 +59,8 @@ export interface TallyConfig {
     readonly leases: boolean;
     readonly leaseTtlMs: number;
     readonly shutdownTimeoutMs: number;
+    /** How long `tally worker` tries to reach Redis a first time before it gives up. */
+    readonly connectTimeoutMs: number;
   };
   readonly rollups: {
     readonly queues: readonly string[];
@@ -93,6 +95,7 @@ const MIN_CLOSE_INTERVAL = { ms: 10, text: '10ms' };
 const MIN_CLAIM_IDLE = { ms: 100, text: '100ms' };
 const MIN_LEASE_TTL = { ms: 300, text: '300ms' };
 const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
+const MIN_CONNECT_TIMEOUT = { ms: 100, text: '100ms' };
 
 function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
   const ms = parseDuration(value, field);
@@ -230,6 +233,11 @@ export function resolveConfig(
         data.worker.shutdownTimeout,
         'worker.shutdownTimeout',
         MIN_SHUTDOWN_TIMEOUT,
+      ),
+      connectTimeoutMs: durationAtLeast(
+        data.worker.connectTimeout,
+        'worker.connectTimeout',
+        MIN_CONNECT_TIMEOUT,
       ),
     },
     rollups: {

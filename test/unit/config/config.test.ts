@@ -104,6 +104,7 @@ describe('config', () => {
       ['claimIdle', '0s', '100ms'],
       ['leaseTtl', '100ms', '300ms'],
       ['shutdownTimeout', 0, '100ms'],
+      ['connectTimeout', '50ms', '100ms'],
     ] as const) {
       expect(configError({ worker: { [field]: value } }).message).toBe(
         `worker.${field}: must be at least ${min}, got ${JSON.stringify(value)}`,
@@ -120,6 +121,8 @@ describe('config', () => {
       shutdownTimeoutMs: 2_000,
     });
     expect(resolveConfig({}, {}).worker.shutdownTimeoutMs).toBe(10_000);
+    expect(resolveConfig({}, {}).worker.connectTimeoutMs).toBe(10_000);
+    expect(resolveConfig({ worker: { connectTimeout: '2m' } }, {}).worker.connectTimeoutMs).toBe(120_000);
     expect(resolveConfig({}, {}).maxEventsPerEntry).toBe(10_000);
   });
 });
