@@ -72,6 +72,10 @@ async function usage(flags: UsageFlags): Promise<void> {
   else console.log(usageTable(rows));
 }
 
+/** `tally check` exit codes besides 0 (access) and 1 (an error such as an unreachable Redis). */
+const NO_ACCESS_EXIT = 3;
+const UNKNOWN_FEATURE_EXIT = 4;
+
 async function check(
   subject: string,
   feature: string,
@@ -79,6 +83,7 @@ async function check(
 ): Promise<void> {
   const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
   const config = await loadCommandConfig(flags.config);
+  let features: string[] = [];
   const result = await withClient(config, async (connection) => {
     // The checker's own warning would repeat the note below as a JSON log line.
     const checker = new EntitlementChecker({
@@ -86,12 +91,21 @@ async function check(
       connection,
       logger: stderrLogger(process.env.LOG_LEVEL ?? 'error'),
     });
-    const note = definitionsNote(await checker.definitionsCatalog(), config, flags.config);
+    const catalog = await checker.definitionsCatalog();
+    features = [...catalog.features.keys()].sort();
+    const note = definitionsNote(catalog, config, flags.config);
     if (note) process.stderr.write(`tally: ${note}\n`);
     return checker.check(subject, feature, at);
   });
   console.log(JSON.stringify(result, null, 2));
-  if (!result.hasAccess) process.exitCode = 3;
+  if (result.reason === 'unknown-feature') {
+    // A misspelled key is a mistake, not a denial: its own exit code and one line saying so.
+    const shown = features.length > 20 ? [...features.slice(0, 20), '…'] : features;
+    process.stderr.write(
+      `tally: unknown feature ${JSON.stringify(feature)}; features: ${shown.join(', ') || '(none declared)'}\n`,
+    );
+    process.exitCode = UNKNOWN_FEATURE_EXIT;
+  } else if (!result.hasAccess) process.exitCode = NO_ACCESS_EXIT;
 }
 
 export function registerQueries(program: Command): void {
@@ -120,7 +134,9 @@ export function registerQueries(program: Command): void {
   withConfigOption(
     program
       .command('check')
-      .description('real-time entitlement check, as JSON (exit code 0 with access, 3 without)')
+      .description(
+        'real-time entitlement check, as JSON (exit code 0 with access, 3 without, 4 for an unknown feature)',
+      )
       .argument('<subject>', 'the customer (event subject)')
       .argument('<feature>', 'the feature key'),
   )
