@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { renderTable } from '../../admin/index.js';
 import { definitionsNote, EntitlementChecker } from '../../entitlements/index.js';
 import { TallyConfigError } from '../../errors/index.js';
-import { UsageQuery, type UsageRow } from '../../usage/index.js';
+import { emptyRangeNote, UsageQuery, type UsageRow } from '../../usage/index.js';
 import { loadCommandConfig, repeatable, stderrLogger, withClient, withConfigOption } from '../options.js';
 import { instant } from '../time.js';
 
@@ -50,12 +50,13 @@ export function usageTable(rows: readonly UsageRow[]): string {
 async function usage(flags: UsageFlags): Promise<void> {
   const filter = parseFilter(flags.filter ?? []);
   const config = await loadCommandConfig(flags.config);
+  // Exclusive: one ms past now, so the window that starts this very ms counts too.
+  const to = flags.to ?? new Date(Date.now() + 1).toISOString();
   const rows = await withClient(config, (connection) =>
     new UsageQuery({ config, connection, logger: stderrLogger() }).query({
       meter: flags.meter,
       from: flags.from,
-      // Exclusive: one ms past now, so the window that starts this very ms counts too.
-      to: flags.to ?? new Date(Date.now() + 1).toISOString(),
+      to,
       ...(flags.subject ? { subject: flags.subject } : {}),
       ...(flags.windowSize ? { windowSize: flags.windowSize } : {}),
       ...(flags.timeZone ? { timeZone: flags.timeZone } : {}),
@@ -70,6 +71,10 @@ async function usage(flags: UsageFlags): Promise<void> {
   );
   if (flags.json) for (const row of rows) console.log(JSON.stringify(row));
   else console.log(usageTable(rows));
+  // An empty answer from a range no window starts in says why (the query found the meter: it exists).
+  const meter = config.meters.find((m) => m.slug === flags.meter);
+  const note = rows.length === 0 && meter && emptyRangeNote(meter, Date.parse(flags.from), Date.parse(to));
+  if (note) process.stderr.write(`tally: ${note}\n`);
 }
 
 /** `tally check` exit codes besides 0 (access) and 1 (an error such as an unreachable Redis). */
@@ -113,7 +118,7 @@ export function registerQueries(program: Command): void {
     .requiredOption('--meter <slug>', 'the meter')
     .requiredOption(
       '--from <time>',
-      'start of the range (inclusive): ISO 8601, or relative such as now-24h, now-7d',
+      'start of the range (inclusive; rows hold whole windows that start in the range): ISO 8601, or relative such as now-24h, now-7d',
       instant('--from'),
     )
     .option(
