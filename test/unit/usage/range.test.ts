@@ -3,7 +3,14 @@ import { compileMeters } from '../../../src/meters/index.js';
 import { emptyRangeNote, windowStartsIn } from '../../../src/usage/index.js';
 
 const [hourly] = compileMeters([
-  { slug: 'llm_tokens', eventType: 't', aggregation: 'SUM', valueProperty: '$.n', windowSize: 'HOUR' },
+  {
+    slug: 'llm_tokens',
+    eventType: 't',
+    aggregation: 'SUM',
+    valueProperty: '$.n',
+    windowSize: 'HOUR',
+    timeZone: 'UTC',
+  },
 ]);
 const meter = hourly!;
 const at = (iso: string) => Date.parse(iso);
