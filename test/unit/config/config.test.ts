@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfigFile, resolveConfig, TallyConfigError } from '../../../src/index.js';
@@ -66,6 +68,39 @@ describe('config', () => {
   it('names the bad value in the message', () => {
     expect(configError({ streams: { partitions: 'four' } }).message).toContain('"four"');
     expect(configError({ meters: [{ ...meter, windowSize: '7m' }] }).message).toContain('7m');
+  });
+
+  it('lists the allowed values of an enum, and the one a wrong case meant', () => {
+    expect(configError({ meters: [{ ...meter, aggregation: 'count' }] }).message).toBe(
+      'meters[0].aggregation: expected one of SUM, COUNT, MIN, MAX, AVG, UNIQUE_COUNT, LATEST (got "count"; did you mean COUNT?)',
+    );
+    expect(configError({ windows: { latePolicy: 'drop' } }).message).toBe(
+      'windows.latePolicy: expected one of correct, dead-letter (got "drop")',
+    );
+  });
+
+  it('shows a YAML error whole, in one line with the offending line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-yaml-'));
+    try {
+      const file = join(dir, 'tally.yaml');
+      const lines = [
+        'meters:',
+        '  - slug: tokens',
+        '    eventType: llm: completion',
+        '    aggregation: COUNT',
+      ];
+      writeFileSync(file, lines.join('\n'));
+      const err = await loadConfigFile(file, {}).then(
+        () => undefined,
+        (e: unknown) => e as TallyConfigError,
+      );
+      expect(err).toBeInstanceOf(TallyConfigError);
+      expect(err?.message).toBe(
+        `config: ${file} is not valid YAML: line 3, column 16: Nested mappings are not allowed in compact mappings, in "    eventType: llm: completion"`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('loads the shipped example configs', async () => {
