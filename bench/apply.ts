@@ -12,7 +12,7 @@
  * against the model.
  */
 import { resolveConfig, type TallyConfig } from '../src/config/index.js';
-import { MeterIndex } from '../src/meters/index.js';
+import { MeterRegistry, type PartitionView } from '../src/registry/index.js';
 import { MeteringScripts, TallyKeys } from '../src/redis/index.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from '../src/worker/batch.js';
 import { packRecords } from '../src/worker/records.js';
@@ -74,7 +74,9 @@ async function measure(
     {},
   );
   const keys = new TallyKeys(prefix);
-  const meters = new MeterIndex(config.meters);
+  const registry = new MeterRegistry(redis, keys);
+  await registry.declare(config);
+  const view = (await registry.syncPartition(0, await registry.read())) as PartitionView;
   const stream = keys.events(0);
   await redis.xgroup('CREATE', stream, GROUP, '0');
 
@@ -94,7 +96,7 @@ async function measure(
     )) as [string, StreamEntry[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
     if (entries.length === 0) break;
-    batches.push(prepareBatch(entries, { config, meters, partition: 0 }));
+    batches.push(prepareBatch(entries, { config, view, partition: 0 }));
   }
   const calls = batches.flatMap((b) => b.calls);
   const cells = calls.reduce((n, c) => n + readCall(c.records).cells.length, 0);
@@ -107,6 +109,7 @@ async function measure(
     windows: config.windows,
     generations: config.dedup.generations,
     bucketBits: config.dedup.bucketBits,
+    registryVersion: view.version,
   };
   await scripts.applyBatch(0, p, packRecords([0, 0, '', '', 0]), Buffer.alloc(0)); // loads the script
   await redis.config('SET', 'slowlog-log-slower-than', '5000');

@@ -6,7 +6,8 @@
  * `entry` (id of the original stream entry, '' when the dead letter is not about one entry), `index`
  * (which event of the entry; -1: the whole entry), `field` ('event' | 'events': where the value was),
  * `payload` (the original entry value, unchanged: for 'events' the whole JSON array), `at` (epoch ms),
- * and for poison entries `deliveries`.
+ * for poison entries `deliveries`, and `meter` when the event is dead-lettered for that meter alone
+ * (it counts in the other meters of its type; a replay counts it in this meter only).
  */
 import { TallyConfigError } from '../errors/index.js';
 import { EVENT_FIELD, EVENTS_FIELD, jsonArrayElements, withTime } from '../events/index.js';
@@ -42,6 +43,8 @@ export interface DeadLetter {
   readonly payload: string;
   /** Deliveries before a poison entry was given up on; null for other reasons. */
   readonly deliveries: number | null;
+  /** The one meter this dead letter is for (the event counts in the others), or null for the whole event. */
+  readonly meter: string | null;
   /** The event this dead letter is about (for a whole batch entry: its first event), if it parses. */
   readonly event: DeadEventSummary | null;
 }
@@ -116,6 +119,7 @@ export function parseDeadLetter(partition: number, id: string, flat: readonly un
     field,
     payload,
     deliveries: intOrNull(f.deliveries),
+    meter: f.meter ? f.meter : null,
     event: payload ? summarize(eventOf(payload, field, index)) : null,
   };
 }
@@ -164,6 +168,8 @@ export type ReplayPlan =
       readonly value: string;
       /** 'event': one event of the entry; 'entry': the whole original entry value. */
       readonly scope: 'event' | 'entry';
+      /** The one meter the replay counts in (a dead letter of that meter), written as the entry's `meter` field. */
+      readonly meter: string | null;
     }
   | { readonly replayable: false; readonly why: string };
 
@@ -201,6 +207,8 @@ function entryMsOf(entryId: string | null): number | null {
  * - a whole entry (poison, `index` -1, or a reason that rejected the whole entry such as `oversized`):
  *   the original value under its original field, in the dead letter's partition (a worker forwards
  *   any misrouted event in it to its home partition).
+ * A dead letter of one meter (`meter`) is replayed for that meter alone: the entry names it, and the
+ * worker counts the event in it once, apart from the event's other meters.
  * Not replayable: dead letters that are not about an event (`sum-overflow` of a window total, an entry
  * without an event field), and `sum-overflow` of one event (applied in part and remembered for dedup,
  * so a replay would change nothing).
@@ -246,5 +254,12 @@ export function planReplay(dl: DeadLetter, partitions: number): ReplayPlan {
       why: `partition ${partition} is beyond the ${partitions} configured partitions`,
     };
   }
-  return { replayable: true, partition, field, value: pinEventTime(value, entryMsOf(dl.entry)), scope };
+  return {
+    replayable: true,
+    partition,
+    field,
+    value: pinEventTime(value, entryMsOf(dl.entry)),
+    scope,
+    meter: dl.meter,
+  };
 }

@@ -1,6 +1,7 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
+import { EVENT_FIELD, METER_FIELD } from '../events/index.js';
 import {
   parseDeadLetter,
   parseDeadLetterRef,
@@ -122,6 +123,8 @@ export interface ReplayedDeadLetter {
   readonly field: EventField;
   /** 'event': one event of the original entry; 'entry': the whole original entry. */
   readonly scope: 'event' | 'entry';
+  /** The one meter the replay counts in, or null for every meter of the event's type. */
+  readonly meter: string | null;
   /** Id of the new stream entry; null on a dry run. */
   readonly entryId: string | null;
   /** Whether the dead letter was removed. */
@@ -204,6 +207,18 @@ export async function replayDeadLetters(
   }
   if (opts.ids !== undefined && opts.ids.length === 0)
     throw new TallyConfigError('ids', 'expected at least one dead-letter id');
+  if (opts.payload !== undefined) {
+    if (opts.ids?.length !== 1)
+      throw new TallyConfigError('payload', 'a fixed payload replaces the event of exactly one dead letter: give one id');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(opts.payload);
+    } catch (err) {
+      throw new TallyConfigError('payload', `is not JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new TallyConfigError('payload', 'must be one event, a JSON object');
+  }
   checkPartition(opts.partition, config);
   checkLimit(opts.limit);
   const keys = new TallyKeys(config.prefix);
@@ -211,7 +226,10 @@ export async function replayDeadLetters(
   for await (const dl of select(client, config, keys, opts, result.notFound)) {
     let plan: ReturnType<typeof planReplay>;
     try {
-      plan = planReplay(dl, config.partitions);
+      // A fixed payload replaces the event (one dead letter): it is routed by its own subject.
+      const fixed: DeadLetter =
+        opts.payload === undefined ? dl : { ...dl, payload: opts.payload, field: EVENT_FIELD, index: 0 };
+      plan = planReplay(fixed, config.partitions);
     } catch (err) {
       // Nothing a dead letter holds should get here (planReplay works on text); if it does, this one
       // is reported and left in place, and the replay goes on with the others.
@@ -228,13 +246,21 @@ export async function replayDeadLetters(
       partition: plan.partition,
       field: plan.field,
       scope: plan.scope,
+      meter: plan.meter,
     };
     if (opts.dryRun) {
       result.replayed.push({ ...done, entryId: null, deleted: false });
       continue;
     }
     try {
-      const entryId = (await client.xadd(keys.events(plan.partition), '*', plan.field, plan.value)) as string;
+      const scope = plan.meter !== null ? [METER_FIELD, plan.meter] : [];
+      const entryId = (await client.xadd(
+        keys.events(plan.partition),
+        '*',
+        ...scope,
+        plan.field,
+        plan.value,
+      )) as string;
       // A crash here leaves the dead letter: replaying it again re-adds the event once more, which the
       // worker drops as a duplicate (it keeps its source and id). See above.
       if (opts.delete) await client.xdel(keys.deadLetter(dl.partition), dl.id);

@@ -165,6 +165,31 @@ export function formatStatus(s: TallyStatus): string {
         )
       : '  (none registered)',
   );
+  const reg = s.registry;
+  out.push('', `Meter registry v${reg.version}${reg.partitions !== null ? ` · ${reg.partitions} partitions` : ''}`);
+  out.push(
+    reg.meters.length
+      ? renderTable(
+          ['meter', 'event type', 'aggregation', 'window', '>since', 'state'],
+          reg.meters.map((m) => [
+            m.slug,
+            m.eventType,
+            m.aggregation,
+            m.windowSize,
+            `v${m.activeSince}`,
+            m.deletedAt === null ? 'active' : `deleted ${formatTime(m.deletedAt, now)}`,
+          ]),
+        )
+      : '  (no meter registered: no process has started on this prefix)',
+  );
+  if (reg.processes.length)
+    out.push(
+      '',
+      renderTable(
+        ['process', 'role', '>follows', 'seen'],
+        reg.processes.map((p) => [p.name, p.role, `v${p.version}`, formatTime(p.seenAt, now)]),
+      ),
+    );
   if (s.warnings.length) out.push('', 'Warnings', ...s.warnings.map((w) => `  - ${w}`));
   return out.join('\n');
 }
@@ -194,7 +219,7 @@ export function formatReplay(r: ReplayResult): string {
   const lines: string[] = [];
   for (const x of r.replayed) {
     const what = x.event?.id !== undefined ? ` ${x.event.source ?? '?'}/${x.event.id}` : '';
-    const scope = x.scope === 'entry' ? 'whole entry' : 'event';
+    const scope = (x.scope === 'entry' ? 'whole entry' : 'event') + (x.meter !== null ? `, meter ${x.meter} only` : '');
     const where = `→ partition ${x.partition} (${scope}, field ${x.field})`;
     const done = r.dryRun ? 'would replay' : 'replayed';
     const tail = r.dryRun

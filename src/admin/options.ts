@@ -45,6 +45,11 @@ export interface ReplayDeadLettersOptions {
    */
   delete?: boolean;
   /**
+   * The fixed event (JSON text) to replay instead of the dead letter's payload: one dead letter only
+   * (one id). Its meter scope stays: a dead letter of one meter is replayed for that meter alone.
+   */
+  payload?: string;
+  /**
    * With `reason` or `all`: replay at most this many.
    * @defaultValue no limit
    */

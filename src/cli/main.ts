@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDemo } from './commands/demo.js';
+import { registerMeters } from './commands/meters.js';
 import { registerProduce } from './commands/produce.js';
 import { registerQueries } from './commands/query.js';
 import { registerServe } from './commands/serve.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerQueries(program);
   registerServe(program);
   registerAdmin(program);
+  registerMeters(program);
   return program;
 }
 

@@ -12,6 +12,15 @@ export function fingerprint(source: string, id: string): Buffer {
   return hash('md5', `${source.length}:${source}${id}`, 'buffer');
 }
 
+/**
+ * The dedup identity of an event replayed for one meter alone (a dead letter of that meter): (meter,
+ * source, id). Its text starts with `m`, never a digit as `fingerprint`'s does, so it never equals an
+ * event's: the event's other meters and this meter are each counted once.
+ */
+export function meterFingerprint(meter: string, source: string, id: string): Buffer {
+  return hash('md5', `m${meter.length}:${meter}|${source.length}:${source}${id}`, 'buffer');
+}
+
 /** The dedup epoch an entry id's time falls in. */
 export function epochOf(entryMs: number, epochMs: number): number {
   return Math.floor(entryMs / epochMs);

@@ -1,1 +1,1 @@
-export { fingerprint, epochOf } from './fingerprint.js';
+export { fingerprint, meterFingerprint, epochOf } from './fingerprint.js';

@@ -92,7 +92,7 @@ export class EntitlementChecker extends RedisComponent {
     this.config = opts.config;
     this.cacheSize = opts.cacheSize;
     this.refreshMs = opts.definitionsRefreshMs;
-    this.definitions = new Definitions(this.client, this.config);
+    this.definitions = new Definitions(this.client, this.config, opts.meters);
   }
 
   /** The subject's access to a feature now (or at `at`, epoch ms): usage includes windows still open. */

@@ -53,14 +53,19 @@ export class Definitions {
   readonly settings: EntitlementsConfig;
   private readonly partitions: number;
   private current: DefinitionCatalog;
+  /** The meters' revision the catalog was validated against (a registry change re-reads it). */
+  private metersRevision: number;
 
   constructor(
     private readonly client: RedisClient,
     private readonly config: TallyConfig,
+    /** The process's meters, as it follows the registry; default: the config's. */
+    meters?: MeterIndex,
   ) {
     this.keys = new TallyKeys(config.prefix);
     this.scripts = new EntitlementScripts(client, this.keys);
-    this.meters = new MeterIndex(config.meters);
+    this.meters = meters ?? new MeterIndex(config.meters);
+    this.metersRevision = this.meters.revision;
     this.settings = config.entitlements;
     this.partitions = config.partitions;
     this.current = configCatalog(config);
@@ -77,9 +82,12 @@ export class Definitions {
    */
   async refreshCatalog(): Promise<{ catalog: DefinitionCatalog; changed: boolean }> {
     const version = await publishedVersion(this.client, this.config);
-    // Version 0 is the config's catalog (nothing published), published ones start at 1.
-    if (version === this.current.version) return { catalog: this.current, changed: false };
-    const published = await readPublished(this.client, this.config);
+    // Version 0 is the config's catalog (nothing published), published ones start at 1. A change of
+    // the meters (the registry) validates the same version anew: a feature may have become usable.
+    if (version === this.current.version && this.metersRevision === this.meters.revision)
+      return { catalog: this.current, changed: false };
+    this.metersRevision = this.meters.revision;
+    const published = await readPublished(this.client, this.config, this.meters);
     const next = published ?? configCatalog(this.config);
     const changed = next.source !== this.current.source || next.version !== this.current.version;
     this.current = next;

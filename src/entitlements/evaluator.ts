@@ -12,6 +12,7 @@ import {
   STALE_CONSUMER_MS,
   type RedisClient,
 } from '../redis/index.js';
+import { RegistryFollower } from '../registry/index.js';
 import { guardWorker, rollupsOfJob, type RollupJob } from '../rollups/index.js';
 import { withSpan } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
@@ -51,6 +52,8 @@ export class EntitlementEvaluator extends RedisComponent {
   private readonly config: TallyConfig;
   private readonly relay: NotificationRelay;
   private readonly follower: DefinitionsFollower;
+  /** The meter registry this evaluator follows (features count with the registry's meters). */
+  private readonly registry: RegistryFollower;
   private readonly queue: string;
   private readonly concurrency: number;
   private readonly stats = emptyEvaluatorStats();
@@ -81,7 +84,11 @@ export class EntitlementEvaluator extends RedisComponent {
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
       throw new TallyConfigError('concurrency', `expected an integer ≥ 1, got ${this.concurrency}`);
     }
-    this.definitions = new Definitions(this.client, this.config);
+    this.registry = new RegistryFollower(this.client, this.config, this.logger, {
+      role: 'evaluator',
+      name: `${consumer}:evaluator`,
+    });
+    this.definitions = new Definitions(this.client, this.config, this.registry.index);
     this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
     this.follower = new DefinitionsFollower(
       this.client,
@@ -123,6 +130,7 @@ export class EntitlementEvaluator extends RedisComponent {
       queues: [this.queue, this.config.entitlements.notificationsQueue],
     });
     checkEvictionPolicy(facts, this.allowEviction, this.logger);
+    await this.registry.start();
     await this.follower.start();
     for (let p = 0; p < this.config.partitions; p++) await this.relay.ensureGroup(p);
     if (await this.follower.anyFeature()) this.consume();
@@ -314,6 +322,7 @@ export class EntitlementEvaluator extends RedisComponent {
       .close()
       .catch((err: unknown) => this.logger.warn({ err }, 'closing the notifications queue failed'));
     this.workerConnection?.disconnect();
+    await this.registry.close();
     this.logger.info({ stats: this.stats }, 'entitlement evaluator closed');
   }
 }

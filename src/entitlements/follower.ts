@@ -24,7 +24,12 @@ export class DefinitionsFollower {
     if (hasDefinitions(this.config)) {
       const r = await publishDefinitions(this.client, this.config, this.publisher);
       const version = describeVersion(r);
-      if (r.status === 'unchanged')
+      if (r.status === 'older')
+        this.logger.warn(
+          { version: r.version, superseded: r.supersededVersion },
+          `the config's entitlement definitions were published as v${r.supersededVersion ?? '?'} and replaced since: applying the published ones (${version}); the catalog only moves forward, so change the config to publish a new version`,
+        );
+      else if (r.status === 'unchanged')
         this.logger.info(
           { version: r.version },
           `entitlement definitions of the config are the published ones (${version})`,
@@ -51,9 +56,21 @@ export class DefinitionsFollower {
     return catalog;
   }
 
-  /** Follows the published version (one HGET); logs a change. Returns true when it changed. */
+  /**
+   * Follows the published version (one HGET); logs a change. Returns true when it changed. When the
+   * published definitions vanished (Redis lost its data), publishes the config's again.
+   */
   async refresh(): Promise<boolean> {
-    const { catalog, changed } = await this.definitions.refreshCatalog();
+    let { catalog, changed } = await this.definitions.refreshCatalog();
+    if (changed && catalog.source === 'config' && hasDefinitions(this.config)) {
+      const r = await publishDefinitions(this.client, this.config, this.publisher);
+      this.logger.warn(
+        { version: r.version },
+        `the published entitlement definitions were missing (Redis lost its data?): published the config's again (${describeVersion(r)})`,
+      );
+      ({ catalog, changed } = await this.definitions.refreshCatalog());
+      changed = true;
+    }
     if (changed) {
       this.logger.info(
         { version: catalog.version },

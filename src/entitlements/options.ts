@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
+import type { MeterIndex } from '../meters/index.js';
 import type { RedisClient } from '../redis/index.js';
 
 /** Options shared by EntitlementStore, EntitlementChecker and EntitlementEvaluator. */
@@ -9,6 +10,12 @@ export interface EntitlementsOptions {
   config: TallyConfig;
   /** A connection to use instead of opening one from the config; it is not closed by `close()`. */
   connection?: RedisClient;
+  /**
+   * The meters as this process follows them in the registry (a RegistryFollower's `index`), shared
+   * with the process's other components.
+   * @defaultValue the config's meters
+   */
+  meters?: MeterIndex;
   /**
    * Structured logger; each component logs through a child.
    * @defaultValue a pino logger at level `LOG_LEVEL` or `info`

@@ -39,7 +39,11 @@ interface DefinitionDocument {
 }
 
 export interface PublishResult {
-  readonly status: 'published' | 'unchanged';
+  /**
+   * `older`: the config's definitions were published before and replaced since (an older config, e.g.
+   * during a rolling deploy): nothing changed, the published ones stay.
+   */
+  readonly status: 'published' | 'unchanged' | 'older';
   readonly version: number;
   readonly publishedAt: number;
   readonly publishedBy: string;
@@ -49,6 +53,8 @@ export interface PublishResult {
     readonly publishedAt: number;
     readonly publishedBy: string;
   };
+  /** `older` only: the version the config's definitions were published as. */
+  readonly supersededVersion?: number;
 }
 
 const byKey = <T>(a: [string, T], b: [string, T]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
@@ -137,7 +143,8 @@ export function defaultPublisher(): string {
 
 /**
  * Publishes the config's features and defaults as the prefix's definitions: a new version if they
- * differ from what is published, else nothing changes.
+ * differ from what is published, else nothing changes. Definitions published before and replaced since
+ * are not published again (`older`): the catalog only moves forward.
  */
 export async function publishDefinitions(
   client: RedisClient,
@@ -151,6 +158,14 @@ export async function publishDefinitions(
     publisher,
   );
   const [status, version, at, by, prevVersion = '0', prevAt = '', prevBy = ''] = reply;
+  if (status === 'older')
+    return {
+      status,
+      version: Number(version),
+      publishedAt: Number(at),
+      publishedBy: by ?? '',
+      supersededVersion: Number(prevVersion),
+    };
   return {
     status: status === 'published' ? 'published' : 'unchanged',
     version: Number(version),
@@ -174,11 +189,11 @@ export async function publishedVersion(client: RedisClient, config: TallyConfig)
 export async function readPublished(
   client: RedisClient,
   config: TallyConfig,
+  meters: MeterIndex = new MeterIndex(config.meters),
 ): Promise<DefinitionCatalog | undefined> {
   const flat = await client.hgetall(new TallyKeys(config.prefix).entitlementDefinitions());
   if (flat.doc === undefined || flat.ver === undefined) return undefined;
   const doc = JSON.parse(flat.doc) as DefinitionDocument;
-  const meters = new MeterIndex(config.meters);
   const lookup = (slug: string) => meters.bySlug(slug);
   const features = new Map<string, Feature>();
   const defaults = new Map<string, Entitlement>();

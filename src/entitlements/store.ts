@@ -110,7 +110,7 @@ export class EntitlementStore extends RedisComponent {
   constructor(options: EntitlementsOptions) {
     super(options.config.redis, options, { component: 'entitlement-store' });
     this.config = options.config;
-    this.definitions = new Definitions(this.client, this.config);
+    this.definitions = new Definitions(this.client, this.config, options.meters);
   }
 
   /** Throws once closed; else brings the features and defaults up to the published version. */

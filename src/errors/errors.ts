@@ -12,6 +12,8 @@ export const ErrorCode = {
   /** Redis did not answer in time (unreachable, or still reconnecting). */
   Unavailable: 'ERR_TALLY_UNAVAILABLE',
   Permission: 'ERR_TALLY_PERMISSION',
+  /** A call was prepared at another meter-registry version than its partition's: prepare it again. */
+  StaleRegistry: 'ERR_TALLY_STALE_REGISTRY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -53,5 +55,22 @@ export class TallyScriptError extends TallyError {
   constructor(script: string, message: string, options?: { cause?: unknown }) {
     super(ErrorCode.RedisScript, `${script}: ${message}`, options);
     this.script = script;
+  }
+}
+
+/**
+ * applyBatch refused a call prepared at another meter-registry version than its partition is at:
+ * nothing was applied; the worker reads the registry again and prepares the entries anew.
+ */
+export class TallyStaleRegistryError extends TallyError {
+  constructor(
+    readonly partition: number,
+    readonly prepared: number,
+    readonly current: number,
+  ) {
+    super(
+      ErrorCode.StaleRegistry,
+      `partition ${partition} is at meter-registry version ${current}, the call was prepared at ${prepared}`,
+    );
   }
 }

@@ -1,1 +1,8 @@
-export { ErrorCode, TallyError, TallyConfigError, TallyValidationError, TallyScriptError } from './errors.js';
+export {
+  ErrorCode,
+  TallyError,
+  TallyConfigError,
+  TallyValidationError,
+  TallyScriptError,
+  TallyStaleRegistryError,
+} from './errors.js';

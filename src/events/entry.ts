@@ -5,6 +5,17 @@ import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.j
 export const EVENT_FIELD = 'event';
 /** Stream entry field holding a JSON array of events (written by the TypeScript producer's batches). */
 export const EVENTS_FIELD = 'events';
+/**
+ * Stream entry field naming the one meter the entry's events count in: a replayed dead letter of one
+ * meter (docs/contract.md). Such an event is deduplicated per (event, meter), apart from the event.
+ */
+export const METER_FIELD = 'meter';
+/**
+ * Stream entry field marking a copy a worker forwarded from the partition named in it (an event found
+ * in a partition that is not its subject's). A forwarded copy is never forwarded again: found outside
+ * its home partition, it is dead-lettered as `misrouted`.
+ */
+export const FORWARDED_FIELD = 'forwarded';
 
 export interface DecodedEvent {
   readonly event: UsageEvent;
@@ -40,6 +51,10 @@ export interface DecodedEntry {
   /** The entry's value exactly as stored, and the field it came from (for dead letters). */
   readonly raw: string;
   readonly field: typeof EVENT_FIELD | typeof EVENTS_FIELD;
+  /** The one meter the entry counts in (METER_FIELD), if it names one. */
+  readonly meter: string | undefined;
+  /** The partition this entry was forwarded from (FORWARDED_FIELD), if it is a forwarded copy. */
+  readonly forwardedFrom: string | undefined;
   /**
    * The exact JSON text of one event of the entry: the raw value of a single-event entry, or the
    * event's element of a batch entry's array (the array is scanned once, on first use).
@@ -132,21 +147,25 @@ export function decodeEntry(
     bytes ??= utf8ByteRanges(raw ?? '', rangesOf());
     return bytes[index] ?? WHOLE;
   };
+  let meter: string | undefined;
+  let forwardedFrom: string | undefined;
   const done = (): DecodedEntry => ({
     events,
     rejected,
     raw: raw ?? '',
     field: field(),
+    meter,
+    forwardedFrom,
     eventText,
     eventBytes,
   });
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
-    if (name === EVENT_FIELD || name === EVENTS_FIELD) {
+    if ((name === EVENT_FIELD || name === EVENTS_FIELD) && raw === undefined) {
       raw = fields[i + 1];
       batch = name === EVENTS_FIELD;
-      break;
-    }
+    } else if (name === METER_FIELD) meter = fields[i + 1];
+    else if (name === FORWARDED_FIELD) forwardedFrom = fields[i + 1];
   }
   if (raw === undefined) {
     const payload = JSON.stringify(Object.fromEntries(pairs(fields)));

@@ -13,6 +13,8 @@ export {
   TOO_MANY_EVENTS,
   EVENT_FIELD,
   EVENTS_FIELD,
+  METER_FIELD,
+  FORWARDED_FIELD,
   type DecodedEvent,
   type DecodedEntry,
   type RejectedEvent,

@@ -7,10 +7,11 @@ import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { EntitlementChecker } from '../entitlements/index.js';
 import { TallyConfigError } from '../errors/index.js';
-import { MeterIndex } from '../meters/index.js';
 import { UsageProducer } from '../producer/index.js';
-import { connect, type RedisClient } from '../redis/index.js';
+import { connect, processConsumerName, type RedisClient } from '../redis/index.js';
+import { RegistryFollower } from '../registry/index.js';
 import { instruments } from '../telemetry/index.js';
+import { sleep } from '../time/index.js';
 import { UsageQuery } from '../usage/index.js';
 import type { ApiContext, App } from './context.js';
 import { redisCheck, registerObservability } from './observability.js';
@@ -85,17 +86,23 @@ export class TallyHttpServer {
       if (down) this.logger.info('Redis reachable again');
       down = false;
     });
+    const registry = new RegistryFollower(this.client, config, this.logger, {
+      role: 'serve',
+      name: `${processConsumerName()}:serve`,
+    });
+    const meters = registry.index;
     this.ctx = {
       config,
-      meters: new MeterIndex(config.meters),
+      meters,
+      registry,
       producer: new UsageProducer({
         redis: this.client,
         prefix: config.prefix,
         partitions: config.partitions,
         maxEntryBytes: config.maxEntryBytes,
       }),
-      usage: new UsageQuery({ config, connection: this.client, logger: baseLogger }),
-      checker: new EntitlementChecker({ config, connection: this.client, logger: baseLogger }),
+      usage: new UsageQuery({ config, connection: this.client, logger: baseLogger, meters }),
+      checker: new EntitlementChecker({ config, connection: this.client, logger: baseLogger, meters }),
     };
     this.app = Fastify({
       loggerInstance: this.logger,
@@ -205,6 +212,10 @@ export class TallyHttpServer {
       clearTimeout(timer);
       if (!ready) this.logger.warn('Redis not reachable yet: listening anyway, answering 503 until it is');
     }
+    // Declares the config's meters (refusing to start when they contradict the registry) and follows
+    // the registry; without Redis yet, it starts once Redis is reachable.
+    if (this.client.status === 'ready') await this.ctx.registry.start();
+    else this.registryStart = this.startRegistryLater();
     const address = await this.app.listen({ host, port });
     // What it is bound to (0.0.0.0: every interface), not the first address fastify resolved.
     const bound = this.app.server.address();
@@ -218,10 +229,33 @@ export class TallyHttpServer {
     return address;
   }
 
+  private registryStart: Promise<void> | undefined;
+  private readonly stopRegistryStart = new AbortController();
+
+  /** Starts following the registry once Redis is reachable (the server listened without it). */
+  private async startRegistryLater(): Promise<void> {
+    const signal = this.stopRegistryStart.signal;
+    while (!signal.aborted) {
+      try {
+        await this.ctx.registry.start();
+        return;
+      } catch (err) {
+        if (err instanceof TallyConfigError) {
+          this.logger.error({ err }, 'the config contradicts the meter registry: serving the registry as it is');
+          return;
+        }
+        await sleep(1000, signal);
+      }
+    }
+  }
+
   /** Stops accepting requests, finishes those in flight, closes the Redis connection. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.stopRegistryStart.abort();
+      await this.registryStart;
       await this.app.close();
+      await this.ctx.registry.close();
       await this.ctx.checker.close();
       await this.ctx.usage.close();
       await this.ctx.producer.close();

@@ -208,23 +208,52 @@ export function meterUpdate(
   };
 }
 
-/** Meters by the event type they count. */
+/**
+ * Meters by the event type they count (the active ones) and by slug (deleted ones too: their windows
+ * still close, emit and answer queries). A process following the registry updates its index in place
+ * (`reset`), so every component holding it sees the change.
+ */
 export class MeterIndex {
-  private readonly byType = new Map<string, Meter[]>();
+  private byType = new Map<string, Meter[]>();
+  private all = new Map<string, Meter>();
+  private active: readonly Meter[] = [];
+  /** Goes up by one with every `reset`: what was derived from the meters before is stale. */
+  revision = 0;
 
-  constructor(readonly meters: readonly Meter[]) {
+  constructor(meters: readonly Meter[], inactive: readonly Meter[] = []) {
+    this.reset(meters, inactive);
+  }
+
+  /** The active meters. */
+  get meters(): readonly Meter[] {
+    return this.active;
+  }
+
+  /** Replaces the meters (active, and deleted ones kept for their windows). */
+  reset(meters: readonly Meter[], inactive: readonly Meter[] = []): void {
+    const byType = new Map<string, Meter[]>();
     for (const meter of meters) {
-      const list = this.byType.get(meter.eventType) ?? [];
+      const list = byType.get(meter.eventType) ?? [];
       list.push(meter);
-      this.byType.set(meter.eventType, list);
+      byType.set(meter.eventType, list);
     }
+    this.byType = byType;
+    this.all = new Map([...inactive, ...meters].map((m) => [m.slug, m]));
+    this.active = meters;
+    this.revision++;
   }
 
   forType(type: string): readonly Meter[] | undefined {
     return this.byType.get(type);
   }
 
+  /** A meter by slug, active or deleted. */
   bySlug(slug: string): Meter | undefined {
-    return this.meters.find((m) => m.slug === slug);
+    return this.all.get(slug);
+  }
+
+  /** Whether the meter is active (counts new events). */
+  isActive(slug: string): boolean {
+    return this.active.some((m) => m.slug === slug);
   }
 }

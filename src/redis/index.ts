@@ -14,3 +14,9 @@ export { FailureLog } from './failure-log.js';
 export { RedisComponent, processConsumerName, type ComponentOptions } from './component.js';
 export { EntitlementScripts, type DefineOp, type EntitlementTarget } from './entitlement-scripts.js';
 export { checkEvictionPolicy, checkRedisAccess, type AccessScope, type ServerFacts } from './access.js';
+export {
+  RegistryScripts,
+  type MeterRegistration,
+  type RegisterReply,
+  type SyncReply,
+} from './registry-scripts.js';

@@ -85,6 +85,25 @@ export class TallyKeys {
     return `${queuePrefix}:${queue}:probe`;
   }
 
+  /**
+   * Hash of the meter registry: `version`, `partitions`, and per meter its definition, info,
+   * activation version, creation and deletion (registerMeters.lua). Not per partition: single-key
+   * scripts only.
+   */
+  registry(): string {
+    return `${this.prefix}:registry`;
+  }
+
+  /** Hash process name → JSON {role, version, at}: which registry version each running process follows. */
+  registryFollowers(): string {
+    return `${this.prefix}:registry:followers`;
+  }
+
+  /** Hash: the registry `version` this partition is at, and each active meter's `from:<slug>` entry id. */
+  partitionRegistry(partition: number): string {
+    return `${this.partitionBase(partition)}registry`;
+  }
+
   /** Hash entry id → last error of a batch that failed with it (for poison dead letters). */
   errors(partition: number): string {
     return `${this.partitionBase(partition)}errors`;

@@ -4,6 +4,7 @@
  * Nothing outside src/redis calls `runScript`. The entitlement scripts have theirs in
  * entitlement-scripts.ts.
  */
+import { TallyStaleRegistryError } from '../errors/index.js';
 import type { TallyKeys } from './keys.js';
 import { runScript, type RedisClient } from './scripts.js';
 
@@ -21,6 +22,8 @@ export interface ApplyBatchParams {
   readonly windows: WindowParams;
   readonly generations: number;
   readonly bucketBits: number;
+  /** The meter-registry version the call was prepared at. */
+  readonly registryVersion: number;
 }
 
 export interface ApplyBatchReply {
@@ -51,7 +54,11 @@ export class MeteringScripts {
     private readonly keys: TallyKeys,
   ) {}
 
-  /** applyBatch.lua: dedup, aggregate and acknowledge entries of one partition (a long entry over several calls), atomically per call. */
+  /**
+   * applyBatch.lua: dedup, aggregate and acknowledge entries of one partition (a long entry over
+   * several calls), atomically per call. Throws TallyStaleRegistryError, having applied nothing, when
+   * the partition is at another registry version than the call was prepared at.
+   */
   async applyBatch(
     partition: number,
     p: ApplyBatchParams,
@@ -59,7 +66,7 @@ export class MeteringScripts {
     fingerprints: Buffer,
   ): Promise<ApplyBatchReply> {
     const k = this.keys;
-    const [applied, duplicates, deadLettered, corrected] = (await runScript(
+    const reply = (await runScript(
       this.client,
       'applyBatch',
       [
@@ -70,6 +77,7 @@ export class MeteringScripts {
         k.corrections(partition),
         k.dedupEpochs(partition),
         k.partitionBase(partition),
+        k.partitionRegistry(partition),
       ],
       [
         p.group,
@@ -81,8 +89,12 @@ export class MeteringScripts {
         p.consumer,
         records,
         fingerprints,
+        p.registryVersion,
       ],
     )) as unknown[];
+    if (reply[0] === 'stale')
+      throw new TallyStaleRegistryError(partition, p.registryVersion, Number(reply[1] || 0));
+    const [applied, duplicates, deadLettered, corrected] = reply;
     return {
       applied: num(applied),
       duplicates: num(duplicates),

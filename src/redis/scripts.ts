@@ -42,7 +42,7 @@ function script(file: string, version: number): ScriptDefinition {
 }
 
 export const Scripts = {
-  applyBatch: script('applyBatch-7.lua', 3),
+  applyBatch: script('applyBatch-8.lua', 4),
   closeWindows: script('closeWindows-6.lua', 2),
   sweepDedup: script('sweepDedup-2.lua', 1),
   deadLetterEntries: script('deadLetterEntries-3.lua', 1),
@@ -55,6 +55,9 @@ export const Scripts = {
   resetEntitlementPeriod: script('resetEntitlementPeriod-4.lua', 1),
   publishEntitlementDefinitions: script('publishEntitlementDefinitions-1.lua', 1),
   probe: script('probe-1.lua', 1),
+  registerMeters: script('registerMeters-1.lua', 1),
+  deleteMeter: script('deleteMeter-1.lua', 1),
+  syncPartitionRegistry: script('syncPartitionRegistry-2.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

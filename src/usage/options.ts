@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { MeterIndex } from '../meters/index.js';
 import type { TallyConfig } from '../config/index.js';
 import type { RedisClient } from '../redis/index.js';
 
@@ -7,6 +8,11 @@ export interface UsageQueryOptions {
   config: TallyConfig;
   /** A connection to use instead of opening one from the config; it is not closed by `close()`. */
   connection?: RedisClient;
+  /**
+   * The meters as this process follows them in the registry (a RegistryFollower's `index`).
+   * @defaultValue the config's meters
+   */
+  meters?: MeterIndex;
   /**
    * Structured logger.
    * @defaultValue a pino logger at level `LOG_LEVEL` or `info`

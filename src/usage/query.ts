@@ -61,7 +61,7 @@ export class UsageQuery extends RedisComponent {
     super(options.config.redis, options, { component: 'usage-query' });
     this.config = options.config;
     this.keys = new TallyKeys(this.config.prefix);
-    this.meters = new MeterIndex(this.config.meters);
+    this.meters = options.meters ?? new MeterIndex(this.config.meters);
   }
 
   async query(params: UsageQueryParams): Promise<UsageRow[]> {

@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import { EVENT_FIELD } from '../events/index.js';
-import type { MeterIndex } from '../meters/index.js';
 import type { ApplyBatchReply, FailureLog, MeteringScripts, RedisClient, TallyKeys } from '../redis/index.js';
+import type { RegistryFollower } from '../registry/index.js';
 import { instruments, withSpan } from '../telemetry/index.js';
 import type { PreparedBatch } from './batch.js';
 import type { WorkerStats } from './options.js';
@@ -14,7 +13,8 @@ export interface ConsumerContext {
   readonly scripts: MeteringScripts;
   readonly config: TallyConfig;
   readonly keys: TallyKeys;
-  readonly meters: MeterIndex;
+  /** The meter registry as this replica follows it: each partition's view comes from it. */
+  readonly registry: RegistryFollower;
   readonly consumer: string;
   readonly logger: Logger;
   readonly stats: WorkerStats;
@@ -39,7 +39,7 @@ export async function applyPrepared(
     // Forwarded copies must be in their home stream before this entry is acked (a crash in
     // between re-forwards them, and the home partition drops the copy as a duplicate).
     await Promise.all(
-      prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', EVENT_FIELD, f.json)),
+      prepared.forwards.map((f) => client.xadd(keys.events(f.partition), '*', ...f.fields)),
     );
     const params = {
       group: config.consumerGroup,
@@ -47,6 +47,7 @@ export async function applyPrepared(
       windows: config.windows,
       generations: config.dedup.generations,
       bucketBits: config.dedup.bucketBits,
+      registryVersion: prepared.registryVersion,
     };
     // Calls are sent without waiting for each other (one connection runs them in order), unless an
     // entry spans calls: its last call acknowledges it, so that call must not run after an earlier

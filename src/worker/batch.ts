@@ -1,10 +1,12 @@
 import type { TallyConfig } from '../config/index.js';
-import { epochOf, fingerprint } from '../dedup/index.js';
+import { epochOf, fingerprint, meterFingerprint } from '../dedup/index.js';
 import {
   decodeEntry,
   describeError,
   EVENT_FIELD,
   EVENTS_FIELD,
+  FORWARDED_FIELD,
+  METER_FIELD,
   UNPROCESSABLE,
   withTime,
   type DecodedEntry,
@@ -13,8 +15,9 @@ import {
   type RejectedEvent,
   type UsageEvent,
 } from '../events/index.js';
-import { meterUpdate, type Meter, type MeterIndex, type MeterUpdate } from '../meters/index.js';
+import { meterUpdate, type Meter, type MeterUpdate } from '../meters/index.js';
 import { partitionOf } from '../producer/index.js';
+import type { PartitionView } from '../registry/index.js';
 import { CallBuilder } from './call-builder.js';
 
 /** A stream entry as XREADGROUP / XCLAIM return it: [id, [field, value, ...]]. */
@@ -23,9 +26,14 @@ export type StreamEntry = [id: string, fields: string[]];
 /** A valid event found in the wrong partition, to be re-sent to its home partition (as an `event` entry). */
 export interface Forward {
   readonly partition: number;
-  /** The event's JSON text, its event time pinned. */
-  readonly json: string;
+  /** The stream entry's fields: the event's JSON text (its event time pinned), where it came from, its meter. */
+  readonly fields: readonly string[];
 }
+
+/** Dead-letter reason of a forwarded copy found outside its home partition (never forwarded twice). */
+export const MISROUTED = 'misrouted';
+/** Dead-letter reason of an event replayed for a meter that is not active (deleted) or not of its type. */
+export const METER_NOT_ACTIVE = 'meter-not-active';
 
 /**
  * What one applyBatch call may cost, in estimated microseconds of Redis time (see `cost` below):
@@ -56,6 +64,8 @@ export interface PreparedBatch {
    * call, each call at most about MAX_CALL_COST_US of Redis time.
    */
   readonly calls: { records: (string | number)[]; fingerprints: Buffer }[];
+  /** The registry version the batch was prepared at (applyBatch refuses it at another). */
+  readonly registryVersion: number;
   /** An entry spans calls ('P' headers): the calls must run one after another (see applyPrepared). */
   readonly chained: boolean;
   readonly forwards: Forward[];
@@ -67,7 +77,8 @@ export interface PreparedBatch {
 
 export interface BatchContext {
   readonly config: TallyConfig;
-  readonly meters: MeterIndex;
+  /** The partition at one registry version: which meters count which entries. */
+  readonly view: PartitionView;
   readonly partition: number;
 }
 
@@ -86,32 +97,55 @@ function decodeSafely(fields: readonly string[], ingestedMs: number, opts: Decod
       field,
       index: 0,
     };
-    return { events: [], rejected: [rejected], raw, field, eventText: () => raw, eventBytes: () => [0, 0] };
+    return {
+      events: [],
+      rejected: [rejected],
+      raw,
+      field,
+      meter: undefined,
+      forwardedFrom: undefined,
+      eventText: () => raw,
+      eventBytes: () => [0, 0],
+    };
   }
 }
 
-/** The updates one valid event makes to its meters, or why it is rejected (it is then counted by none). */
+/** Why one meter cannot count an event. */
+export interface MeterRejectionRecord {
+  readonly meter: string;
+  readonly reason: string;
+  readonly detail: string;
+}
+
+/**
+ * The updates one valid event makes to the meters that count it, and the meters that cannot use it
+ * (each dead-lettered for that meter alone: meters are isolated, docs/semantics.md).
+ */
 function updatesOf(
   matching: readonly Meter[],
   event: UsageEvent,
   timeMs: number,
   id: string,
   index: number,
-): MeterUpdate[] | { reason: string; detail: string } {
+): { updates: MeterUpdate[]; rejections: MeterRejectionRecord[] } {
   const updates: MeterUpdate[] = [];
+  const rejections: MeterRejectionRecord[] = [];
   for (const meter of matching) {
     const update = meterUpdate(meter, event, timeMs, id, index);
-    if ('reason' in update) return update;
-    updates.push(update);
+    if ('reason' in update) rejections.push({ meter: meter.slug, ...update });
+    else updates.push(update);
   }
-  return updates;
+  return { updates, rejections };
 }
 
 /**
  * Turns stream entries into applyBatch calls: decodes and validates each event, routes it, computes
- * its fingerprint and the update it makes to each of its meters, and aggregates the updates of each
- * call per (window, group) (see CallBuilder). An event invalid for any of its meters is rejected whole
- * (a 'D' record), so it is counted by none. Pure apart from hashing: no Redis calls.
+ * its fingerprint and the update it makes to each of the meters counting its entry (the partition
+ * view's), and aggregates the updates of each call per (window, group) (see CallBuilder). Meters are
+ * isolated: an event one meter cannot use counts in the others and is dead-lettered for that meter
+ * alone, by applyBatch, if it is applied; an event no meter can use is rejected whole (a 'D'
+ * record). An entry naming one meter (a replayed dead letter) counts in that meter alone, with its
+ * own fingerprint. Pure apart from hashing: no Redis calls.
  *
  * Nothing an event holds makes this throw: anything that fails while one event is prepared (e.g. a
  * RangeError from a value nested 10,000 levels deep) rejects that event alone as `unprocessable`,
@@ -122,7 +156,7 @@ function updatesOf(
  * calls but its last, whose 'E' header acknowledges it.
  */
 export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext): PreparedBatch {
-  const { config, meters, partition } = ctx;
+  const { config, view, partition } = ctx;
   const opts: DecodeOptions = {
     maxEntryBytes: config.maxEntryBytes,
     maxFutureSkewMs: config.windows.maxFutureSkewMs,
@@ -131,7 +165,7 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
   const calls: PreparedBatch['calls'] = [];
   let call = new CallBuilder();
   let callCost = 0;
-  let entry = { id: '', epoch: '' };
+  let entry = { id: '', epoch: '', scope: '' };
   let chained = false;
   const forwards: Forward[] = [];
   const n = { events: 0, unmetered: 0, rejected: 0 };
@@ -141,10 +175,10 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     call = new CallBuilder();
     callCost = 0;
   };
-  const startEntry = (id: string, epoch: string) => {
+  const startEntry = (id: string, epoch: string, scope: string) => {
     if (callCost + cost.entry > MAX_CALL_COST_US && !call.isEmpty) flush();
-    entry = { id, epoch };
-    call.startEntry(id, epoch);
+    entry = { id, epoch, scope };
+    call.startEntry(id, epoch, scope);
     callCost += cost.entry;
   };
   /** Makes room for a record of the current entry, continuing the entry in a new call if needed. */
@@ -154,14 +188,14 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
       call.continueLater();
       chained = true;
       flush();
-      startEntry(entry.id, entry.epoch);
+      startEntry(entry.id, entry.epoch, entry.scope);
       c = recordCost();
     }
     callCost += c;
   };
   const deadLetter = (index: number, reason: string, detail: string, payload: string, field: string) => {
     reserve(() => cost.deadLetter);
-    call.deadLetter(index, reason, detail, payload, field);
+    call.deadLetter(index, reason, detail, payload, field, entry.scope);
     n.rejected++;
   };
 
@@ -170,38 +204,79 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     if (config.partitions > 1) {
       const home = partitionOf(event.subject, config.partitions);
       if (home !== partition) {
+        if (decoded.forwardedFrom !== undefined) {
+          return {
+            reason: MISROUTED,
+            detail: `forwarded here from partition ${decoded.forwardedFrom}, but subject ${JSON.stringify(event.subject)} belongs to partition ${home} of ${config.partitions}: a copy is forwarded once, never again`,
+          };
+        }
         // Pin the event time: a forwarded copy is ingested later than the original. The copy is the
         // event's own text (with `time` added if it had none), never a re-serialization.
         const text = decoded.eventText(index);
+        const json = event.time === undefined ? withTime(text, new Date(timeMs).toISOString()) : text;
         forwards.push({
           partition: home,
-          json: event.time === undefined ? withTime(text, new Date(timeMs).toISOString()) : text,
+          fields: [
+            FORWARDED_FIELD,
+            String(partition),
+            ...(decoded.meter !== undefined ? [METER_FIELD, decoded.meter] : []),
+            EVENT_FIELD,
+            json,
+          ],
         });
         return undefined;
       }
     }
-    const matching = meters.forType(event.type);
+    let matching: readonly Meter[] | undefined;
+    if (decoded.meter !== undefined) {
+      const meter = view.index.bySlug(decoded.meter);
+      if (meter === undefined || meter.eventType !== event.type) {
+        return {
+          reason: METER_NOT_ACTIVE,
+          detail:
+            meter === undefined
+              ? `${decoded.meter}: replayed for meter ${JSON.stringify(decoded.meter)}, which is not active (deleted, or never registered)`
+              : `${decoded.meter}: replayed for meter ${JSON.stringify(decoded.meter)}, which counts type ${JSON.stringify(meter.eventType)}, not ${JSON.stringify(event.type)}`,
+        };
+      }
+      matching = [meter];
+    } else matching = view.metersFor(event.type, id);
     if (matching === undefined) {
       n.unmetered++;
       return undefined;
     }
-    const updates = updatesOf(matching, event, timeMs, id, index);
-    if (!Array.isArray(updates)) return updates;
-    const fp = fingerprint(event.source, event.id);
+    const { updates, rejections } = updatesOf(matching, event, timeMs, id, index);
+    if (updates.length === 0) {
+      const first = rejections[0] as MeterRejectionRecord;
+      const detail =
+        rejections.length === 1
+          ? first.detail
+          : `no meter can count it: ${rejections.map((r) => r.detail).join('; ')}`;
+      return { reason: first.reason, detail };
+    }
+    const fp =
+      decoded.meter !== undefined
+        ? meterFingerprint(decoded.meter, event.source, event.id)
+        : fingerprint(event.source, event.id);
     const [from, to] = decoded.eventBytes(index);
     // Everything that can throw is done: from here on the event's records are written whole.
     reserve(() => {
       const fresh = call.newCells(updates);
-      return cost.event + cost.cell * fresh + cost.update * (updates.length - fresh);
+      return (
+        cost.event +
+        cost.cell * fresh +
+        cost.update * (updates.length - fresh) +
+        cost.deadLetter * rejections.length
+      );
     });
-    call.addEvent(fp, timeMs, index, from, to, updates);
+    call.addEvent(fp, timeMs, index, from, to, updates, rejections);
     return undefined;
   };
 
   for (const [id, fields] of entries) {
     const ingestedMs = Number.parseInt(id, 10);
     const decoded = decodeSafely(fields, ingestedMs, opts);
-    startEntry(id, String(epochOf(ingestedMs, config.dedup.epochMs)));
+    startEntry(id, String(epochOf(ingestedMs, config.dedup.epochMs)), decoded.meter ?? '');
     for (const r of decoded.rejected) deadLetter(r.index, r.reason, r.detail, r.payload, r.field);
     for (const d of decoded.events) {
       n.events++;
@@ -218,5 +293,5 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     }
   }
   if (!call.isEmpty) flush();
-  return { calls, chained, forwards, entries: entries.length, ...n };
+  return { calls, chained, forwards, entries: entries.length, registryVersion: view.version, ...n };
 }

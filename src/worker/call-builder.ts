@@ -100,15 +100,18 @@ export class CallBuilder {
     return n;
   }
 
-  /** Opens an entry ('E': acknowledged by this call; set to 'P' by `continueLater`). */
-  startEntry(id: string, epoch: string): void {
+  /**
+   * Opens an entry ('E': acknowledged by this call; set to 'P' by `continueLater`). `scope`: the one
+   * meter the entry counts in (a replayed dead letter), else ''.
+   */
+  startEntry(id: string, epoch: string, scope = ''): void {
     this.closeEntry();
     if (this.entryCount === 0) this.firstId = id;
     this.lastId = id;
     this.entryCount++;
     this.header = this.entries.length;
     this.records = 0;
-    this.entries.push('E', id, epoch, 0);
+    this.entries.push('E', id, epoch, 0, scope);
   }
 
   /** Marks the open entry as continued in a later call (applied here, acknowledged there). */
@@ -116,8 +119,9 @@ export class CallBuilder {
     this.entries[this.header] = 'P';
   }
 
-  deadLetter(index: number, reason: string, detail: string, payload: string, field: string): void {
-    this.entries.push('D', index, reason, detail, payload, field);
+  /** An event rejected whole; `meter`: the meter the dead letter is for ('' for the event). */
+  deadLetter(index: number, reason: string, detail: string, payload: string, field: string, meter = ''): void {
+    this.entries.push('D', index, reason, detail, payload, field, meter);
     this.records++;
   }
 
@@ -128,9 +132,10 @@ export class CallBuilder {
     from: number,
     to: number,
     updates: MeterUpdate[],
+    rejections: readonly { meter: string; reason: string; detail: string }[] = [],
   ): void {
     this.fingerprints.push(fp);
-    this.entries.push(timeMs, index, from, to, updates.length);
+    this.entries.push(timeMs, index, from, to, updates.length, rejections.length);
     const found = this.found?.updates === updates ? this.found.cells : undefined;
     this.found = undefined;
     for (let i = 0; i < updates.length; i++) {
@@ -167,6 +172,7 @@ export class CallBuilder {
       }
       this.entries.push(cell.index, value, cell.code === 'L' ? u.sortKey : 0);
     }
+    for (const r of rejections) this.entries.push(r.meter, r.reason, r.detail);
     this.records++;
   }
 

@@ -33,6 +33,12 @@ export interface WorkerOptions {
    * @defaultValue false
    */
   allowEviction?: boolean;
+  /**
+   * How often the meter registry's version is read (one HGET): a meter added or deleted anywhere is
+   * followed within about this long (and at once by a partition whose version moved under a batch).
+   * @defaultValue 1000
+   */
+  registryIntervalMs?: number;
 }
 
 /** Counters of one worker since it started (the event counters are also OpenTelemetry metrics). */

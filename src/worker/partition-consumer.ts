@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { TallyStaleRegistryError } from '../errors/index.js';
+import type { PartitionView } from '../registry/index.js';
 import { StreamGroup, type RedisClient } from '../redis/index.js';
 import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
@@ -164,7 +166,7 @@ export class PartitionConsumer {
       if (entries.length === 0) return undefined;
       let prepared: PreparedBatch | undefined;
       try {
-        prepared = this.prepare(entries);
+        prepared = this.prepare(entries, await this.ctx.registry.partitionView(this.partition));
       } catch {
         prepared = undefined; // fails again, and is handled, in applyInPlace
       }
@@ -198,9 +200,9 @@ export class PartitionConsumer {
     return entries.filter((e): e is StreamEntry => e[1] !== null);
   }
 
-  private prepare(entries: readonly StreamEntry[]): PreparedBatch {
-    const { config, meters } = this.ctx;
-    const prepared = prepareBatch(entries, { config, meters, partition: this.partition });
+  private prepare(entries: readonly StreamEntry[], view: PartitionView): PreparedBatch {
+    const { config } = this.ctx;
+    const prepared = prepareBatch(entries, { config, view, partition: this.partition });
     if (entries.length > 0) {
       const perEntry = Math.max(1, (prepared.events + prepared.rejected) / entries.length);
       this.eventsPerEntry = 0.7 * this.eventsPerEntry + 0.3 * perEntry;
@@ -232,9 +234,10 @@ export class PartitionConsumer {
       let error: unknown;
       let transient = false;
       try {
-        prepared ??= this.prepare(entries);
+        prepared ??= this.prepare(entries, await this.ctx.registry.partitionView(this.partition));
       } catch (err) {
         error = err;
+        transient = isTransientRedisError(err);
       }
       if (prepared) {
         try {
@@ -242,6 +245,17 @@ export class PartitionConsumer {
           this.ctx.failures.succeeded('apply', this.partition);
           return;
         } catch (err) {
+          if (err instanceof TallyStaleRegistryError) {
+            // The meters changed: nothing of the refused calls was applied. Prepare again at the new version.
+            this.log.info(
+              { prepared: err.prepared, current: err.current },
+              'meter registry changed under a batch: preparing it again at the new version',
+            );
+            this.ctx.registry.invalidate(this.partition);
+            await this.ctx.registry.refresh().catch(() => undefined);
+            prepared = undefined;
+            continue;
+          }
           error = err;
           transient = isTransientRedisError(err);
         }

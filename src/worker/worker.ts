@@ -1,6 +1,6 @@
 import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
-import { MeterIndex } from '../meters/index.js';
+import { RegistryFollower } from '../registry/index.js';
 import {
   checkEvictionPolicy,
   checkRedisAccess,
@@ -40,7 +40,8 @@ export class TallyWorker extends RedisComponent {
   readonly consumer: string;
   readonly config: TallyConfig;
   private readonly keys: TallyKeys;
-  private readonly meters: MeterIndex;
+  /** The meter registry this replica obeys (the config's meters are declared to it at start). */
+  readonly registry: RegistryFollower;
   private readonly relay: RollupRelay;
   private readonly staticPartitions: readonly number[] | undefined;
   private readonly leases: PartitionLeases | undefined;
@@ -62,10 +63,14 @@ export class TallyWorker extends RedisComponent {
     this.consumer = name;
     this.allowEviction = options.allowEviction ?? false;
     this.keys = new TallyKeys(this.config.prefix);
-    this.meters = new MeterIndex(this.config.meters);
+    this.registry = new RegistryFollower(this.client, this.config, this.logger, {
+      role: 'worker',
+      name: this.consumer,
+      ...(options.registryIntervalMs !== undefined ? { intervalMs: options.registryIntervalMs } : {}),
+    });
     const scripts = new MeteringScripts(this.client, this.keys);
-    const { client, config, keys, meters, consumer, logger, stats, failures } = this;
-    this.ctx = { client, scripts, config, keys, meters, consumer, logger, stats, failures };
+    const { client, config, keys, registry, consumer, logger, stats, failures } = this;
+    this.ctx = { client, scripts, config, keys, registry, consumer, logger, stats, failures };
     for (const p of options.partitions ?? []) {
       if (!Number.isInteger(p) || p < 0 || p >= this.config.partitions) {
         throw new TallyConfigError(
@@ -90,7 +95,7 @@ export class TallyWorker extends RedisComponent {
           this.stop.signal,
         )
       : undefined;
-    this.relay = new RollupRelay(this.client, this.config, this.meters, this.consumer, this.logger);
+    this.relay = new RollupRelay(this.client, this.config, this.registry.index, this.consumer, this.logger);
   }
 
   /** Creates the consumer groups and starts the loops; resolves once the worker is consuming. */
@@ -107,6 +112,8 @@ export class TallyWorker extends RedisComponent {
       queues: this.config.rollups.queues,
     });
     checkEvictionPolicy(facts, this.allowEviction, this.logger);
+    // Refuses to start (one TallyConfigError) when the config contradicts the registry.
+    await this.registry.start();
     this.unobserve = observePartitionGauges({
       client: this.client,
       keys: this.keys,
@@ -123,7 +130,8 @@ export class TallyWorker extends RedisComponent {
       {
         partitions: this.staticPartitions ?? 'leased',
         held: [...this.runners.keys()],
-        meters: this.config.meters.map((m) => m.slug),
+        meters: this.registry.index.meters.map((m) => m.slug),
+        registryVersion: this.registry.version,
         group: this.config.consumerGroup,
       },
       'worker started',
@@ -227,6 +235,7 @@ export class TallyWorker extends RedisComponent {
     await this.relay
       .close()
       .catch((err: unknown) => this.logger.warn({ err }, 'closing rollup queues failed'));
+    await this.registry.close();
     this.logger.info({ stats: this.stats }, 'worker closed');
   }
 

@@ -27,6 +27,7 @@ export type CallRecord =
       readonly detail: string;
       readonly payload: string;
       readonly field: string;
+      readonly meter: string;
     }
   | {
       readonly kind: 'event';
@@ -35,12 +36,15 @@ export type CallRecord =
       readonly from: number;
       readonly to: number;
       readonly updates: { cell: CallCell; value: string | number; sortKey: string | number }[];
+      readonly rejections: { meter: string; reason: string; detail: string }[];
     };
 
 export interface CallEntry {
   readonly tag: 'E' | 'P';
   readonly id: string;
   readonly epoch: string;
+  /** The one meter the entry counts in, or ''. */
+  readonly scope: string;
   readonly records: CallRecord[];
 }
 
@@ -84,7 +88,9 @@ export function readCall(r: readonly (string | number)[]): ReadCall {
     const id = next() as string;
     const epoch = next() as string;
     const records: CallRecord[] = [];
-    for (let n = next() as number; n > 0; n--) {
+    const count = next() as number;
+    const scope = next() as string;
+    for (let n = count; n > 0; n--) {
       if (r[i] === 'D') {
         i++;
         records.push({
@@ -94,20 +100,26 @@ export function readCall(r: readonly (string | number)[]): ReadCall {
           detail: next() as string,
           payload: next() as string,
           field: next() as string,
+          meter: next() as string,
         });
       } else {
         const timeMs = next() as number;
         const index = next() as number;
         const from = next() as number;
         const to = next() as number;
+        const nUpdates = next() as number;
+        const nRejections = next() as number;
         const updates: { cell: CallCell; value: string | number; sortKey: string | number }[] = [];
-        for (let u = next() as number; u > 0; u--)
+        for (let u = nUpdates; u > 0; u--)
           updates.push({ cell: cells[(next() as number) - 1] as CallCell, value: next(), sortKey: next() });
-        records.push({ kind: 'event', timeMs, index, from, to, updates });
+        const rejections: { meter: string; reason: string; detail: string }[] = [];
+        for (let x = nRejections; x > 0; x--)
+          rejections.push({ meter: next() as string, reason: next() as string, detail: next() as string });
+        records.push({ kind: 'event', timeMs, index, from, to, updates, rejections });
         events++;
       }
     }
-    entries.push({ tag, id, epoch, records });
+    entries.push({ tag, id, epoch, scope, records });
   }
   return { windows, cells, range, entries, events };
 }

@@ -37,6 +37,15 @@ interface Cell {
   uniques: Set<string>;
 }
 
+/** Whether a meter can count the event: COUNT always; UNIQUE_COUNT a scalar value; the others a number. */
+function usableBy(m: ModelMeter, event: ModelEvent): boolean {
+  if (m.aggregation === 'COUNT' || m.valueKey === undefined) return true;
+  const v = event.data[m.valueKey];
+  if (m.aggregation === 'UNIQUE_COUNT') return v !== undefined && v !== null && typeof v !== 'object';
+  if (typeof v === 'number') return Number.isFinite(v);
+  return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v));
+}
+
 const micro = (v: unknown): bigint => BigInt(Math.round(Number(v) * 1e6));
 
 function decimal(v: bigint): string {
@@ -56,17 +65,24 @@ export class TotalsModel {
 
   constructor(private readonly meters: ModelMeter[]) {}
 
+  /**
+   * Adds an event. Meters are isolated: a meter that cannot use the event (its value is not a number,
+   * or missing for UNIQUE_COUNT) skips it, and the others count it. An event no meter of its type can
+   * use is not remembered, so a later valid copy of it counts.
+   */
   add(event: ModelEvent): void {
     const identity = `${event.source}\u0000${event.id}`;
     if (this.seen.has(identity)) {
       this.duplicates++;
       return;
     }
+    const meters = this.meters.filter((m) => m.eventType === event.type);
+    const usable = meters.filter((m) => usableBy(m, event));
+    if (meters.length > 0 && usable.length === 0) return;
     this.seen.add(identity);
     const t = Date.parse(event.time);
     this.seq++;
-    for (const m of this.meters) {
-      if (m.eventType !== event.type) continue;
+    for (const m of usable) {
       const groupBy: Record<string, string | null> = {};
       for (const [name, key] of Object.entries(m.groupBy ?? {})) {
         const v = event.data[key];

@@ -2,6 +2,7 @@
  * Test harness for the pipeline: a config with a unique prefix and fast windows, producers, in-process
  * or child-process workers, and readers for rollup jobs, dead letters and settled state.
  */
+import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,6 +46,8 @@ export interface DeadLetter {
   field: string;
   payload: string;
   deliveries?: string;
+  /** The one meter the event is dead-lettered for (it counts in the others). */
+  meter?: string;
 }
 
 const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js');
@@ -114,11 +117,14 @@ export class Harness {
     return w;
   }
 
-  /** Runs `tally worker` as a child process (the built CLI), for tests that SIGKILL it. */
-  spawnWorker(): ChildProcess {
+  /**
+   * Runs `tally worker` as a child process (the built CLI), for tests that SIGKILL it. `changes`: config
+   * sections that differ from the harness's (e.g. other meters, for a rolling deploy).
+   */
+  spawnWorker(changes: Record<string, unknown> = {}): ChildProcess {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
-    const file = join(this.dir, 'tally.yaml');
-    writeFileSync(file, stringify(this.raw));
+    const file = join(this.dir, `tally-${randomUUID()}.yaml`);
+    writeFileSync(file, stringify({ ...this.raw, ...changes }));
     const child = spawn(process.execPath, [CLI, 'worker', '--config', file], {
       // The harness's Redis, also when REDIS_URL names another one (it would override the config).
       env: {

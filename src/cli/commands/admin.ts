@@ -31,6 +31,7 @@ interface ReplayFlags {
   dryRun?: boolean;
   keep?: boolean;
   json?: boolean;
+  payload?: string;
 }
 
 const partitionOption = () => new Option('-p, --partition <n>', 'only this partition').argParser(integer(0));
@@ -57,6 +58,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
     ...(flags.all ? { all: true } : {}),
     ...(flags.partition !== undefined ? { partition: flags.partition } : {}),
     ...(flags.limit !== undefined ? { limit: flags.limit } : {}),
+    ...(flags.payload !== undefined ? { payload: flags.payload } : {}),
   };
   if ([options.ids, options.reason, options.all].filter((x) => x !== undefined).length !== 1) {
     throw new TallyConfigError(
@@ -105,6 +107,10 @@ export function registerAdmin(program: Command): void {
     .option('--limit <n>', 'at most this many', integer(1))
     .option('--dry-run', 'say what would be replayed, change nothing')
     .option('--keep', 'keep the replayed dead letters (default: delete them)')
+    .option(
+      '--payload <json>',
+      'with one --id: replay this fixed event instead of the stored one (a dead letter of one meter stays scoped to it)',
+    )
     .option('--json', 'print JSON')
     .action(replay);
 }

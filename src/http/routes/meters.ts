@@ -68,7 +68,6 @@ function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
 
 /** GET /api/v1/meters, GET /api/v1/meters/{slug}, GET and POST /api/v1/meters/{slug}/query. */
 export function registerMeterRoutes(app: App, ctx: ApiContext): void {
-  const bySlug = new Map(ctx.config.data.meters.map((m) => [m.slug, m]));
   const Slug = Type.Object({ meterIdOrSlug: Type.String() });
 
   app.get(
@@ -81,7 +80,7 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
         response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }),
       },
     },
-    () => Promise.resolve(ctx.config.data.meters.map(meterBody)),
+    () => Promise.resolve(ctx.registry.meterInputs().map(meterBody)),
   );
 
   app.get(
@@ -96,7 +95,7 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       },
     },
     (request) => {
-      const meter = bySlug.get(request.params.meterIdOrSlug);
+      const meter = ctx.registry.meterInputs(true).find((m) => m.slug === request.params.meterIdOrSlug);
       if (!meter)
         return Promise.reject(
           new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`),

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionOf } from '../../../src/index.js';
+import { replayDeadLetters } from '../../../src/admin/index.js';
 import { Harness } from '../../support/tally.js';
 
 const MINUTE = 60_000;
@@ -71,6 +72,10 @@ describe('bad input', () => {
     expect(dead[11]).toMatchObject({ index: '1', field: 'event' });
     expect(JSON.parse(dead[11]?.payload ?? '{}')).toMatchObject({ id: 'b2', data: { tokens: 'NaN?' } });
     expect(dead[7]?.payload).toBe(raw[7]?.[2]);
+    // Meters are isolated: the events whose value is not a number are dead-lettered for `tokens` alone.
+    expect(dead[7]?.meter).toBe('tokens');
+    expect(dead[11]?.meter).toBe('tokens');
+    expect(dead.filter((d) => d.meter !== undefined)).toHaveLength(2);
     expect(worker.getStats().unmetered).toBe(1);
 
     const totals = async () =>
@@ -79,13 +84,26 @@ describe('bad input', () => {
           .sort((a, b) => a.revision - b.revision)
           .map((x) => [x.meter, x.valueDecimal]),
       );
-    // b1 + b3 + ok1: the event with a non-numeric value is counted by no meter, not even the COUNT one.
-    expect(await totals()).toEqual({ tokens: '103', llm_calls: '3' });
+    // tokens: b1 + b3 + ok1. llm_calls: b1, b2, b3, n1, ok1: an event with a non-numeric value still
+    // counts in the COUNT meter, which can use it.
+    expect(await totals()).toEqual({ tokens: '103', llm_calls: '5' });
 
-    // Replaying the fixed event after the window closed: counted once, by both meters (as a correction).
+    // Sending the fixed event again changes nothing: it is the same event, counted already.
     await harness.producer().send(good('n1', 5));
     await harness.settle();
-    expect(await totals()).toEqual({ tokens: '108', llm_calls: '4' });
+    expect(await totals()).toEqual({ tokens: '103', llm_calls: '5' });
+    // Replaying its `tokens` dead letter with the fix after the window closed: counted once, in
+    // tokens only (as a correction), and a second replay of it changes nothing.
+    for (let i = 0; i < 2; i++) {
+      const replayed = await replayDeadLetters(harness.redis, harness.config, {
+        ids: [`0/${dead[7]?.id}`],
+        payload: JSON.stringify(good('n1', 5)),
+        delete: false,
+      });
+      expect(replayed.replayed).toMatchObject([{ meter: 'tokens' }]);
+      await harness.settle();
+      expect(await totals()).toEqual({ tokens: '108', llm_calls: '5' });
+    }
   });
 
   it('counts a misrouted event exactly once, in its home partition', async () => {

@@ -163,7 +163,7 @@ describe('hostile input', () => {
       const log = (await h.redis.slowlog('GET', 100_000)) as [number, number, number, string[]][];
       const calls = log
         .filter(
-          ([, , , args]) => /^evalsha$|^eval$/i.test(args[0] ?? '') && args[2] === '7' && args[3] === stream,
+          ([, , , args]) => /^evalsha$|^eval$/i.test(args[0] ?? '') && args[2] === '8' && args[3] === stream,
         )
         .map(([, , us]) => us);
       calls.sort((a, b) => a - b);

@@ -51,6 +51,7 @@ describe('parseDeadLetter', () => {
       field: 'events',
       payload,
       deliveries: null,
+      meter: null,
       event: { id: 'b', source: 's', subject: 'y', type: 'llm', time },
     });
   });
@@ -148,6 +149,7 @@ describe('planReplay', () => {
       field: 'event',
       value: JSON.stringify(events[1]),
       scope: 'event',
+      meter: null,
     });
   });
 
@@ -164,6 +166,7 @@ describe('planReplay', () => {
       field: 'event',
       value: payload,
       scope: 'event',
+      meter: null,
     });
     const invalid = '{"id": "x",';
     expect(
@@ -177,6 +180,7 @@ describe('planReplay', () => {
       field: 'event',
       value: invalid,
       scope: 'event',
+      meter: null,
     });
   });
 
@@ -195,6 +199,7 @@ describe('planReplay', () => {
         field: 'events',
         value: payload,
         scope: 'entry',
+        meter: null,
       });
     }
   });
@@ -269,6 +274,7 @@ describe('replaying what the worker wrote about hostile values', () => {
       replayable: true,
       field: 'event',
       scope: 'event',
+      meter: null,
       partition: partitionOf('acme', 4),
     });
     expect(one.replayable && one.value.endsWith(deepEvent.slice(1))).toBe(true);

@@ -164,6 +164,16 @@ describe('formatting', () => {
       leases: true,
       at: now,
       replicas: [{ name: 'old', expiresAt: now - 1, live: false, partitions: [] }],
+      registry: {
+        version: 3,
+        partitions: 8,
+        meters: [],
+        processes: [
+          { name: 'w1', role: 'worker', version: 3, seenAt: now - 1000 },
+          { name: 'w2', role: 'worker', version: 2, seenAt: now - 1000 },
+        ],
+      },
+      unreadStreams: [{ partition: 5, key: 'p:{p5}:events', length: 7 }],
       partitions: [
         partition({}),
         partition({ partition: 1, group: null }),
@@ -189,6 +199,9 @@ describe('formatting', () => {
       'partition 2: entry 1-0 pending and idle for 100 s (reclaimed after 30 s): is a worker running its maintenance loop?',
       'partition 3: 4 dead letters (tally dead-letter list)',
       'replica registry: old stopped heartbeating',
+      'this config says 4 partitions, the registry 8: processes with this config refuse to start',
+      'w2 (worker, v2) not yet at registry v3 (they follow within seconds)',
+      'p:{p5}:events: 7 entries in a partition beyond the 4 configured, which no worker reads (a producer with another partition count?)',
     ]);
   });
 
@@ -216,6 +229,30 @@ describe('formatting', () => {
         }),
       ],
       replicas: [{ name: 'w1', expiresAt: now + 9500, live: true, partitions: [0] }],
+      registry: {
+        version: 2,
+        partitions: 1,
+        meters: [
+          {
+            slug: 'tokens',
+            eventType: 'llm',
+            aggregation: 'SUM',
+            windowSize: 'HOUR',
+            activeSince: 1,
+            deletedAt: null,
+          },
+          {
+            slug: 'old',
+            eventType: 'llm',
+            aggregation: 'COUNT',
+            windowSize: 'MINUTE',
+            activeSince: 1,
+            deletedAt: now - 60_000,
+          },
+        ],
+        processes: [{ name: 'w1', role: 'worker', version: 2, seenAt: now - 2000 }],
+      },
+      unreadStreams: [],
       warnings: ['something'],
     };
     expect(formatStatus(status).split('\n')).toEqual([
@@ -237,6 +274,14 @@ describe('formatting', () => {
       'Replicas',
       '  replica  heartbeat               partitions',
       '  w1       live (expires in 9.5s)  0',
+      '',
+      'Meter registry v2 · 1 partitions',
+      '  meter   event type  aggregation  window  since  state',
+      '  tokens  llm         SUM          HOUR       v1  active',
+      '  old     llm         COUNT        MINUTE     v1  deleted 11:59:00Z (1m00s ago)',
+      '',
+      '  process  role    follows  seen',
+      '  w1       worker       v2  11:59:58Z (2.0s ago)',
       '',
       'Warnings',
       '  - something',
@@ -273,6 +318,7 @@ describe('formatting', () => {
       partition: 0,
       field: 'event' as const,
       scope: 'event' as const,
+      meter: null,
     };
     expect(
       formatReplay({

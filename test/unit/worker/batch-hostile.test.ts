@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
-import { MeterIndex } from '../../../src/meters/index.js';
+import { PartitionView } from '../../../src/registry/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
 import { cost, MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/batch.js';
 import { readCall, type CallRecord } from '../../support/apply-call.js';
@@ -22,7 +22,7 @@ const config = resolveConfig(
   },
   {},
 );
-const meters = new MeterIndex(config.meters);
+const view = new PartitionView(1, config.meters, new Map());
 const now = Date.now();
 const event = (id: string, data: string) =>
   `{"id":"${id}","source":"s","type":"llm","subject":"acme","data":${data}}`;
@@ -52,7 +52,7 @@ describe('prepareBatch with hostile values', () => {
       [`${now}-1`, ['event', bad]],
       [`${now}-2`, ['event', event('c', '{"tokens":4}')]],
     ];
-    const prepared = prepareBatch(entries, { config, meters, partition: 0 });
+    const prepared = prepareBatch(entries, { config, view, partition: 0 });
     expect(prepared).toMatchObject({ entries: 3, events: 5, rejected: 2 });
     const dead = deadLetters(prepared.calls);
     expect(dead.map(([index, reason, payload, field]) => [index, reason, payload === bad, field])).toEqual([
@@ -73,13 +73,13 @@ describe('prepareBatch with hostile values', () => {
     const wrong = (partitionOf('acme', 4) + 1) % 4;
     const prepared = prepareBatch([[`${now}-0`, ['events', `[${text}]`]]], {
       config: cfg,
-      meters,
+      view,
       partition: wrong,
     });
     expect(prepared.forwards).toEqual([
       {
         partition: partitionOf('acme', 4),
-        json: `{"time":"${new Date(now).toISOString()}",${text.slice(1)}`,
+        fields: ['forwarded', String(wrong), 'event', `{"time":"${new Date(now).toISOString()}",${text.slice(1)}`],
       },
     ]);
     expect(prepared.rejected).toBe(0);
@@ -123,7 +123,7 @@ describe('prepareBatch: short script calls', () => {
       [`${now}-1`, ['events', many(10_000, true)]],
       [`${now}-2`, ['event', event('after', '{"tokens":1}')]],
     ];
-    const { calls, events, chained } = prepareBatch(entries, { config, meters, partition: 0 });
+    const { calls, events, chained } = prepareBatch(entries, { config, view, partition: 0 });
     expect(events).toBe(10_002);
     expect(chained).toBe(true);
     const summaries = calls.map((c) => summarize(c.records));
@@ -148,7 +148,7 @@ describe('prepareBatch: short script calls', () => {
       [`${now}-0`, ['events', many(5_000, false)]],
       [`${now}-1`, ['events', many(10_001, false)]],
     ];
-    const { calls, rejected } = prepareBatch(entries, { config, meters, partition: 0 });
+    const { calls, rejected } = prepareBatch(entries, { config, view, partition: 0 });
     expect(rejected).toBe(5_001);
     const summaries = calls.map((c) => summarize(c.records));
     for (const c of summaries) expect(costOf(c)).toBeLessThanOrEqual(MAX_CALL_COST_US);
@@ -162,7 +162,7 @@ describe('prepareBatch: short script calls', () => {
     const a = event('a', '{"tokens":1,"model":"né"}');
     const b = event('b', '{"tokens":2,"model":"顧客"}');
     const raw = `[ ${a} ,${b}]`;
-    const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, meters, partition: 0 });
+    const { calls } = prepareBatch([[`${now}-0`, ['events', raw]]], { config, view, partition: 0 });
     const ranges = recordsOf(calls).map((r): [number, number] =>
       r.kind === 'event' ? [r.from, r.to] : [0, 0],
     );

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config/index.js';
 import { EVENT_FIELD, EVENTS_FIELD } from '../../../src/events/index.js';
-import { MeterIndex } from '../../../src/meters/index.js';
+import { PartitionView } from '../../../src/registry/index.js';
 import { partitionOf } from '../../../src/producer/index.js';
 import { cost, MAX_CALL_COST_US, prepareBatch, type StreamEntry } from '../../../src/worker/batch.js';
 import { readCall, type CallCell } from '../../support/apply-call.js';
@@ -25,7 +25,7 @@ const config = resolveConfig(
   },
   {},
 );
-const meters = new MeterIndex(config.meters);
+const view = new PartitionView(1, config.meters, new Map());
 const NOW = Date.parse('2026-12-03T12:00:00.000Z');
 
 /** An event the generator makes: valid, or broken in one of a few ways. */
@@ -71,19 +71,23 @@ describe('prepareBatch', () => {
               e.batch ? [EVENTS_FIELD, JSON.stringify(events)] : [EVENT_FIELD, JSON.stringify(events[0])],
             ];
           });
-          const prepared = prepareBatch(stream, { config, meters, partition });
+          const prepared = prepareBatch(stream, { config, view, partition });
 
           // The model: per event, where it goes.
           let home = 0;
           let forwarded = 0;
           let unmetered = 0;
-          let rejected = 0;
+          // Meters are isolated: an event whose tokens are not a number still counts in `calls`, and
+          // is dead-lettered for `tokens` alone.
+          let tokensRejected = 0;
           const sums = new Map<string, bigint>();
           for (const e of entries.flatMap((x) => x.events)) {
             if (partitionOf(e.subject, PARTITIONS) !== partition) forwarded++;
             else if (e.type !== 'llm') unmetered++;
-            else if (typeof e.tokens !== 'number') rejected++;
-            else {
+            else if (typeof e.tokens !== 'number') {
+              home++;
+              tokensRejected++;
+            } else {
               home++;
               const minute = Math.floor((NOW - e.offsetMs) / 60_000) * 60_000;
               const key = `tokens|${minute}|${e.model}`;
@@ -92,8 +96,8 @@ describe('prepareBatch', () => {
           }
           expect(prepared.forwards).toHaveLength(forwarded);
           expect(prepared.unmetered).toBe(unmetered);
-          expect(prepared.rejected).toBe(rejected);
-          expect(prepared.events).toBe(home + forwarded + unmetered + rejected);
+          expect(prepared.rejected).toBe(0);
+          expect(prepared.events).toBe(home + forwarded + unmetered);
 
           // What the calls say: every entry acknowledged once, in order (after any 'P' parts of it),
           // each cell's count and sum are those of the event updates pointing to it, and each call
@@ -101,6 +105,7 @@ describe('prepareBatch', () => {
           const ids: string[] = [];
           const got = new Map<string, bigint>();
           let valid = 0;
+          let meterRejections = 0;
           let open: string | undefined;
           for (const call of prepared.calls) {
             const read = readCall(call.records);
@@ -117,6 +122,11 @@ describe('prepareBatch', () => {
                   continue;
                 }
                 valid++;
+                for (const r of record.rejections) {
+                  expect(r).toMatchObject({ meter: 'tokens', reason: 'invalid-value' });
+                  meterRejections++;
+                }
+                dead += record.rejections.length;
                 for (const { cell, value } of record.updates) {
                   updates++;
                   const c = counts.get(cell) ?? { n: 0, sum: 0 };
@@ -154,6 +164,7 @@ describe('prepareBatch', () => {
           );
           expect(ids).toEqual(stream.map(([id]) => id));
           expect(valid).toBe(home);
+          expect(meterRejections).toBe(tokensRejected);
           expect(got).toEqual(sums);
         },
       ),

@@ -8,9 +8,16 @@
   - An event whose fingerprint (of source and id) is remembered in its entry's dedup epoch, any of
     the `generations` before it, or any later one changes nothing. A new event is remembered in the
     epoch of its entry id.
-  - An event is applied to all of its meters or to none: late events under the dead-letter policy and
-    events beyond retention are dead-lettered whole (and not remembered, so a replay counts once).
-    The one exception is int64 overflow of a window total (beyond about 9.2e12 units), see below.
+  - Nothing is applied by a call prepared at another registry version than its partition's (reply
+    { 'stale', version }): a worker whose view of the meters lags applies no event without the meters
+    that count it (docs/operations.md, "Changing meters and partitions safely").
+  - Meters are isolated. An event is applied to every meter that can count it; a meter that cannot
+    (the worker found its value invalid, or its window is late under the dead-letter policy or beyond
+    retention) gets a dead letter naming it (field `meter`), written only when the event is applied,
+    so once per (event, meter). An event no meter can count is dead-lettered whole and not remembered,
+    so a replay counts once. An entry naming one meter (scope, a replayed dead letter of that meter)
+    counts in it alone, under its own fingerprint of (meter, source, id). The one exception is int64
+    overflow of a window total (beyond about 9.2e12 units), see below.
   - An event is late when a window of one of its meters was already emitted (it left the open-window
     index and its hash is kept), or closes at or before the watermark `closedThrough` (end + grace <=
     closedThrough; closeWindows builds it from applied event time only). A window closed by the wall
@@ -39,10 +46,11 @@
     KEYS[1] events stream            KEYS[2] dead-letter stream     KEYS[3] state hash
     KEYS[4] window index (zset)      KEYS[5] corrections (set)      KEYS[6] dedup epochs (hash)
     KEYS[7] partition base `<prefix>:{p<i>}:` (window `w:*` and dedup `d:*` keys derive from it)
+    KEYS[8] partition registry hash (`version`, see syncPartitionRegistry.lua)
 
     ARGV[1] consumer group     ARGV[2] grace ms        ARGV[3] late policy ('correct'|'dead-letter')
     ARGV[4] retention ms       ARGV[5] generations     ARGV[6] bucket bits for new epochs
-    ARGV[7] consumer name
+    ARGV[7] consumer name      ARGV[10] the registry version the call was prepared at
     ARGV[9] the events' 16-byte fingerprints, concatenated, in event order (binary: Redis's cmsgpack
             has no bin type)
     ARGV[8] the call, as one MessagePack array (decoded in C by cmsgpack: passing thousands of
@@ -55,7 +63,8 @@
                   U: d, 0, then d pairs (value, number of the cell's events carrying it)
                 window: 1-based in the window table; cells likewise in the cell table
       range     firstEntryId, lastEntryId, nEntries
-      entries   per entry: tag, entryId, epoch, nRecords, then nRecords records:
+      entries   per entry: tag, entryId, epoch, nRecords, scope (the one meter it counts in, or ''),
+                then nRecords records:
                   tag 'E': applied and acked by this call, only while still pending for this
                     consumer: an entry reclaimed by another consumer meanwhile (or already acked) is
                     skipped whole, so a stalled worker that wakes up late cannot apply or dead-letter
@@ -64,14 +73,16 @@
                     short): applied, not acked; the call holding its last records acks it. A crash in
                     between redoes the entry: the events applied already are duplicates then (its
                     dead letters may be written twice).
-                'D', index, reason, detail, payload, field   -- dead-letter an event the worker rejected
-                timeMs, index, from, to, n, then n updates (cell, value, sortKey)   -- an event; its
-                  fingerprint is the next 16 bytes of ARGV[9]. from, to: its bytes in the entry value
-                  (0, 0: the whole value), so a dead letter decided here holds the event alone.
-                  value: a number for COUNT (0) and exact SUM/AVG values, else the scaled value or
-                  distinct value as text; sortKey: LATEST only, else 0.
+                'D', index, reason, detail, payload, field, meter   -- dead-letter an event the worker
+                  rejected (meter: the meter it is for, or '')
+                timeMs, index, from, to, n, r, then n updates (cell, value, sortKey), then r
+                  rejections (meter, reason, detail)   -- an event; its fingerprint is the next 16
+                  bytes of ARGV[9]. from, to: its bytes in the entry value (0, 0: the whole value), so
+                  a dead letter decided here holds the event alone. value: a number for COUNT (0) and
+                  exact SUM/AVG values, else the scaled value or distinct value as text; sortKey:
+                  LATEST only, else 0. A rejection: a meter of the event's type that cannot count it.
 
-  Output: { applied, duplicates, deadLettered, corrected, acked, skippedEntries }
+  Output: { applied, duplicates, deadLettered, corrected, acked, skippedEntries } | { 'stale', version }
 ]]
 
 --@include compareInt
@@ -86,6 +97,7 @@ local indexKey = KEYS[4]
 local correctionsKey = KEYS[5]
 local epochsKey = KEYS[6]
 local base = KEYS[7]
+local registryKey = KEYS[8]
 
 local group = ARGV[1]
 local graceMs = tonumber(ARGV[2])
@@ -94,6 +106,11 @@ local retentionMs = tonumber(ARGV[4])
 local generations = tonumber(ARGV[5])
 local newBucketBits = tonumber(ARGV[6])
 local consumer = ARGV[7]
+
+do
+  local version = rcall('HGET', registryKey, 'version')
+  if version ~= ARGV[10] then return { 'stale', version or '' } end
+end
 
 local nowMs = redisNowMs()
 local closedThrough = tonumber(rcall('HGET', stateKey, 'closedThrough') or '0')
@@ -178,9 +195,14 @@ end
 local entryId
 local applied, duplicates, deadLettered, corrected = 0, 0, 0, 0
 
-local function deadLetter(index, reason, detail, payload, field)
-  rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
-    'field', field, 'payload', payload, 'at', string.format('%d', nowMs))
+local function deadLetter(index, reason, detail, payload, field, meter)
+  if meter ~= '' then
+    rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
+      'field', field, 'payload', payload, 'at', string.format('%d', nowMs), 'meter', meter)
+  else
+    rcall('XADD', deadLetterKey, '*', 'reason', reason, 'detail', detail, 'entry', entryId, 'index', index,
+      'field', field, 'payload', payload, 'at', string.format('%d', nowMs))
+  end
   deadLettered = deadLettered + 1
 end
 
@@ -243,7 +265,7 @@ for w = 1, nWindows do
   local pastWatermark = weMs + graceMs <= closedThrough
   local late = pastWatermark or st == 'emitted'
   local win = {
-    member = member, key = wkey, agg = agg, we = weMs, st = st, expired = expired, late = late,
+    meter = meter, member = member, key = wkey, agg = agg, we = weMs, st = st, expired = expired, late = late,
     pastWatermark = pastWatermark,
     excludes = expired or (late and deadLetterLate),
     corrects = not expired and not deadLetterLate and (st == 'emitted' or (st == 'new' and pastWatermark)),
@@ -297,26 +319,39 @@ local nR = #R
 -- or dead-lettered. Additive cells subtract it (exact: the worker sums a cell only while any subset
 -- of its values sums exactly), UNIQUE_COUNT lowers its value's multiplicity, and MIN/MAX/LATEST
 -- cells are replayed from the events that still count.
-local function takeOut(at)
-  for u = at + 5, at + 4 + R[at + 4] * 3, 3 do
-    local c = R[u]
-    local p = cells[c]
-    R[p + 2] = R[p + 2] - 1
-    local agg = windows[R[p]].agg
-    if agg == 'S' or agg == 'A' then
-      if not replay[c] then R[p + 3] = R[p + 3] - R[u + 1] end
-    elseif agg == 'U' then
-      local values = uniques[c]
-      values[R[u + 1]] = values[R[u + 1]] - 1
-    elseif agg ~= 'C' then
-      replay[c] = true
-    end
+local function takeOutUpdate(u)
+  local c = R[u]
+  local p = cells[c]
+  R[p + 2] = R[p + 2] - 1
+  local agg = windows[R[p]].agg
+  if agg == 'S' or agg == 'A' then
+    if not replay[c] then R[p + 3] = R[p + 3] - R[u + 1] end
+  elseif agg == 'U' then
+    local values = uniques[c]
+    values[R[u + 1]] = values[R[u + 1]] - 1
+  elseif agg ~= 'C' then
+    replay[c] = true
   end
 end
+local function takeOut(at)
+  for u = at + 6, at + 5 + R[at + 4] * 3, 3 do takeOutUpdate(u) end
+end
 
--- Events dead-lettered here or not counted for another reason, by their record position, for the
--- replay pass.
-local out = {}
+-- Why a window's event is dead-lettered here: its reason and detail.
+local function excludedBecause(timeMs, w)
+  if w.expired then
+    return 'beyond-retention', 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' ..
+      isoUtc(w.we) .. ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' ..
+      isoUtc(nowMs) .. '); windows that old are deleted, so it can be neither counted nor corrected'
+  end
+  return 'late', 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(w.we) ..
+    ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
+    string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
+end
+
+-- Events dead-lettered here or not counted for another reason, by their record position, and single
+-- updates taken out (a meter that dead-lettered an applied event), by theirs, for the replay pass.
+local out, outUpdate = {}, {}
 local skipped = 0
 local acks = {}
 local k = 0 -- fingerprints consumed
@@ -326,7 +361,8 @@ while i <= nR do
   entryId = R[i + 1]
   local epoch = tonumber(R[i + 2])
   local records = R[i + 3]
-  i = i + 4
+  local scope = R[i + 4]
+  i = i + 5
   local owned = ownedIds[entryId] == true
   if not owned then
     skipped = skipped + 1
@@ -335,11 +371,13 @@ while i <= nR do
   end
   for _ = 1, records do
     if R[i] == 'D' then
-      if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5]) end
-      i = i + 6
+      if owned then deadLetter(R[i + 1], R[i + 2], R[i + 3], R[i + 4], R[i + 5], R[i + 6]) end
+      i = i + 7
     else
       local at = i
-      i = at + 5 + R[at + 4] * 3
+      local nUpdates = R[at + 4]
+      local lastUpdate = at + 3 + nUpdates * 3
+      i = at + 6 + nUpdates * 3 + R[at + 5] * 3
       local fpAt = k * 16 + 1
       k = k + 1
       if not owned then
@@ -352,37 +390,47 @@ while i <= nR do
           takeOut(at)
           out[at] = true
         else
-          local excluded, expiredEnd, lateEnd, correcting = false, nil, nil, false
+          local excluded, correcting = 0, false
           if slow then
-            for u = at + 5, i - 1, 3 do
+            for u = at + 6, lastUpdate, 3 do
               local w = windows[R[cells[R[u]]]]
-              if w.expired then
-                expiredEnd = expiredEnd or w.we
-              elseif w.late then
-                lateEnd = lateEnd or w.we
-              end
-              if w.excludes then excluded = true end
+              if w.excludes then excluded = excluded + 1 end
               if w.corrects then correcting = true end
             end
           end
-          if excluded then
+          if excluded == nUpdates then
+            -- No meter can count it: dead-lettered whole, and forgotten so that a replay counts once.
             rcall('HDEL', dedupKey, dedupField)
             takeOut(at)
             out[at] = true
             local payload, field = originalPayload(R[at + 2], R[at + 3])
-            local timeMs = R[at]
-            local detail
-            if expiredEnd then
-              detail = 'too old to keep: event time ' .. isoUtc(timeMs) .. ' is in a window that ended ' .. isoUtc(expiredEnd) ..
-                ', more than windows.retention (' .. string.format('%d', retentionMs) .. ' ms) before now (' .. isoUtc(nowMs) ..
-                '); windows that old are deleted, so it can be neither counted nor corrected'
-            else
-              detail = 'late: event time ' .. isoUtc(timeMs) .. ' is in a window (ended ' .. isoUtc(lateEnd) ..
-                ') already emitted, or closed by the watermark ' .. isoUtc(closedThrough) .. ' (grace ' ..
-                string.format('%d', graceMs) .. ' ms); under latePolicy dead-letter it is not counted'
+            local reason, detail = excludedBecause(R[at], windows[R[cells[R[at + 6]]]])
+            for u = at + 6, lastUpdate, 3 do
+              if windows[R[cells[R[u]]]].expired then
+                reason, detail = excludedBecause(R[at], windows[R[cells[R[u]]]])
+                break
+              end
             end
-            deadLetter(R[at + 1], expiredEnd and 'beyond-retention' or 'late', detail, payload, field)
+            deadLetter(R[at + 1], reason, detail, payload, field, scope)
           else
+            local payload, field
+            if excluded > 0 or R[at + 5] > 0 then payload, field = originalPayload(R[at + 2], R[at + 3]) end
+            if excluded > 0 then
+              -- Some meters' windows are late or expired: the event counts in the others, and each of
+              -- those meters gets its own dead letter.
+              for u = at + 6, lastUpdate, 3 do
+                local w = windows[R[cells[R[u]]]]
+                if w.excludes then
+                  takeOutUpdate(u)
+                  outUpdate[u] = true
+                  local reason, detail = excludedBecause(R[at], w)
+                  deadLetter(R[at + 1], reason, w.meter .. ': ' .. detail, payload, field, w.meter)
+                end
+              end
+            end
+            for r = lastUpdate + 3, i - 1, 3 do
+              deadLetter(R[at + 1], R[r + 1], R[r + 2], payload, field, R[r])
+            end
             if correcting then corrected = corrected + 1 end
             if R[at] > streamTime then streamTime = R[at] end
             applied = applied + 1
@@ -459,17 +507,18 @@ if replaying then
   while i <= nR do
     entryId = R[i + 1]
     local records = R[i + 3]
-    i = i + 4
+    i = i + 5
     for _ = 1, records do
       if R[i] == 'D' then
-        i = i + 6
+        i = i + 7
       else
         local at = i
-        i = at + 5 + R[at + 4] * 3
+        local lastUpdate = at + 3 + R[at + 4] * 3
+        i = at + 6 + R[at + 4] * 3 + R[at + 5] * 3
         if not out[at] then
-          for u = at + 5, i - 1, 3 do
+          for u = at + 6, lastUpdate, 3 do
             local c = R[u]
-            if replay[c] then
+            if replay[c] and not outUpdate[u] then
               local w, value = windows[R[cells[c]]], R[u + 1]
               local wkey, agg, grp = w.key, w.agg, R[cells[c] + 1]
               if agg == 'S' or agg == 'A' then
@@ -477,7 +526,7 @@ if replaying then
                 if not increment(wkey, 'v:' .. grp, value) then
                   local payload, field = originalPayload(R[at + 2], R[at + 3])
                   deadLetter(R[at + 1], 'sum-overflow', 'total of ' .. w.member .. ' would exceed int64 micro-units',
-                    payload, field)
+                    payload, field, w.meter)
                 end
               elseif agg == 'm' or agg == 'M' then
                 keepExtreme(wkey, agg, grp, value)
