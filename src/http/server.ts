@@ -241,7 +241,10 @@ export class TallyHttpServer {
         return;
       } catch (err) {
         if (err instanceof TallyConfigError) {
-          this.logger.error({ err }, 'the config contradicts the meter registry: serving the registry as it is');
+          this.logger.error(
+            { err },
+            'the config contradicts the meter registry: serving the registry as it is',
+          );
           return;
         }
         await sleep(1000, signal);
