@@ -37,21 +37,21 @@ function checkLimit(limit: number): void {
 }
 
 /**
- * Dead letters of one partition with ids in (`after`, `until`], oldest first, read in chunks with
- * XRANGE (a single-key command: fine on Redis Cluster).
+ * Dead letters of one partition with ids from `start` (an XRANGE bound: `-`, `ID` or `(ID`) to
+ * `until`, oldest first, read in chunks with XRANGE (a single-key command: fine on Redis Cluster).
  */
 async function* scan(
   client: RedisClient,
   keys: TallyKeys,
   partition: number,
-  after?: string,
+  start = '-',
   until = '+',
 ): AsyncGenerator<DeadLetter> {
-  let start = after ? `(${after}` : '-';
+  let from = start;
   for (;;) {
     const chunk = (await client.xrange(
       keys.deadLetter(partition),
-      start,
+      from,
       until,
       'COUNT',
       SCAN_CHUNK,
@@ -59,13 +59,21 @@ async function* scan(
     for (const [id, fields] of chunk) yield parseDeadLetter(partition, id, fields);
     const last = chunk.at(-1);
     if (!last || chunk.length < SCAN_CHUNK) return;
-    start = `(${last[0]}`;
+    from = `(${last[0]}`;
   }
 }
 
+/** Orders dead letters by entry id (arrival time: milliseconds, then sequence), then by partition. */
+function compareArrival(a: DeadLetter, b: DeadLetter): number {
+  const [aMs = 0, aSeq = 0] = a.id.split('-').map(Number);
+  const [bMs = 0, bSeq = 0] = b.id.split('-').map(Number);
+  return aMs - bMs || aSeq - bSeq || a.partition - b.partition;
+}
+
 /**
- * Lists dead letters with their fields parsed, ordered by partition and then by arrival; at most
- * `limit` (default 50). Page on with `after` set to the `ref` of the last one returned.
+ * Lists dead letters with their fields parsed, oldest first across partitions (by entry id, then
+ * partition), so new ones come last; at most `limit` (default 50). Page on with `after` set to the
+ * `ref` of the last one returned.
  */
 export async function listDeadLetters(
   client: RedisClient,
@@ -80,17 +88,28 @@ export async function listDeadLetters(
     opts.after === undefined
       ? undefined
       : parseDeadLetterRef(opts.after, config.partitions, opts.partition, 'after');
-  const first = opts.partition ?? after?.partition ?? 0;
-  const last = opts.partition ?? config.partitions - 1;
+  const partitions =
+    opts.partition !== undefined ? [opts.partition] : Array.from({ length: config.partitions }, (_, i) => i);
+  // After (P, ID): ids past ID everywhere, and ID itself in partitions after P (ties go by partition).
+  const scans = partitions.map((p) =>
+    scan(client, keys, p, after === undefined ? '-' : p <= after.partition ? `(${after.id}` : after.id),
+  );
+  // A merge of the partitions' scans, each oldest first: the head that arrived first goes next.
+  const heads = await Promise.all(scans.map((s) => s.next()));
   const out: DeadLetter[] = [];
-  for (let p = first; p <= last && out.length < opts.limit; p++) {
-    if (after && after.partition > p) continue; // `after` lies beyond this partition
-    for await (const dl of scan(client, keys, p, after?.partition === p ? after.id : undefined)) {
-      if (opts.reason !== undefined && dl.reason !== opts.reason) continue;
-      out.push(dl);
-      if (out.length >= opts.limit) break;
-    }
+  while (out.length < opts.limit) {
+    let next = -1;
+    heads.forEach((h, i) => {
+      const current = heads[next];
+      if (!h.done && (next < 0 || (current && !current.done && compareArrival(h.value, current.value) < 0)))
+        next = i;
+    });
+    const head = heads[next];
+    if (!head || head.done) break;
+    if (opts.reason === undefined || head.value.reason === opts.reason) out.push(head.value);
+    heads[next] = await (scans[next] as AsyncGenerator<DeadLetter>).next();
   }
+  await Promise.all(scans.map((s) => s.return(undefined)));
   return out;
 }
 

@@ -15,7 +15,7 @@ export interface ListDeadLettersOptions {
   limit?: number;
   /**
    * Continue after this dead letter (`<partition>/<id>`, e.g. the `ref` of the last one of a previous
-   * page). Results are ordered by partition, then by id (arrival).
+   * page). Results are ordered by id (arrival), oldest first across partitions, then by partition.
    */
   after?: string;
 }

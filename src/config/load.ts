@@ -59,6 +59,8 @@ export interface TallyConfig {
     readonly leases: boolean;
     readonly leaseTtlMs: number;
     readonly shutdownTimeoutMs: number;
+    /** How long `tally worker` tries to reach Redis a first time before it gives up. */
+    readonly connectTimeoutMs: number;
   };
   readonly rollups: {
     readonly queues: readonly string[];
@@ -93,6 +95,7 @@ const MIN_CLOSE_INTERVAL = { ms: 10, text: '10ms' };
 const MIN_CLAIM_IDLE = { ms: 100, text: '100ms' };
 const MIN_LEASE_TTL = { ms: 300, text: '300ms' };
 const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
+const MIN_CONNECT_TIMEOUT = { ms: 100, text: '100ms' };
 
 function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
   const ms = parseDuration(value, field);
@@ -121,6 +124,29 @@ function valueAt(root: unknown, path: string): unknown {
   return node;
 }
 
+/** The allowed values of a schema that is a union of string literals (an enum such as `aggregation`). */
+function literalsOf(schema: unknown): string[] | undefined {
+  const anyOf = (schema as { anyOf?: unknown }).anyOf;
+  if (!Array.isArray(anyOf) || anyOf.length === 0) return undefined;
+  const values = anyOf.map((s) => (s as { const?: unknown }).const);
+  return values.every((v): v is string => typeof v === 'string') ? values : undefined;
+}
+
+/**
+ * A YAML syntax error in one line: the parser's reason, where, and the offending line as written (the
+ * parser's own message spans several lines, and only its first would be shown).
+ */
+function yamlProblem(path: string, text: string, err: unknown): string {
+  const { message, linePos } = err as { message: string; linePos?: { line: number; col: number }[] };
+  const reason = message.replace(/\s+at line \d+, column \d+:?[\s\S]*$/, '').replace(/\s+/g, ' ');
+  const at = linePos?.[0];
+  if (!at) return `${path} is not valid YAML: ${reason}`;
+  const line = (text.split(/\r?\n/)[at.line - 1] ?? '').trimEnd();
+  const shown = line.length > 100 ? `${line.slice(0, 97)}...` : line;
+  const where = `line ${at.line}, column ${at.col}`;
+  return `${path} is not valid YAML: ${where}: ${reason}${shown.trim() ? `, in ${JSON.stringify(shown)}` : ''}`;
+}
+
 /**
  * Validates a configuration object, fills defaults, applies `REDIS_URL` from the environment, and
  * resolves it. Throws TallyConfigError naming the first bad field and its value.
@@ -140,6 +166,14 @@ export function resolveConfig(
   if (error) {
     const value = valueAt(data, error.path);
     const shown = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+    const allowed = literalsOf(error.schema);
+    if (allowed && value !== undefined) {
+      const near = allowed.find((a) => typeof value === 'string' && a.toLowerCase() === value.toLowerCase());
+      throw new TallyConfigError(
+        fieldOf(error.path),
+        `expected one of ${allowed.join(', ')} (${shown}${near ? `; did you mean ${near}?` : ''})`,
+      );
+    }
     throw new TallyConfigError(fieldOf(error.path), `${error.message} (${shown})`);
   }
   if (!/^rediss?:\/\//.test(data.redis.url)) {
@@ -231,6 +265,11 @@ export function resolveConfig(
         'worker.shutdownTimeout',
         MIN_SHUTDOWN_TIMEOUT,
       ),
+      connectTimeoutMs: durationAtLeast(
+        data.worker.connectTimeout,
+        'worker.connectTimeout',
+        MIN_CONNECT_TIMEOUT,
+      ),
     },
     rollups: {
       queues: data.rollups.queues,
@@ -261,9 +300,7 @@ export async function loadConfigFile(
   try {
     parsed = parseYaml(text);
   } catch (err) {
-    throw new TallyConfigError('config', `${path} is not valid YAML: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new TallyConfigError('config', yamlProblem(path, text, err), { cause: err });
   }
   return resolveConfig(parsed, env, dirname(resolve(path)));
 }

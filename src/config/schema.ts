@@ -126,6 +126,10 @@ export const ConfigSchema = Type.Object(
           '10s',
           'How long `tally worker` may take to stop after SIGTERM/SIGINT before it exits anyway (non-zero)',
         ),
+        connectTimeout: duration(
+          '10s',
+          'How long `tally worker` tries to reach Redis a first time before it exits (non-zero); later outages are waited out',
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

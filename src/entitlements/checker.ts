@@ -33,6 +33,11 @@ export interface EntitlementCheck {
   /** Whose entitlement applies: the subject's own, the config default, or none. */
   readonly source: 'explicit' | 'default' | 'none';
   readonly hasAccess: boolean;
+  /**
+   * Why a check of type `none` has no access: the feature exists but the subject has no entitlement to
+   * it, or no feature has this key at all (a misspelled key, or one never declared).
+   */
+  readonly reason?: 'no-entitlement' | 'unknown-feature';
   /** static entitlements: their configuration. */
   readonly config?: unknown;
   readonly usage?: number;
@@ -173,7 +178,10 @@ export class EntitlementChecker extends RedisComponent {
         }))
       )
         return 'stale';
-      if (!eff) return { subject, feature, type: 'none', source: 'none', hasAccess: false };
+      if (!eff) {
+        const reason = this.definitions.catalog.features.has(feature) ? 'no-entitlement' : 'unknown-feature';
+        return { subject, feature, type: 'none', source: 'none', hasAccess: false, reason };
+      }
       const ent = eff.entitlement;
       return {
         subject,

@@ -16,6 +16,16 @@ const TITLES: Readonly<Record<number, string>> = {
   503: 'Service Unavailable',
 };
 
+/**
+ * The problem types other than about:blank: one per answer a client must tell apart from others of
+ * the same status (docs/http-api.md lists them; a test holds the two equal).
+ */
+export const ProblemTypes = {
+  unknownFeature: { type: 'urn:tally:problem:unknown-feature', title: 'Unknown Feature' },
+  noEntitlement: { type: 'urn:tally:problem:no-entitlement', title: 'No Entitlement' },
+} as const;
+export type ProblemType = (typeof ProblemTypes)[keyof typeof ProblemTypes];
+
 /** An error a route throws to answer with a problem (RFC 7807). */
 export class HttpProblem extends Error {
   constructor(
@@ -23,20 +33,21 @@ export class HttpProblem extends Error {
     detail: string,
     readonly extra: Partial<Pick<Problem, 'errors' | 'acknowledged'>> = {},
     readonly headers: Readonly<Record<string, string>> = {},
+    readonly problemType?: ProblemType,
   ) {
     super(detail);
   }
 }
 
-/** Sends an RFC 7807 problem: `type` about:blank, so `title` is the status phrase. */
+/** Sends an RFC 7807 problem: `type` about:blank (`title` the status phrase) unless a ProblemType. */
 export function sendProblem(
   reply: FastifyReply,
   request: FastifyRequest,
   problem: HttpProblem,
 ): FastifyReply {
   const body: Problem = {
-    type: 'about:blank',
-    title: TITLES[problem.status] ?? 'Error',
+    type: problem.problemType?.type ?? 'about:blank',
+    title: problem.problemType?.title ?? TITLES[problem.status] ?? 'Error',
     status: problem.status,
     detail: problem.message,
     instance: request.url,

@@ -24,6 +24,11 @@ import { EntitlementValueSchema, MeterQueryResultSchema, MeterSchema, ProblemSch
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+/** `http://host:port` of a bound socket address (IPv6 in brackets). */
+function boundUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /**
  * Where to listen, and whether requests need an API key: with keys, bearer auth on every /api route;
  * with none, only a loopback address unless the config says `http.auth: none` explicitly.
@@ -61,9 +66,10 @@ export class TallyHttpServer {
     const opts = { ...defaultHttpServerOptions, ...options };
     const { config } = opts;
     this.commandTimeoutMs = opts.commandTimeoutMs;
-    this.logger = (opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
-      component: 'http',
-    });
+    // The components below name themselves (`component`): they get the base logger, not this child,
+    // or their lines would carry the key twice.
+    const baseLogger = opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+    this.logger = baseLogger.child({ component: 'http' });
     // No offline queue and no retries: while Redis is unreachable a request fails at once with 503
     // instead of waiting; the connection itself keeps reconnecting in the background.
     this.client = connect(config.redis, {
@@ -95,8 +101,8 @@ export class TallyHttpServer {
         partitions: config.partitions,
         maxEntryBytes: config.maxEntryBytes,
       }),
-      usage: new UsageQuery({ config, connection: this.client, logger: this.logger, meters }),
-      checker: new EntitlementChecker({ config, connection: this.client, logger: this.logger, meters }),
+      usage: new UsageQuery({ config, connection: this.client, logger: baseLogger, meters }),
+      checker: new EntitlementChecker({ config, connection: this.client, logger: baseLogger, meters }),
     };
     this.app = Fastify({
       loggerInstance: this.logger,
@@ -211,8 +217,13 @@ export class TallyHttpServer {
     if (this.client.status === 'ready') await this.ctx.registry.start();
     else this.registryStart = this.startRegistryLater();
     const address = await this.app.listen({ host, port });
+    // What it is bound to (0.0.0.0: every interface), not the first address fastify resolved.
+    const bound = this.app.server.address();
     this.logger.info(
-      { address, auth: this.ctx.config.http.apiKeys.length > 0 ? 'bearer' : 'none' },
+      {
+        address: typeof bound === 'object' && bound ? boundUrl(bound.address, bound.port) : address,
+        auth: this.ctx.config.http.apiKeys.length > 0 ? 'bearer' : 'none',
+      },
       'HTTP API listening',
     );
     return address;

@@ -39,6 +39,8 @@ export interface Meter {
   readonly groupKeys: readonly string[];
   readonly groupAccessors: readonly Accessor[];
   readonly value: Accessor | undefined;
+  /** The JSONPath `value` reads (`$.tokens`), for messages. */
+  readonly valueProperty?: string | undefined;
 }
 
 /** What one event does to one meter: the window and group it lands in and the value to aggregate. */
@@ -102,6 +104,7 @@ export function compileMeters(inputs: readonly MeterInput[]): Meter[] {
         input.valueProperty === undefined
           ? undefined
           : compileJsonPath(input.valueProperty, `${field}.valueProperty`),
+      valueProperty: input.valueProperty,
     };
   });
 }
@@ -178,7 +181,10 @@ export function meterUpdate(
       if (scaled === undefined) {
         return {
           reason: 'invalid-value',
-          detail: `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}`,
+          detail:
+            raw === undefined
+              ? `${meter.slug}: value is missing (${meter.valueProperty ?? 'valueProperty'} is not in the event's data)`
+              : `${meter.slug}: value ${preview(raw)} ${whyNotScaled(raw)}`,
         };
       }
       value = scaled;

@@ -1,11 +1,12 @@
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError, TallyValidationError } from '../errors/index.js';
 import { divideScaled, formatScaled, MeterIndex, type Meter } from '../meters/index.js';
+import { windowStartsIn } from './range.js';
 import { rowWindows, type RowWindows } from './rows.js';
 import { partitionOf } from '../producer/index.js';
 import { RedisComponent, TallyKeys } from '../redis/index.js';
 import { withSpan } from '../telemetry/index.js';
-import { formatIsoUtc, windowOf, windowsBetween } from '../windows/index.js';
+import { formatIsoUtc, windowOf } from '../windows/index.js';
 import type { UsageQueryOptions, UsageQueryParams, UsageRow } from './options.js';
 
 /** Window hashes read per pipeline round trip. */
@@ -113,8 +114,7 @@ export class UsageQuery extends RedisComponent {
     const needUniques =
       meter.aggregation === 'UNIQUE_COUNT' &&
       (!rows?.isMeterWindow || groupKeys.length < meter.groupKeys.length || !bySubject);
-    const starts: number[] = [];
-    for (const w of windowsBetween(meter.window, from, to)) if (w.start >= from) starts.push(w.start);
+    const starts = windowStartsIn(meter, from, to);
 
     return withSpan(
       'usage.query',

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { renderTable } from '../../admin/index.js';
 import { definitionsNote, EntitlementChecker } from '../../entitlements/index.js';
 import { TallyConfigError } from '../../errors/index.js';
-import { UsageQuery, type UsageRow } from '../../usage/index.js';
+import { emptyRangeNote, UsageQuery, type UsageRow } from '../../usage/index.js';
 import { loadCommandConfig, repeatable, stderrLogger, withClient, withConfigOption } from '../options.js';
 import { instant } from '../time.js';
 
@@ -50,12 +50,13 @@ export function usageTable(rows: readonly UsageRow[]): string {
 async function usage(flags: UsageFlags): Promise<void> {
   const filter = parseFilter(flags.filter ?? []);
   const config = await loadCommandConfig(flags.config);
+  // Exclusive: one ms past now, so the window that starts this very ms counts too.
+  const to = flags.to ?? new Date(Date.now() + 1).toISOString();
   const rows = await withClient(config, (connection) =>
     new UsageQuery({ config, connection, logger: stderrLogger() }).query({
       meter: flags.meter,
       from: flags.from,
-      // Exclusive: one ms past now, so the window that starts this very ms counts too.
-      to: flags.to ?? new Date(Date.now() + 1).toISOString(),
+      to,
       ...(flags.subject ? { subject: flags.subject } : {}),
       ...(flags.windowSize ? { windowSize: flags.windowSize } : {}),
       ...(flags.timeZone ? { timeZone: flags.timeZone } : {}),
@@ -70,7 +71,15 @@ async function usage(flags: UsageFlags): Promise<void> {
   );
   if (flags.json) for (const row of rows) console.log(JSON.stringify(row));
   else console.log(usageTable(rows));
+  // An empty answer from a range no window starts in says why (the query found the meter: it exists).
+  const meter = config.meters.find((m) => m.slug === flags.meter);
+  const note = rows.length === 0 && meter && emptyRangeNote(meter, Date.parse(flags.from), Date.parse(to));
+  if (note) process.stderr.write(`tally: ${note}\n`);
 }
+
+/** `tally check` exit codes besides 0 (access) and 1 (an error such as an unreachable Redis). */
+const NO_ACCESS_EXIT = 3;
+const UNKNOWN_FEATURE_EXIT = 4;
 
 async function check(
   subject: string,
@@ -79,6 +88,7 @@ async function check(
 ): Promise<void> {
   const at = flags.at === undefined ? Date.now() : Date.parse(flags.at);
   const config = await loadCommandConfig(flags.config);
+  let features: string[] = [];
   const result = await withClient(config, async (connection) => {
     // The checker's own warning would repeat the note below as a JSON log line.
     const checker = new EntitlementChecker({
@@ -86,12 +96,21 @@ async function check(
       connection,
       logger: stderrLogger(process.env.LOG_LEVEL ?? 'error'),
     });
-    const note = definitionsNote(await checker.definitionsCatalog(), config, flags.config);
+    const catalog = await checker.definitionsCatalog();
+    features = [...catalog.features.keys()].sort();
+    const note = definitionsNote(catalog, config, flags.config);
     if (note) process.stderr.write(`tally: ${note}\n`);
     return checker.check(subject, feature, at);
   });
   console.log(JSON.stringify(result, null, 2));
-  if (!result.hasAccess) process.exitCode = 3;
+  if (result.reason === 'unknown-feature') {
+    // A misspelled key is a mistake, not a denial: its own exit code and one line saying so.
+    const shown = features.length > 20 ? [...features.slice(0, 20), '…'] : features;
+    process.stderr.write(
+      `tally: unknown feature ${JSON.stringify(feature)}; features: ${shown.join(', ') || '(none declared)'}\n`,
+    );
+    process.exitCode = UNKNOWN_FEATURE_EXIT;
+  } else if (!result.hasAccess) process.exitCode = NO_ACCESS_EXIT;
 }
 
 export function registerQueries(program: Command): void {
@@ -99,7 +118,7 @@ export function registerQueries(program: Command): void {
     .requiredOption('--meter <slug>', 'the meter')
     .requiredOption(
       '--from <time>',
-      'start of the range (inclusive): ISO 8601, or relative such as now-24h, now-7d',
+      'start of the range (inclusive; rows hold whole windows that start in the range): ISO 8601, or relative such as now-24h, now-7d',
       instant('--from'),
     )
     .option(
@@ -120,7 +139,9 @@ export function registerQueries(program: Command): void {
   withConfigOption(
     program
       .command('check')
-      .description('real-time entitlement check, as JSON (exit code 0 with access, 3 without)')
+      .description(
+        'real-time entitlement check, as JSON (exit code 0 with access, 3 without, 4 for an unknown feature)',
+      )
       .argument('<subject>', 'the customer (event subject)')
       .argument('<feature>', 'the feature key'),
   )

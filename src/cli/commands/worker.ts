@@ -1,20 +1,14 @@
 /** `tally worker`: one replica of the metering worker and, by default, the entitlement evaluator. */
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
-import { ErrorCode, TallyConfigError, TallyError } from '../../errors/index.js';
+import { TallyConfigError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
 import { parseRoles, startEvaluatorRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
 import { SignalShutdown } from '../shutdown.js';
-import {
-  accessScope,
-  integer,
-  loadCommandConfig,
-  partitionList,
-  withClient,
-  withConfigOption,
-} from '../options.js';
-import { checkEvictionPolicy, checkRedisAccess } from '../../redis/index.js';
+import { reachRedis } from '../first-contact.js';
+import { duration, integer, loadCommandConfig, partitionList, withConfigOption } from '../options.js';
+import { checkEvictionPolicy } from '../../redis/index.js';
 
 interface WorkerFlags {
   config: string;
@@ -22,6 +16,7 @@ interface WorkerFlags {
   roles?: string;
   metricsPort?: number;
   allowEviction?: boolean;
+  connectTimeout?: number;
 }
 
 export function registerWorker(program: Command): void {
@@ -41,6 +36,11 @@ export function registerWorker(program: Command): void {
       integer(0, 65535),
     )
     .option(
+      '--connect-timeout <duration>',
+      "give up if Redis cannot be reached a first time within this, e.g. 30s (default: the config's worker.connectTimeout, 10s)",
+      duration('--connect-timeout'),
+    )
+    .option(
       '--allow-eviction',
       "run even if Redis's maxmemory-policy is not noeviction (evicted keys mean double counts and lost totals)",
     )
@@ -55,18 +55,11 @@ export function registerWorker(program: Command): void {
           );
       }
       // Before any long-lived connection exists: a denied command ends here in one line (and no
-      // connection's ready check prints its own warning about a denied INFO).
-      // A Redis that is down is waited for (the components probe again once it is up); one that will
-      // never do, because its certificate cannot be verified, ends here too.
-      const facts = await withClient(config, (client) => checkRedisAccess(client, accessScope(config)), {
-        enableReadyCheck: false,
-      }).catch((err: unknown) => {
-        if (err instanceof TallyError && err.code === ErrorCode.Permission) throw err;
-        if (/certificate|altnames/i.test((err as Error).message)) throw err;
-        return undefined;
-      });
+      // connection's ready check prints its own warning about a denied INFO). A Redis never reached
+      // within worker.connectTimeout ends here too; once reached, outages are waited out.
+      const facts = await reachRedis(config, flags.connectTimeout ?? config.worker.connectTimeoutMs);
       const allowEviction = flags.allowEviction ?? false;
-      if (facts) checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
+      checkEvictionPolicy(facts, allowEviction); // refuses here in one line; the components warn when allowed
       const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
       const metricsPort = flags.metricsPort ?? config.metrics.port;
       // Before the worker exists, so its instruments record into the SDK.

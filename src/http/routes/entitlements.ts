@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { ApiContext, App } from '../context.js';
-import { HttpProblem } from '../problems.js';
+import { HttpProblem, ProblemTypes } from '../problems.js';
 import { EntitlementValueSchema, withProblems } from '../schemas.js';
 
 /** GET /api/v1/subjects/{subject}/entitlements/{feature}/value: the real-time check (docs/entitlements.md). */
@@ -20,10 +20,21 @@ export function registerEntitlementRoutes(app: App, ctx: ApiContext): void {
       const { subjectIdOrKey: subject, entitlementIdOrFeatureKey: feature } = request.params;
       const check = await ctx.checker.check(subject, feature);
       if (check.type === 'none')
-        throw new HttpProblem(
-          404,
-          `subject ${JSON.stringify(subject)} has no entitlement to feature ${JSON.stringify(feature)}`,
-        );
+        throw check.reason === 'unknown-feature'
+          ? new HttpProblem(
+              404,
+              `unknown feature ${JSON.stringify(feature)}: no feature has this key`,
+              {},
+              {},
+              ProblemTypes.unknownFeature,
+            )
+          : new HttpProblem(
+              404,
+              `subject ${JSON.stringify(subject)} has no entitlement to feature ${JSON.stringify(feature)}`,
+              {},
+              {},
+              ProblemTypes.noEntitlement,
+            );
       return {
         hasAccess: check.hasAccess,
         ...(check.balance !== undefined ? { balance: check.balance } : {}),

@@ -164,6 +164,49 @@ describe('dead letters: list and replay', () => {
     expect(worker.getStats()).toMatchObject({ applied: 2, duplicates: 4, deadLettered: 0 });
   });
 
+  it('lists dead letters oldest first across partitions, so new ones come last, and pages on by ref', async () => {
+    harness = new Harness({ meters, partitions: 3, label: 'dl' });
+    const r = harness.redis;
+    const cfg = harness.config;
+    // Explicit ids: arrival order interleaves partitions (2, 0, 1, 0, then a tie of 2 and 1).
+    const written: [number, string][] = [
+      [2, '1700000000000-0'],
+      [0, '1700000000001-0'],
+      [1, '1700000000001-1'],
+      [0, '1700000000002-0'],
+      [2, '1700000000003-0'],
+      [1, '1700000000003-0'],
+    ];
+    for (const [p, id] of written)
+      await r.xadd(harness.keys.deadLetter(p), id, 'reason', p === 0 ? 'late' : 'invalid', 'detail', 'x');
+    // The model: sorted by (id time, id sequence, partition).
+    const model = [...written]
+      .sort(([pa, a], [pb, b]) => {
+        const [am, as] = a.split('-').map(Number) as [number, number];
+        const [bm, bs] = b.split('-').map(Number) as [number, number];
+        return am - bm || as - bs || pa - pb;
+      })
+      .map(([p, id]) => `${p}/${id}`);
+    expect(model.at(-1)).toBe('2/1700000000003-0');
+    expect((await listDeadLetters(r, cfg)).map((d) => d.ref)).toEqual(model);
+    // Paging by the last ref returned, two at a time, walks the same order (ties included).
+    const paged: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await listDeadLetters(r, cfg, { limit: 2, ...(after ? { after } : {}) });
+      if (page.length === 0) break;
+      paged.push(...page.map((d) => d.ref));
+      after = page.at(-1)!.ref;
+    }
+    expect(paged).toEqual(model);
+    expect((await listDeadLetters(r, cfg, { reason: 'late' })).map((d) => d.ref)).toEqual(
+      model.filter((ref) => ref.startsWith('0/')),
+    );
+    expect((await listDeadLetters(r, cfg, { partition: 1 })).map((d) => d.ref)).toEqual(
+      model.filter((ref) => ref.startsWith('1/')),
+    );
+  });
+
   it('replays a poison entry whole, skips dead letters that are not about an event, and checks its options', async () => {
     harness = new Harness({ meters, partitions: 2, label: 'dl' });
     const r = harness.redis;

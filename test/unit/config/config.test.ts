@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfigFile, resolveConfig, TallyConfigError } from '../../../src/index.js';
@@ -68,6 +70,39 @@ describe('config', () => {
     expect(configError({ meters: [{ ...meter, windowSize: '7m' }] }).message).toContain('7m');
   });
 
+  it('lists the allowed values of an enum, and the one a wrong case meant', () => {
+    expect(configError({ meters: [{ ...meter, aggregation: 'count' }] }).message).toBe(
+      'meters[0].aggregation: expected one of SUM, COUNT, MIN, MAX, AVG, UNIQUE_COUNT, LATEST (got "count"; did you mean COUNT?)',
+    );
+    expect(configError({ windows: { latePolicy: 'drop' } }).message).toBe(
+      'windows.latePolicy: expected one of correct, dead-letter (got "drop")',
+    );
+  });
+
+  it('shows a YAML error whole, in one line with the offending line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-yaml-'));
+    try {
+      const file = join(dir, 'tally.yaml');
+      const lines = [
+        'meters:',
+        '  - slug: tokens',
+        '    eventType: llm: completion',
+        '    aggregation: COUNT',
+      ];
+      writeFileSync(file, lines.join('\n'));
+      const err = await loadConfigFile(file, {}).then(
+        () => undefined,
+        (e: unknown) => e as TallyConfigError,
+      );
+      expect(err).toBeInstanceOf(TallyConfigError);
+      expect(err?.message).toBe(
+        `config: ${file} is not valid YAML: line 3, column 16: Nested mappings are not allowed in compact mappings, in "    eventType: llm: completion"`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('loads the shipped example configs', async () => {
     const c = await loadConfigFile('config/tally.yaml', {});
     expect(c.meters.map((m) => m.slug)).toEqual(['llm_tokens', 'api_calls', 'gpu_seconds', 'active_users']);
@@ -104,6 +139,7 @@ describe('config', () => {
       ['claimIdle', '0s', '100ms'],
       ['leaseTtl', '100ms', '300ms'],
       ['shutdownTimeout', 0, '100ms'],
+      ['connectTimeout', '50ms', '100ms'],
     ] as const) {
       expect(configError({ worker: { [field]: value } }).message).toBe(
         `worker.${field}: must be at least ${min}, got ${JSON.stringify(value)}`,
@@ -120,6 +156,8 @@ describe('config', () => {
       shutdownTimeoutMs: 2_000,
     });
     expect(resolveConfig({}, {}).worker.shutdownTimeoutMs).toBe(10_000);
+    expect(resolveConfig({}, {}).worker.connectTimeoutMs).toBe(10_000);
+    expect(resolveConfig({ worker: { connectTimeout: '2m' } }, {}).worker.connectTimeoutMs).toBe(120_000);
     expect(resolveConfig({}, {}).maxEventsPerEntry).toBe(10_000);
   });
 });

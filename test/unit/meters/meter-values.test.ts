@@ -52,6 +52,15 @@ describe('meter values an operator reads about', () => {
     });
   });
 
+  it('says a value is missing, naming its property, rather than "undefined is not a number"', () => {
+    for (const data of [{}, { tokens: undefined }, { other: 5 }]) {
+      expect(update(sum, data)).toEqual({
+        reason: 'invalid-value',
+        detail: "tokens: value is missing ($.tokens is not in the event's data)",
+      });
+    }
+  });
+
   it('keeps the value in the detail short, whatever it is', () => {
     const detail = (update(sum, { tokens: 'x'.repeat(10_000) }) as { detail: string }).detail;
     expect(detail).toBe(`tokens: value "${'x'.repeat(60)}... is not a number`);
