@@ -2,14 +2,14 @@
  * Running processes follow the registry without a restart: `tally serve` answers for a meter another
  * process registered, and a deleted meter stops counting while its open windows still close and emit.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { MeterRegistry } from '../../../src/registry/index.js';
 import { resolveConfig, TallyHttpServer, type UsageEvent } from '../../../src/index.js';
 import { pino } from 'pino';
 import { run } from '../../support/cli.js';
 import { waitFor } from '../../support/redis.js';
 import { Harness } from '../../support/tally.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -76,6 +76,7 @@ describe('following the registry', () => {
     });
 
     const dir = mkdtempSync(join(tmpdir(), 'tally-delete-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'tally.yaml');
     writeFileSync(file, stringify(h.raw));
     const deleted = await run(['meters', 'delete', 'bytes', '--config', file], {
