@@ -49,6 +49,8 @@ export interface TallyConfig {
     readonly maxFutureSkewMs: number;
     readonly latePolicy: TallyConfigData['windows']['latePolicy'];
     readonly retentionMs: number;
+    /** Most meter windows one usage query may span (a cost limit; 400 beyond). */
+    readonly maxQueryWindows: number;
   };
   readonly worker: {
     readonly batchSize: number;
@@ -217,6 +219,7 @@ export function resolveConfig(
       maxFutureSkewMs: parseDuration(data.windows.maxFutureSkew, 'windows.maxFutureSkew'),
       latePolicy: data.windows.latePolicy,
       retentionMs,
+      maxQueryWindows: data.windows.maxQueryWindows,
     },
     worker: {
       batchSize: data.worker.batchSize,

@@ -106,6 +106,12 @@ export const ConfigSchema = Type.Object(
           { default: 'correct' },
         ),
         retention: duration('35d', 'How long closed windows are kept for corrections and queries'),
+        maxQueryWindows: Type.Integer({
+          default: 100_000,
+          minimum: 1,
+          description:
+            "Most windows of a meter one usage query may span (400 beyond): the query's cost is this times the partitions it reads",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
