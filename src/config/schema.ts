@@ -185,6 +185,12 @@ export const ConfigSchema = Type.Object(
           minimum: 1,
           description: 'Most events in one POST /api/v1/events (413 beyond)',
         }),
+        requestTimeout: duration(
+          '30s',
+          'How long a client may take to send a whole request (408 and close beyond)',
+        ),
+        headersTimeout: duration('10s', 'How long a client may take to send the request line and headers'),
+        keepAliveTimeout: duration('5s', 'How long an idle keep-alive connection stays open'),
       },
       { additionalProperties: false, default: {} },
     ),
