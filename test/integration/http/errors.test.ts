@@ -346,7 +346,9 @@ describe('Redis down: 503, readiness, recovery', () => {
     const readyBody = (await ready.json()) as { checks: { redis: { ok: boolean; detail: string } } };
     expect(readyBody.checks.redis.ok).toBe(false);
     // A fixed text, not the client's internals (it said "Stream isn't writeable and enableOfflineQueue ...").
-    expect(readyBody.checks.redis.detail).toMatch(/^(Redis is unreachable|no answer to PING within 1000 ms)$/);
+    expect(readyBody.checks.redis.detail).toMatch(
+      /^(Redis is unreachable|no answer to PING within 1000 ms)$/,
+    );
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
 
     await redis.restart();
