@@ -199,6 +199,58 @@ describe('tally serve under hostile input', () => {
     expect(br.type).toBe('application/problem+json');
   });
 
+  it('refuses events certain to be dead-lettered: non-finite numbers and times out of range, naming index and field', async () => {
+    type Problem = { detail: string; errors: { index: number; field: string; detail: string }[] };
+    const ok = JSON.stringify(event('range-ok'));
+    const infinite = `[${ok},{"specversion":"1.0","id":"inf","source":"s","type":"llm","subject":"c","data":{"tokens":1e400,"model":"a"}}]`;
+    const res = await fetch(`${base}/api/v1/events`, {
+      method: 'POST',
+      body: infinite,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as Problem;
+    expect(body.errors).toEqual([
+      { index: 1, field: 'data.tokens', detail: expect.stringContaining('not finite') as unknown },
+    ]);
+    const negative = await send(`${base}/api/v1/events`, infinite.replace('1e400', '-1e999'));
+    expect(negative.status).toBe(400);
+
+    const DAY = 86_400_000;
+    const at = (ms: number) => new Date(ms).toISOString();
+    const cases: [string, number][] = [
+      ['2099-01-01T00:00:00Z', 400],
+      ['1999-01-01T00:00:00Z', 400],
+      [at(Date.now() + 10 * 60_000), 400], // beyond maxFutureSkew (5m)
+      [at(Date.now() - 40 * DAY), 400], // beyond retention (35d)
+      [at(Date.now() + 60_000), 204],
+      [at(Date.now() - 30 * DAY), 204],
+    ];
+    for (const [time, status] of cases) {
+      const r = await fetch(`${base}/api/v1/events`, {
+        method: 'POST',
+        body: JSON.stringify([event(`t-ok-${time}`), event(`t-${time}`, 'c', { time })]),
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      });
+      expect(r.status, time).toBe(status);
+      if (status === 400) {
+        const p = (await r.json()) as Problem;
+        expect(p.errors).toEqual([
+          {
+            index: 1,
+            field: 'time',
+            detail: expect.stringMatching(/windows\.(maxFutureSkew|retention)/) as unknown,
+          },
+        ]);
+        expect(p.detail).toMatch(/^nothing was written: event 1: time: /);
+      }
+    }
+    // Nothing of a refused request was written; the accepted ones were.
+    const ids = await storedIds();
+    expect(ids.filter((id) => id === 'inf' || id === 'range-ok')).toEqual([]);
+    expect(ids.filter((id) => id.startsWith('t-ok-')).length).toBe(2);
+  });
+
   it('answers every error as problem+json: 404, 413, 431 (long URL) and a malformed URL', async () => {
     const auth = { authorization: `Bearer ${KEY}` };
     const notFound = await fetch(`${base}/nope`, { headers: auth });
