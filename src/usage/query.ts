@@ -93,6 +93,14 @@ export class UsageQuery extends RedisComponent {
         );
     }
     const filter = new Map<number, Set<string>>();
+    if (
+      params.filter !== undefined &&
+      (typeof params.filter !== 'object' || params.filter === null || Array.isArray(params.filter))
+    )
+      throw new TallyValidationError(
+        'invalid-filter',
+        `filter: expected an object of group-by keys to values, got ${JSON.stringify(params.filter)}`,
+      );
     for (const [k, v] of Object.entries(params.filter ?? {})) {
       const index = meter.groupKeys.indexOf(k);
       if (index < 0)

@@ -51,18 +51,25 @@ function instant(value: string | undefined, field: string): number | undefined {
   return ms;
 }
 
-function csvCell(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+/** Cells a spreadsheet would read as a formula (OWASP CSV injection): =, +, -, @, TAB, CR first. */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV cell (RFC 4180 quoting). Text from clients (subjects, group-by values, keys) that starts
+ * like a formula gets a leading `'`, as OWASP advises, so a spreadsheet shows it instead of running it.
+ */
+export function csvCell(value: string, text = true): string {
+  const safe = text && FORMULA_START.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
-function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
-  const lines = [['windowStart', 'windowEnd', 'subject', ...keys, 'value'].join(',')];
+/** The rows as CSV; only the value column (an exact decimal Tally wrote, maybe negative) is not text. */
+export function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
+  const header = ['windowStart', 'windowEnd', 'subject', ...keys, 'value'].map((h) => csvCell(h));
+  const lines = [header.join(',')];
   for (const r of rows) {
-    lines.push(
-      [r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? ''), r.valueDecimal]
-        .map(csvCell)
-        .join(','),
-    );
+    const text = [r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? '')];
+    lines.push([...text.map((c) => csvCell(c)), csvCell(r.valueDecimal, false)].join(','));
   }
   return `${lines.join('\r\n')}\r\n`;
 }
@@ -181,7 +188,17 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       },
     },
     async (request, reply) => {
-      const filter: Record<string, string[]> = {};
+      // No prototype: `filterGroupBy[__proto__]=x` is a key like any other (on a plain object the
+      // assignment below set the prototype instead, and the filter was silently dropped).
+      const filter = Object.create(null) as Record<string, string[]>;
+      if ('filterGroupBy' in request.query)
+        throw new HttpProblem(
+          400,
+          'filterGroupBy: expected filterGroupBy[<group-by key>]=<value> (deepObject), e.g. filterGroupBy[model]=gpt-4',
+          {
+            errors: [{ field: 'querystring.filterGroupBy', detail: 'expected filterGroupBy[<key>]=<value>' }],
+          },
+        );
       for (const [k, v] of Object.entries(request.query)) {
         const m = FILTER_KEY.exec(k);
         if (m?.[1] && v !== undefined) filter[m[1]] = (Array.isArray(v) ? v : [v]).map(String);

@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, TallyKeys, type TallyConfig } from '../../../src/index.js';
 import { TallyHttpServer } from '../../../src/http/index.js';
+import { partitionOf } from '../../../src/producer/index.js';
 import { captureLogs, LogLevel, type CapturedLogs } from '../../support/log-capture.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
@@ -249,6 +250,64 @@ describe('tally serve under hostile input', () => {
     const ids = await storedIds();
     expect(ids.filter((id) => id === 'inf' || id === 'range-ok')).toEqual([]);
     expect(ids.filter((id) => id.startsWith('t-ok-')).length).toBe(2);
+  });
+
+  it('escapes formula-leading CSV cells (OWASP) and filters or refuses odd filterGroupBy forms', async () => {
+    // Two stored cells, written as the worker writes them (keys.ts: c:<group> count, v:<group> micro-units).
+    const keys = new TallyKeys(config.prefix);
+    const client = createTestRedis({ url: redis.url });
+    const ws = Math.floor(Date.now() / 60_000) * 60_000 - 5 * 60_000;
+    const cells: [string, string, string][] = [
+      ['=HYPERLINK("http://evil","x")', '@SUM(A1)', '-5000000'],
+      ['+1', '\tab', '7000000'],
+      ['-2', '\rcr', '1000000'],
+      ['plain', 'a', '2000000'],
+    ];
+    for (const [subject, model, micro] of cells) {
+      const group = JSON.stringify([subject, model]);
+      await client.hset(
+        keys.window(partitionOf(subject, config.partitions), 'tokens', ws),
+        `c:${group}`,
+        '1',
+        `v:${group}`,
+        micro,
+      );
+    }
+    const q = `${base}/api/v1/meters/tokens/query?from=${new Date(ws).toISOString()}&to=${new Date(ws + 60_000).toISOString()}`;
+    const auth = { authorization: `Bearer ${KEY}` };
+    const csv = await fetch(`${q}&groupBy=subject&groupBy=model`, {
+      headers: { ...auth, accept: 'text/csv' },
+    });
+    expect(csv.status).toBe(200);
+    const text = await csv.text();
+    const rows = text
+      .split('\r\n')
+      .filter(Boolean)
+      .slice(1)
+      .map((line) => line.split(',').slice(2))
+      .sort();
+    expect(rows).toEqual(
+      [
+        ["'+1", "'\tab", '7'],
+        ["'-2", '"\'\rcr"', '1'],
+        ['"\'=HYPERLINK(""http://evil""', '""x"")"', "'@SUM(A1)", '-5'],
+        ['plain', 'a', '2'],
+      ].sort(),
+    );
+    // Negative values stay numbers: the value column is Tally's own decimal.
+    expect(text).toContain(',-5\r\n');
+
+    // filterGroupBy[__proto__] used to set the filter's prototype and return unfiltered totals.
+    const proto = await fetch(`${q}&filterGroupBy[__proto__]=x`, { headers: auth });
+    expect(proto.status).toBe(400);
+    expect(((await proto.json()) as { detail: string }).detail).toContain('no group-by "__proto__"');
+    const flat = await fetch(`${q}&filterGroupBy=x`, { headers: auth });
+    expect(flat.status).toBe(400);
+    expect(((await flat.json()) as { detail: string }).detail).toMatch(
+      /^filterGroupBy: expected filterGroupBy\[<group-by key>\]=<value>/,
+    );
+    const filtered = await fetch(`${q}&filterGroupBy[model]=a`, { headers: auth });
+    expect(((await filtered.json()) as { data: { value: number }[] }).data.map((r) => r.value)).toEqual([2]);
   });
 
   it('answers every error as problem+json: 404, 413, 431 (long URL) and a malformed URL', async () => {
