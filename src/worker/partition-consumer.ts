@@ -13,6 +13,16 @@ interface Batch {
   readonly prepared: PreparedBatch | undefined;
 }
 
+/**
+ * Marks a read-ahead promise as handled: when the loop leaves early (the group vanished while the
+ * batch in hand was applied), its rejection must not become an unhandled one, which ends the process.
+ * Awaiting it still sees the rejection.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 /** A read failed: entries may have been delivered to this consumer without reaching it. */
 const READ_FAILED = Symbol('read failed');
 
@@ -73,15 +83,15 @@ export class PartitionConsumer {
         'partition resumed: pending entries applied in order',
       );
     }
-    let next = this.readNew();
+    let next = handled(this.readNew());
     while (!this.signal.aborted) {
       const batch = await next;
       if (batch === READ_FAILED) {
         await this.applyOwnPending();
-        next = this.readNew();
+        next = handled(this.readNew());
         continue;
       }
-      next = this.signal.aborted ? Promise.resolve(undefined) : this.readNew();
+      next = this.signal.aborted ? Promise.resolve(undefined) : handled(this.readNew());
       if (batch) await this.applyInPlace(batch.entries, batch.prepared);
     }
     const last = await next;
@@ -242,6 +252,10 @@ export class PartitionConsumer {
           this.ctx.failures.succeeded('apply', this.partition);
           return;
         } catch (err) {
+          // The group vanished under the batch (XGROUP DESTROY, FLUSHALL): nothing is wrong with the
+          // entries, so no bisecting and no poison; the replica recreates the group and reads again
+          // (dedup drops what was applied already).
+          if (StreamGroup.isMissing(err)) throw err;
           error = err;
           transient = isTransientRedisError(err);
         }

@@ -1,0 +1,125 @@
+/**
+ * A worker whose Redis misbehaves under it, as real processes (`tally worker` with its metrics
+ * endpoint) on their own redis-server: consumer groups destroyed under load and FLUSHALL (NOGROUP at
+ * any point: recreate the group and go on, never exit), entries trimmed while pending (counted as
+ * lost: metric, log line, dead letter listing their ids), and keys of the wrong type (they stall their
+ * own partition only, /readyz says so, `tally status` keeps working and names the key).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { resolveConfig, UsageProducer, type UsageEvent } from '../../../src/index.js';
+import { TallyKeys } from '../../../src/redis/index.js';
+import { UsageQuery } from '../../../src/usage/index.js';
+import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
+import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
+import { startCli, type ChildServer } from '../http/serve-process.js';
+
+const PARTITIONS = 2;
+const HOUR = 3_600_000;
+
+function rawConfig(url: string, prefix: string): Record<string, unknown> {
+  return {
+    redis: { url },
+    streams: { prefix, partitions: PARTITIONS },
+    windows: { grace: '100ms', idleTimeout: '300ms' },
+    worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', batchSize: 200 },
+    rollups: { queues: [`${prefix}-billing`] },
+    metrics: { host: '127.0.0.1' },
+    meters: [{ slug: 'calls', eventType: 'api', aggregation: 'COUNT', windowSize: 'MINUTE' }],
+  };
+}
+
+const events = (tag: string, n: number, subjects = 8): UsageEvent[] =>
+  Array.from({ length: n }, (_, i) => ({
+    specversion: '1.0',
+    id: `${tag}-${i}`,
+    source: 'hostile-redis',
+    type: 'api',
+    subject: `s-${i % subjects}`,
+    time: new Date().toISOString(),
+  }));
+
+describe('a worker whose Redis misbehaves', () => {
+  let redis: RedisServerHandle | undefined;
+  let worker: ChildServer | undefined;
+  const closers: (() => Promise<unknown>)[] = [];
+
+  afterEach(async () => {
+    await worker?.stop();
+    for (const close of closers.splice(0)) await close();
+    await redis?.stop();
+    [worker, redis] = [undefined, undefined];
+  });
+
+  async function setup(): Promise<{
+    raw: Record<string, unknown>;
+    keys: TallyKeys;
+    producer: UsageProducer;
+    counted: () => Promise<number>;
+    ready: () => Promise<{
+      status: number;
+      body: { checks: Record<string, { ok: boolean; detail?: string }> };
+    }>;
+  }> {
+    redis = await startRedisServer();
+    const prefix = uniquePrefix('hostile-redis');
+    const raw = rawConfig(redis.url, prefix);
+    const config = resolveConfig(raw, {});
+    worker = await startCli(raw, (port) => ['worker', '--metrics-port', String(port)], {
+      REDIS_URL: redis.url,
+    });
+    const producer = new UsageProducer({ redis: redis.url, prefix, partitions: PARTITIONS });
+    const query = new UsageQuery({ config });
+    closers.push(
+      () => producer.close(),
+      () => query.close(),
+    );
+    const counted = async () => {
+      const rows = await query.query({
+        meter: 'calls',
+        from: Date.now() - HOUR,
+        to: Date.now() + HOUR,
+        bySubject: false,
+      });
+      return rows.reduce((s, r) => s + r.eventCount, 0);
+    };
+    const ready = async () => {
+      const res = await fetch(`${worker!.url}/readyz`);
+      return {
+        status: res.status,
+        body: (await res.json()) as { checks: Record<string, { ok: boolean; detail?: string }> },
+      };
+    };
+    return { raw, keys: new TallyKeys(prefix), producer, counted, ready };
+  }
+
+  it('NOGROUP under load (XGROUP DESTROY, FLUSHALL): recreates the groups and counts every event, never exits', async () => {
+    const { keys, producer, counted, ready } = await setup();
+    const admin = createTestRedis({ url: redis!.url });
+    const sent = events(`a-${randomUUID()}`, 6_000);
+    for (let i = 0; i < sent.length; i += 200) {
+      await producer.sendBatch(sent.slice(i, i + 200));
+      if (i % 1_200 === 600) {
+        for (let p = 0; p < PARTITIONS; p++) await admin.xgroup('DESTROY', keys.events(p), 'tally');
+      }
+    }
+    await waitFor(async () => (await counted()) === sent.length || undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      message: `all ${sent.length} events counted after the groups were destroyed; output:\n${worker!.output()}`,
+    });
+    expect(worker!.child.exitCode).toBeNull();
+
+    await admin.flushall();
+    const after = events(`b-${randomUUID()}`, 2_000);
+    for (let i = 0; i < after.length; i += 200) await producer.sendBatch(after.slice(i, i + 200));
+    await waitFor(async () => (await counted()) === after.length || undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      message: `the ${after.length} events sent after FLUSHALL counted; output:\n${worker!.output()}`,
+    });
+    expect(worker!.child.exitCode).toBeNull();
+    await waitFor(async () => (await ready()).status === 200, { timeoutMs: 10_000, message: 'ready again' });
+    expect(worker!.output()).toMatch(/consumer group is missing/);
+  }, 90_000);
+});
