@@ -3,6 +3,7 @@ import { StreamGroup, type RedisClient } from '../redis/index.js';
 import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
 import { isTransientRedisError } from './errors.js';
+import { instruments } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 
 export type { ConsumerContext } from './apply.js';
@@ -137,7 +138,8 @@ export class PartitionConsumer {
           minIdleMs,
           ...retry,
         )) as (StreamEntry | null)[];
-        const live = claimed.filter((e): e is StreamEntry => e !== null);
+        const live = claimed.filter((e): e is StreamEntry => e !== null && e[1] !== null);
+        await this.recordClaimedGone(retry, live);
         if (live.length > 0) {
           stats.reclaimed += live.length;
           claimedTotal += live.length;
@@ -148,6 +150,25 @@ export class PartitionConsumer {
       if (pending.length < batchSize || !last) return claimedTotal;
       start = `(${last[0]}`;
     }
+  }
+
+  /**
+   * XCLAIM leaves out (Redis 7) or answers nil for (6.2) pending entries deleted from the stream; it
+   * also leaves out entries another consumer took meanwhile. Those of `asked` not claimed and no longer
+   * in the stream are lost.
+   */
+  private async recordClaimedGone(asked: readonly string[], claimed: readonly StreamEntry[]): Promise<void> {
+    if (claimed.length === asked.length) return;
+    const got = new Set(claimed.map((e) => e[0]));
+    const missing = asked.filter((id) => !got.has(id));
+    const pipeline = this.ctx.client.pipeline();
+    for (const id of missing) pipeline.xrange(this.stream, id, id);
+    const replies = (await pipeline.exec()) ?? [];
+    const gone = missing.filter((_, i) => {
+      const [err, found] = replies[i] ?? [null, []];
+      return !err && Array.isArray(found) && found.length === 0;
+    });
+    if (gone.length > 0) await this.recordLost(gone);
   }
 
   /** Applies every entry pending for this consumer, in id order. Returns how many there were. */
@@ -204,8 +225,50 @@ export class PartitionConsumer {
     )) as [string, (StreamEntry | [string, null])[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
     const gone = entries.filter((e) => e[1] === null).map((e) => e[0]);
-    if (gone.length > 0) await this.ctx.client.xack(this.stream, config.consumerGroup, ...gone);
+    if (gone.length > 0) await this.recordLost(gone);
     return entries.filter((e): e is StreamEntry => e[1] !== null);
+  }
+
+  /**
+   * Entries deleted from the stream while pending (XTRIM MAXLEN 0, XDEL) can never be applied: each
+   * is acknowledged and dead-lettered (reason `trimmed`, its id as `entry`, no payload), in one
+   * transaction, and counted (`tally.entries.lost`) and logged, so the loss is visible.
+   */
+  private async recordLost(ids: readonly string[]): Promise<void> {
+    const { client, keys, config, stats } = this.ctx;
+    const [sec, usec] = await client.time();
+    const at = String(Number(sec) * 1000 + Math.floor(Number(usec) / 1000));
+    const detail = `the entry was deleted from ${this.stream} (XTRIM or XDEL) while pending, before it was applied: its events are lost`;
+    const tx = client.multi().xack(this.stream, config.consumerGroup, ...ids);
+    for (const id of ids) {
+      tx.xadd(
+        keys.deadLetter(this.partition),
+        '*',
+        ...[
+          'reason',
+          'trimmed',
+          'detail',
+          detail,
+          'entry',
+          id,
+          'index',
+          '-1',
+          'field',
+          '',
+          'payload',
+          '',
+          'at',
+          at,
+        ],
+      );
+    }
+    await tx.exec();
+    stats.deadLettered += ids.length;
+    instruments.entriesLost.add(ids.length, { 'tally.partition': this.partition });
+    this.log.error(
+      { lost: ids.length, ids: ids.length > 20 ? [...ids.slice(0, 20), '...'] : ids },
+      'entries deleted from the stream while pending: their events are lost (dead letters with reason trimmed)',
+    );
   }
 
   private prepare(entries: readonly StreamEntry[]): PreparedBatch {

@@ -51,7 +51,13 @@ describe('a worker whose Redis misbehaves', () => {
     [worker, redis] = [undefined, undefined];
   });
 
-  async function setup(): Promise<{
+  type Before = (
+    admin: ReturnType<typeof createTestRedis>,
+    keys: TallyKeys,
+    producer: UsageProducer,
+  ) => Promise<void>;
+
+  async function setup(before?: Before): Promise<{
     raw: Record<string, unknown>;
     keys: TallyKeys;
     producer: UsageProducer;
@@ -65,15 +71,15 @@ describe('a worker whose Redis misbehaves', () => {
     const prefix = uniquePrefix('hostile-redis');
     const raw = rawConfig(redis.url, prefix);
     const config = resolveConfig(raw, {});
+    const keys = new TallyKeys(prefix);
+    const producer = new UsageProducer({ redis: redis.url, prefix, partitions: PARTITIONS });
+    closers.push(() => producer.close());
+    await before?.(createTestRedis({ url: redis.url }), keys, producer);
     worker = await startCli(raw, (port) => ['worker', '--metrics-port', String(port)], {
       REDIS_URL: redis.url,
     });
-    const producer = new UsageProducer({ redis: redis.url, prefix, partitions: PARTITIONS });
     const query = new UsageQuery({ config });
-    closers.push(
-      () => producer.close(),
-      () => query.close(),
-    );
+    closers.push(() => query.close());
     const counted = async () => {
       const rows = await query.query({
         meter: 'calls',
@@ -90,7 +96,7 @@ describe('a worker whose Redis misbehaves', () => {
         body: (await res.json()) as { checks: Record<string, { ok: boolean; detail?: string }> },
       };
     };
-    return { raw, keys: new TallyKeys(prefix), producer, counted, ready };
+    return { raw, keys, producer, counted, ready };
   }
 
   it('NOGROUP under load (XGROUP DESTROY, FLUSHALL): recreates the groups and counts every event, never exits', async () => {
@@ -122,4 +128,57 @@ describe('a worker whose Redis misbehaves', () => {
     await waitFor(async () => (await ready()).status === 200, { timeoutMs: 10_000, message: 'ready again' });
     expect(worker!.output()).toMatch(/consumer group is missing/);
   }, 90_000);
+
+  it('entries trimmed while pending are counted as lost: a metric, a log line and a dead letter per id', async () => {
+    const ghostIds: string[] = [];
+    const { keys } = await setup(async (admin, k, producer) => {
+      // Entries delivered to a consumer that is gone, then trimmed away before anyone applied them.
+      for (let p = 0; p < PARTITIONS; p++)
+        await admin.xgroup('CREATE', k.events(p), 'tally', '0', 'MKSTREAM');
+      const sent = events(`lost-${randomUUID()}`, 400);
+      for (let i = 0; i < sent.length; i += 20) await producer.sendBatch(sent.slice(i, i + 20));
+      for (let p = 0; p < PARTITIONS; p++) {
+        const reply = (await admin.xreadgroup(
+          'GROUP',
+          'tally',
+          'ghost',
+          'COUNT',
+          1000,
+          'STREAMS',
+          k.events(p),
+          '>',
+        )) as [string, [string, string[]][]][] | null;
+        ghostIds.push(...(reply?.[0]?.[1] ?? []).map(([id]) => id));
+        await admin.xtrim(k.events(p), 'MAXLEN', 0);
+      }
+    });
+    expect(ghostIds.length).toBeGreaterThan(PARTITIONS);
+    const admin = createTestRedis({ url: redis!.url });
+    const trimmed = async () => {
+      const out: string[] = [];
+      for (let p = 0; p < PARTITIONS; p++) {
+        for (const [, fields] of (await admin.xrange(keys.deadLetter(p), '-', '+')) as [string, string[]][]) {
+          const f = Object.fromEntries(
+            fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : [])),
+          );
+          if (f.reason === 'trimmed') out.push(f.entry as string);
+        }
+      }
+      return out.sort();
+    };
+    await waitFor(async () => (await trimmed()).length === ghostIds.length || undefined, {
+      timeoutMs: 20_000,
+      message: `a trimmed dead letter per lost entry; output:\n${worker!.output()}`,
+    });
+    expect(await trimmed()).toEqual([...ghostIds].sort());
+    for (let p = 0; p < PARTITIONS; p++)
+      expect(((await admin.xpending(keys.events(p), 'tally')) as [number])[0]).toBe(0);
+    const metrics = await (await fetch(`${worker!.url}/metrics`)).text();
+    const lost = [...metrics.matchAll(/^tally_entries_lost_total\{[^}]*\} (\d+)/gm)].reduce(
+      (s, m) => s + Number(m[1]),
+      0,
+    );
+    expect(lost).toBe(ghostIds.length);
+    expect(worker!.output()).toMatch(/entries deleted from the stream while pending/);
+  }, 60_000);
 });
