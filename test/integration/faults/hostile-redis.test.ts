@@ -12,6 +12,7 @@ import { TallyKeys } from '../../../src/redis/index.js';
 import { UsageQuery } from '../../../src/usage/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
+import { toRecord } from '../../support/tally.js';
 import { startCli, type ChildServer } from '../http/serve-process.js';
 
 const PARTITIONS = 2;
@@ -158,10 +159,8 @@ describe('a worker whose Redis misbehaves', () => {
       const out: string[] = [];
       for (let p = 0; p < PARTITIONS; p++) {
         for (const [, fields] of (await admin.xrange(keys.deadLetter(p), '-', '+')) as [string, string[]][]) {
-          const f = Object.fromEntries(
-            fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : [])),
-          );
-          if (f.reason === 'trimmed') out.push(f.entry as string);
+          const f = toRecord(fields);
+          if (f.reason === 'trimmed') out.push(f.entry ?? '');
         }
       }
       return out.sort();
