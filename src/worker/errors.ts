@@ -5,9 +5,12 @@ import { ReplyError } from 'ioredis';
  * counted towards an entry's poison attempts. NOPERM is here too: a denied command fails for every
  * entry alike, and bisecting would dead-letter good entries for an operator's mistake. Inside a
  * script, Redis 7.0 words a denied command or key as `ERR The user executing the script can't ...`.
+ * WRONGTYPE too: a key of Tally's holding another type (an operator's mistake) fails every entry of the
+ * partition alike; dead-lettering them as poison would lose them all, so the partition waits instead
+ * (it alone: /readyz and `tally status`, which names the key, say so).
  */
 const TRANSIENT_REPLIES =
-  /^(?:(?:OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK|NOPERM)\b|ERR The user executing the script can't)/;
+  /^(?:(?:OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK|NOPERM|WRONGTYPE)\b|ERR The user executing the script can't)/;
 
 /**
  * True when a failed call says nothing about the entries it carried: no reply at all (the connection

@@ -6,22 +6,28 @@
  * own partition only, /readyz says so, `tally status` keeps working and names the key).
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig, UsageProducer, type UsageEvent } from '../../../src/index.js';
 import { TallyKeys } from '../../../src/redis/index.js';
+import { partitionOf } from '../../../src/producer/index.js';
 import { UsageQuery } from '../../../src/usage/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { createTestRedis, uniquePrefix, waitFor } from '../../support/redis.js';
+import { run } from '../../support/cli.js';
 import { toRecord } from '../../support/tally.js';
 import { startCli, type ChildServer } from '../http/serve-process.js';
 
 const PARTITIONS = 2;
 const HOUR = 3_600_000;
 
-function rawConfig(url: string, prefix: string): Record<string, unknown> {
+function rawConfig(url: string, prefix: string, partitions = PARTITIONS): Record<string, unknown> {
   return {
     redis: { url },
-    streams: { prefix, partitions: PARTITIONS },
+    streams: { prefix, partitions },
     windows: { grace: '100ms', idleTimeout: '300ms' },
     worker: { closeInterval: '50ms', claimIdle: '1s', blockMs: 200, leaseTtl: '1s', batchSize: 200 },
     rollups: { queues: [`${prefix}-billing`] },
@@ -58,7 +64,10 @@ describe('a worker whose Redis misbehaves', () => {
     producer: UsageProducer,
   ) => Promise<void>;
 
-  async function setup(before?: Before): Promise<{
+  async function setup(
+    before?: Before,
+    partitions = PARTITIONS,
+  ): Promise<{
     raw: Record<string, unknown>;
     keys: TallyKeys;
     producer: UsageProducer;
@@ -70,10 +79,10 @@ describe('a worker whose Redis misbehaves', () => {
   }> {
     redis = await startRedisServer();
     const prefix = uniquePrefix('hostile-redis');
-    const raw = rawConfig(redis.url, prefix);
+    const raw = rawConfig(redis.url, prefix, partitions);
     const config = resolveConfig(raw, {});
     const keys = new TallyKeys(prefix);
-    const producer = new UsageProducer({ redis: redis.url, prefix, partitions: PARTITIONS });
+    const producer = new UsageProducer({ redis: redis.url, prefix, partitions });
     closers.push(() => producer.close());
     await before?.(createTestRedis({ url: redis.url }), keys, producer);
     worker = await startCli(raw, (port) => ['worker', '--metrics-port', String(port)], {
@@ -180,4 +189,63 @@ describe('a worker whose Redis misbehaves', () => {
     expect(lost).toBe(ghostIds.length);
     expect(worker!.output()).toMatch(/entries deleted from the stream while pending/);
   }, 60_000);
+
+  it('a key of the wrong type stalls its own partition only, shows in /readyz, and tally status names it', async () => {
+    const P = 3;
+    const { raw, keys, producer, counted, ready } = await setup(async (admin, k) => {
+      await admin.set(k.state(1), 'not a hash');
+      await admin.set(k.deadLetter(2), 'not a stream');
+    }, P);
+    const admin = createTestRedis({ url: redis!.url });
+    // An entry that must be dead-lettered, in partition 2: writing its dead letter fails there.
+    await admin.xadd(keys.events(2), '*', 'event', '{not json');
+    const sent = events(`wt-${randomUUID()}`, 600, 30);
+    await producer.sendBatch(sent);
+    const home = (e: UsageEvent) => partitionOf(e.subject, P);
+    const inP0 = sent.filter((e) => home(e) === 0).length;
+    expect(inP0).toBeGreaterThan(0);
+    expect(sent.filter((e) => home(e) !== 0).length).toBeGreaterThan(0);
+
+    // Partition 0 goes on; 1 and 2 wait, with nothing dead-lettered as poison and nothing lost.
+    await waitFor(async () => (await counted()) === inP0 || undefined, {
+      timeoutMs: 20_000,
+      message: `partition 0 counted; output:\n${worker!.output()}`,
+    });
+    const notReady = await waitFor(
+      async () => {
+        const r = await ready();
+        return r.status === 503 &&
+          /apply:1/.test(r.body.checks.consuming?.detail ?? '') &&
+          /apply:2/.test(r.body.checks.consuming?.detail ?? '')
+          ? r
+          : undefined;
+      },
+      { timeoutMs: 20_000, message: '/readyz to report partitions 1 and 2 as failing' },
+    );
+    expect(notReady.body.checks.consuming?.ok).toBe(false);
+    expect(await counted()).toBe(inP0);
+    expect(await admin.xlen(keys.deadLetter(1))).toBe(0);
+    const pending = (p: number) => admin.xpending(keys.events(p), 'tally') as Promise<[number]>;
+    expect((await pending(1))[0]).toBeGreaterThan(0);
+
+    // tally status keeps working and names both keys.
+    const dir = mkdtempSync(join(tmpdir(), 'tally-wrongtype-'));
+    closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+    const file = join(dir, 'tally.yaml');
+    writeFileSync(file, stringify(raw));
+    const status = await run(['status', '--config', file], { REDIS_URL: redis!.url });
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`key ${keys.state(1)} holds the wrong type of value (WRONGTYPE)`);
+    expect(status.stdout).toContain(`key ${keys.deadLetter(2)} holds the wrong type of value (WRONGTYPE)`);
+
+    // Fixed by the operator: both partitions resume, every event counted once, the bad entry dead-lettered.
+    await admin.del(keys.state(1), keys.deadLetter(2));
+    await waitFor(async () => (await counted()) === sent.length || undefined, {
+      timeoutMs: 20_000,
+      message: `every event counted after the keys were fixed; output:\n${worker!.output()}`,
+    });
+    await waitFor(async () => (await ready()).status === 200, { timeoutMs: 10_000, message: 'ready again' });
+    expect(await admin.xlen(keys.deadLetter(2))).toBe(1);
+    expect(worker!.child.exitCode).toBeNull();
+  }, 90_000);
 });
