@@ -190,7 +190,10 @@ export const ConfigSchema = Type.Object(
           'How long a client may take to send a whole request (408 and close beyond)',
         ),
         headersTimeout: duration('10s', 'How long a client may take to send the request line and headers'),
-        keepAliveTimeout: duration('5s', 'How long an idle keep-alive connection stays open'),
+        keepAliveTimeout: duration(
+          '72s',
+          "How long an idle keep-alive connection stays open (longer than a load balancer's idle timeout, often 60 s, so it never reuses a connection the server is closing)",
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
