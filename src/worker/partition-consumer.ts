@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { StreamGroup, type RedisClient } from '../redis/index.js';
 import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
-import { isTransientRedisError } from './errors.js';
+import { isOwnWrongType, isTransientRedisError } from './errors.js';
 import { instruments } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 
@@ -320,7 +320,7 @@ export class PartitionConsumer {
           // (dedup drops what was applied already).
           if (StreamGroup.isMissing(err)) throw err;
           error = err;
-          transient = isTransientRedisError(err);
+          transient = isTransientRedisError(err) || isOwnWrongType(err);
         }
       }
       this.ctx.failures.failed('apply', this.partition, error);
