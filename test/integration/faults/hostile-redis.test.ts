@@ -237,6 +237,13 @@ describe('a worker whose Redis misbehaves', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain(`key ${keys.state(1)} holds the wrong type of value (WRONGTYPE)`);
     expect(status.stdout).toContain(`key ${keys.deadLetter(2)} holds the wrong type of value (WRONGTYPE)`);
+    // dead-letter list names the key too (it said only "WRONGTYPE Operation against a key ...").
+    const list = await run(['dead-letter', 'list', '--config', file], { REDIS_URL: redis!.url });
+    expect(list.stderr).toContain(`key ${keys.deadLetter(2)} holds the wrong type of value (WRONGTYPE)`);
+    const others = await run(['dead-letter', 'list', '--partition', '0', '--config', file], {
+      REDIS_URL: redis!.url,
+    });
+    expect(others.code, others.stderr).toBe(0);
 
     // Fixed by the operator: both partitions resume, every event counted once, the bad entry dead-lettered.
     await admin.del(keys.state(1), keys.deadLetter(2));
