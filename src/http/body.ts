@@ -67,20 +67,22 @@ async function decoded(request: FastifyRequest, raw: Buffer, bodyLimit: number):
   }
 }
 
+/**
+ * Byte offset of the first byte that is not valid UTF-8, in one pass: the lenient decoding's first
+ * U+FFFD that the body did not spell as the bytes EF BF BD itself.
+ */
 function firstInvalidUtf8(bytes: Buffer): number {
-  // Bisect on the longest prefix that decodes (a cut multi-byte character at the end also fails).
-  let lo = 0;
-  let hi = bytes.length;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid), { stream: true });
-      lo = mid;
-    } catch {
-      hi = mid - 1;
-    }
+  const text = bytes.toString('utf8');
+  let offset = 0;
+  let from = 0;
+  for (;;) {
+    const i = text.indexOf('\uFFFD', from);
+    if (i < 0) return bytes.length;
+    offset += Buffer.byteLength(text.slice(from, i));
+    if (!(bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd)) return offset;
+    offset += 3;
+    from = i + 1;
   }
-  return lo;
 }
 
 /** The deepest nesting of `[`/`{` outside strings, counting stops just past `limit`. A loop, not recursion. */
