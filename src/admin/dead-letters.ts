@@ -48,14 +48,16 @@ async function* scan(
   until = '+',
 ): AsyncGenerator<DeadLetter> {
   let from = start;
+  const key = keys.deadLetter(partition);
   for (;;) {
-    const chunk = (await client.xrange(
-      keys.deadLetter(partition),
-      from,
-      until,
-      'COUNT',
-      SCAN_CHUNK,
-    )) as RawEntry[];
+    const chunk = (await client.xrange(key, from, until, 'COUNT', SCAN_CHUNK).catch((err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith('WRONGTYPE')) throw err;
+      throw new Error(
+        `key ${key} holds the wrong type of value (WRONGTYPE), not the dead-letter stream of partition ${partition}: ` +
+          'delete or rename it (see what it holds with TYPE first), or pass --partition to read the others',
+        { cause: err },
+      );
+    })) as RawEntry[];
     for (const [id, fields] of chunk) yield parseDeadLetter(partition, id, fields);
     const last = chunk.at(-1);
     if (!last || chunk.length < SCAN_CHUNK) return;

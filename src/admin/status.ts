@@ -54,6 +54,8 @@ export interface PartitionStatus {
   readonly outbox: number;
   /** Closed (window, group) pairs changed by late events, awaiting a correction rollup. */
   readonly correctionsPending: number;
+  /** Keys that hold the wrong type of value (WRONGTYPE): their figures read as empty, and the partition stalls. */
+  readonly wrongTypeKeys: readonly string[];
 }
 
 export interface ConsumerStatus extends ConsumerInfo {
@@ -141,9 +143,14 @@ function isMissing(err: Error | null): boolean {
   return err !== null && /NOGROUP|no such key/i.test(err.message);
 }
 
+/** A key holding another type than Tally writes there (a string at `{p2}:state`, ...). */
+function isWrongType(err: Error | null): boolean {
+  return err !== null && err.message.startsWith('WRONGTYPE');
+}
+
 function reply(results: PipelineResult, i: number, what: string): unknown {
   const [err, value] = results[i] ?? [new Error('no reply'), null];
-  if (err && !isMissing(err)) throw new Error(`${what}: ${err.message}`, { cause: err });
+  if (err && !isMissing(err) && !isWrongType(err)) throw new Error(`${what}: ${err.message}`, { cause: err });
   return err ? null : value;
 }
 
@@ -198,6 +205,20 @@ async function partitionStatus(
     .exec();
   if (!results) throw new Error(`partition ${p}: the status pipeline was not executed`);
   const r = (i: number, what: string) => reply(results, i, `partition ${p} ${what}`);
+  // The key each command above read, in order: a wrong type is reported by name, not thrown.
+  const read = [
+    events,
+    events,
+    events,
+    events,
+    events,
+    lease,
+    lease,
+    keys.windowIndex(p),
+    keys.windowIndex(p),
+  ];
+  read.push(keys.state(p), keys.deadLetter(p), keys.outbox(p), keys.corrections(p), keys.legacyOutbox(p));
+  const wrongTypeKeys = [...new Set(read.filter((_, i) => isWrongType(results[i]?.[0] ?? null)))];
 
   const groupInfo = parseGroupInfo(r(1, 'XINFO GROUPS'), group);
   const summary = parsePendingSummary(r(2, 'XPENDING'));
@@ -236,6 +257,7 @@ async function partitionStatus(
     deadLetters: intOrNull(r(10, 'XLEN dead-letter')) ?? 0,
     outbox: (intOrNull(r(11, 'XLEN outbox')) ?? 0) + (intOrNull(r(13, 'XLEN legacy outbox')) ?? 0),
     correctionsPending: intOrNull(r(12, 'SCARD corrections')) ?? 0,
+    wrongTypeKeys,
   };
 }
 
@@ -267,6 +289,11 @@ export function statusWarnings(
           `(reclaimed after ${fmtMs(config.worker.claimIdleMs)}): is a worker running its maintenance loop?`,
       );
     }
+    for (const key of s.wrongTypeKeys)
+      out.push(
+        `partition ${s.partition}: key ${key} holds the wrong type of value (WRONGTYPE): the partition ` +
+          'stalls until it is deleted or renamed (see what it holds with TYPE and DUMP first)',
+      );
     if (s.deadLetters > 0)
       out.push(`partition ${s.partition}: ${s.deadLetters} dead letters (tally dead-letter list)`);
   }

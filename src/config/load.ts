@@ -49,6 +49,8 @@ export interface TallyConfig {
     readonly maxFutureSkewMs: number;
     readonly latePolicy: TallyConfigData['windows']['latePolicy'];
     readonly retentionMs: number;
+    /** Most meter windows one usage query may span (a cost limit; 400 beyond). */
+    readonly maxQueryWindows: number;
   };
   readonly worker: {
     readonly batchSize: number;
@@ -78,6 +80,12 @@ export interface TallyConfig {
     readonly auth: 'bearer' | 'none';
     readonly bodyLimit: number;
     readonly maxEventsPerRequest: number;
+    /** A whole request must arrive within it (408 and close beyond). */
+    readonly requestTimeoutMs: number;
+    /** The request line and headers must arrive within it. */
+    readonly headersTimeoutMs: number;
+    /** An idle keep-alive connection is closed after it. */
+    readonly keepAliveTimeoutMs: number;
   };
   /** `tally worker`'s metrics endpoint (undefined port: off). */
   readonly metrics: { readonly port: number | undefined; readonly host: string };
@@ -96,6 +104,8 @@ const MIN_CLAIM_IDLE = { ms: 100, text: '100ms' };
 const MIN_LEASE_TTL = { ms: 300, text: '300ms' };
 const MIN_SHUTDOWN_TIMEOUT = { ms: 100, text: '100ms' };
 const MIN_CONNECT_TIMEOUT = { ms: 100, text: '100ms' };
+/** 0 would mean "no timeout" to Node: the very thing these settings exist to prevent. */
+const MIN_HTTP_TIMEOUT = { ms: 100, text: '100ms' };
 
 function durationAtLeast(value: string | number, field: string, min: { ms: number; text: string }): number {
   const ms = parseDuration(value, field);
@@ -251,6 +261,7 @@ export function resolveConfig(
       maxFutureSkewMs: parseDuration(data.windows.maxFutureSkew, 'windows.maxFutureSkew'),
       latePolicy: data.windows.latePolicy,
       retentionMs,
+      maxQueryWindows: data.windows.maxQueryWindows,
     },
     worker: {
       batchSize: data.worker.batchSize,
@@ -278,7 +289,21 @@ export function resolveConfig(
       attempts: data.rollups.attempts,
       batchJobs: data.rollups.batchJobs,
     },
-    http: { ...data.http, host: data.http.host, apiKeys },
+    http: {
+      port: data.http.port,
+      host: data.http.host,
+      apiKeys,
+      auth: data.http.auth,
+      bodyLimit: data.http.bodyLimit,
+      maxEventsPerRequest: data.http.maxEventsPerRequest,
+      requestTimeoutMs: durationAtLeast(data.http.requestTimeout, 'http.requestTimeout', MIN_HTTP_TIMEOUT),
+      headersTimeoutMs: durationAtLeast(data.http.headersTimeout, 'http.headersTimeout', MIN_HTTP_TIMEOUT),
+      keepAliveTimeoutMs: durationAtLeast(
+        data.http.keepAliveTimeout,
+        'http.keepAliveTimeout',
+        MIN_HTTP_TIMEOUT,
+      ),
+    },
     metrics: { port: data.metrics.port, host: data.metrics.host },
     meters,
     entitlements: resolveEntitlementsConfig(data.entitlements, { meters, queues: data.rollups.queues }),

@@ -106,6 +106,12 @@ export const ConfigSchema = Type.Object(
           { default: 'correct' },
         ),
         retention: duration('35d', 'How long closed windows are kept for corrections and queries'),
+        maxQueryWindows: Type.Integer({
+          default: 100_000,
+          minimum: 1,
+          description:
+            "Most windows of a meter one usage query may span (400 beyond): the query's cost is this times the partitions it reads",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -183,6 +189,15 @@ export const ConfigSchema = Type.Object(
           minimum: 1,
           description: 'Most events in one POST /api/v1/events (413 beyond)',
         }),
+        requestTimeout: duration(
+          '30s',
+          'How long a client may take to send a whole request (408 and close beyond)',
+        ),
+        headersTimeout: duration('10s', 'How long a client may take to send the request line and headers'),
+        keepAliveTimeout: duration(
+          '72s',
+          "How long an idle keep-alive connection stays open (longer than a load balancer's idle timeout, often 60 s, so it never reuses a connection the server is closing)",
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -35,7 +35,12 @@ export async function redisCheck(client: RedisClient): Promise<ReadinessCheck> {
     await Promise.race([client.ping(), timeout]);
     return { ok: true };
   } catch (err) {
-    return { ok: false, detail: (err as Error).message };
+    // A fixed text: the client's own message (ioredis internals, addresses) is for the logs.
+    const timedOut = (err as Error).message.startsWith('no answer to PING');
+    return {
+      ok: false,
+      detail: timedOut ? `no answer to PING within ${PING_TIMEOUT_MS} ms` : 'Redis is unreachable',
+    };
   } finally {
     clearTimeout(timer);
   }

@@ -10,8 +10,12 @@ const TITLES: Readonly<Record<number, string>> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
+  499: 'Client Closed Request',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -54,7 +58,12 @@ export function sendProblem(
     ...problem.extra,
   };
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
-  return reply.code(problem.status).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  // A Buffer, so fastify sends the type as it is (it appends a charset to JSON types sent as text, and
+  // OpenMeter's clients compare it verbatim), also where no onSend hook runs (router errors).
+  return reply
+    .code(problem.status)
+    .header('content-type', PROBLEM_CONTENT_TYPE)
+    .send(Buffer.from(JSON.stringify(body)));
 }
 
 /**

@@ -2,7 +2,9 @@ import bearerAuth from '@fastify/bearer-auth';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { EntitlementChecker } from '../entitlements/index.js';
@@ -13,6 +15,7 @@ import { RegistryFollower } from '../registry/index.js';
 import { instruments } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 import { UsageQuery } from '../usage/index.js';
+import { jsonBodyParser } from './body.js';
 import type { ApiContext, App } from './context.js';
 import { redisCheck, registerObservability } from './observability.js';
 import { defaultHttpServerOptions, type HttpServerOptions, type ListenOptions } from './options.js';
@@ -23,6 +26,28 @@ import { registerMeterRoutes } from './routes/meters.js';
 import { EntitlementValueSchema, MeterQueryResultSchema, MeterSchema, ProblemSchema } from './schemas.js';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+/** Node's default header limit (request line included): no path parameter can be longer. */
+const MAX_URL_BYTES = 16_384;
+
+/**
+ * Errors Node raises before a request exists (header overflow, header or request timeout, a
+ * malformed request): answered as problems on the raw socket, which is then closed.
+ */
+function clientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers are larger than 16 KiB']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request was not received in time (http.requestTimeout / http.headersTimeout)']
+        : [400, `malformed HTTP request (${err.code ?? err.message})`];
+  const body = JSON.stringify({ type: 'about:blank', title: STATUS_CODES[status], status, detail });
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
 
 /** `http://host:port` of a bound socket address (IPv6 in brackets). */
 function boundUrl(host: string, port: number): string {
@@ -104,10 +129,28 @@ export class TallyHttpServer {
       usage: new UsageQuery({ config, connection: this.client, logger: baseLogger, meters }),
       checker: new EntitlementChecker({ config, connection: this.client, logger: baseLogger, meters }),
     };
+    const { http } = config;
     this.app = Fastify({
       loggerInstance: this.logger,
       logController: new LogController({ disableRequestLogging: true }),
-      bodyLimit: config.http.bodyLimit,
+      bodyLimit: http.bodyLimit,
+      // A slow client holds a connection at most this long (408), however slowly it sends.
+      requestTimeout: http.requestTimeoutMs,
+      keepAliveTimeout: http.keepAliveTimeoutMs,
+      http: {
+        headersTimeout: Math.min(http.headersTimeoutMs, http.requestTimeoutMs),
+        // How often Node looks for requests past their timeouts (its default, 30 s, would let a
+        // slowloris hold a connection up to that much longer).
+        connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
+      },
+      // Path parameters as long as a URL can carry (the header limit, 431, is the bound): a subject
+      // that ingest accepts must work in /api/v1/subjects/{subject}/... too.
+      routerOptions: { maxParamLength: MAX_URL_BYTES },
+      // URL and router errors (bad percent-encoding, ...) as problems too.
+      frameworkErrors: (err, request, reply) => {
+        void sendProblem(reply, request, toProblem(err));
+      },
+      clientErrorHandler: clientError,
       ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
     }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
     this.build(opts);
@@ -118,10 +161,14 @@ export class TallyHttpServer {
     const { http } = ctx.config;
     for (const schema of [ProblemSchema, MeterSchema, MeterQueryResultSchema, EntitlementValueSchema])
       app.addSchema(schema);
-    // JSON media types only (no text/plain): anything else is a 415.
-    const json = app.getDefaultJsonParser('error', 'error');
+    // JSON media types only (no text/plain): anything else is a 415. Strict UTF-8, bounded depth, no
+    // __proto__ keys, gzip (body.ts).
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser(['application/json', CLOUDEVENT, CLOUDEVENT_BATCH], { parseAs: 'string' }, json);
+    app.addContentTypeParser(
+      ['application/json', CLOUDEVENT, CLOUDEVENT_BATCH],
+      { parseAs: 'buffer' },
+      jsonBodyParser(http.bodyLimit),
+    );
     app.setErrorHandler((err, request, reply) => {
       const problem = toProblem(err);
       if (problem.status >= 500 && problem.status !== 503) request.log.error({ err }, 'request failed');
@@ -140,6 +187,16 @@ export class TallyHttpServer {
       const type = reply.getHeader('content-type');
       if (typeof type === 'string' && type !== PROBLEM_CONTENT_TYPE && type.startsWith(PROBLEM_CONTENT_TYPE))
         reply.header('content-type', PROBLEM_CONTENT_TYPE);
+      return payload;
+    });
+    app.addHook('onSend', async (request, reply, payload) => {
+      if (reply.statusCode === 401) {
+        reply.header('www-authenticate', 'Bearer realm="tally"');
+        // The body was not read (auth runs first): close rather than read it, however slowly it comes.
+        const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
+        const hasBody = (length !== undefined && length !== '0') || chunked !== undefined;
+        if (hasBody && !request.raw.readableEnded) reply.header('connection', 'close');
+      }
       return payload;
     });
     app.addHook('onResponse', async (request, reply) => {
@@ -177,6 +234,8 @@ export class TallyHttpServer {
         await api.register(bearerAuth, {
           keys: new Set(http.apiKeys),
           verifyErrorLogLevel: 'debug',
+          // RFC 7235: the scheme is case-insensitive (`bearer` works too).
+          specCompliance: 'rfc6749',
           contentType: PROBLEM_CONTENT_TYPE,
           // The plugin's types want { error }; any object is sent.
           errorResponse: ((err: Error) => ({

@@ -29,6 +29,10 @@ function build(meter: Meter) {
     eventsCorrected: counter('tally.events.corrected', 'Late events applied as corrections'),
     eventsUnmetered: counter('tally.events.unmetered', 'Valid events that match no meter'),
     eventsForwarded: counter('tally.events.forwarded', 'Misrouted events forwarded to their partition'),
+    entriesLost: counter(
+      'tally.entries.lost',
+      'Entries deleted from the stream (XTRIM, XDEL) while pending, before they were applied',
+    ),
     windowsClosed: counter('tally.windows.closed', 'Windows closed'),
     rollupsEmitted: counter('tally.rollups.emitted', 'Rollup jobs added to BullMQ queues'),
     // Worker histograms.

@@ -53,6 +53,8 @@ export interface UsageQueryParams {
   bySubject?: boolean;
   /** Only usage whose group-by values are one of these, by key. */
   filter?: Readonly<Record<string, string | readonly string[]>>;
+  /** Abandons the query (it rejects) at its next chunk of windows once aborted, e.g. when its client left. */
+  signal?: AbortSignal;
 }
 
 export interface UsageRow {

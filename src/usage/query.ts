@@ -1,12 +1,11 @@
 import type { TallyConfig } from '../config/index.js';
 import { ErrorCode, TallyError, TallyValidationError } from '../errors/index.js';
 import { divideScaled, formatScaled, MeterIndex, type Meter } from '../meters/index.js';
-import { windowStartsIn } from './range.js';
 import { rowWindows, type RowWindows } from './rows.js';
 import { partitionOf } from '../producer/index.js';
 import { RedisComponent, TallyKeys } from '../redis/index.js';
 import { withSpan } from '../telemetry/index.js';
-import { formatIsoUtc, windowOf } from '../windows/index.js';
+import { formatIsoUtc, windowOf, windowsBetween, type WindowBounds } from '../windows/index.js';
 import type { UsageQueryOptions, UsageQueryParams, UsageRow } from './options.js';
 
 /** Window hashes read per pipeline round trip. */
@@ -94,6 +93,14 @@ export class UsageQuery extends RedisComponent {
         );
     }
     const filter = new Map<number, Set<string>>();
+    if (
+      params.filter !== undefined &&
+      (typeof params.filter !== 'object' || params.filter === null || Array.isArray(params.filter))
+    )
+      throw new TallyValidationError(
+        'invalid-filter',
+        `filter: expected an object of group-by keys to values, got ${JSON.stringify(params.filter)}`,
+      );
     for (const [k, v] of Object.entries(params.filter ?? {})) {
       const index = meter.groupKeys.indexOf(k);
       if (index < 0)
@@ -114,16 +121,35 @@ export class UsageQuery extends RedisComponent {
     const needUniques =
       meter.aggregation === 'UNIQUE_COUNT' &&
       (!rows?.isMeterWindow || groupKeys.length < meter.groupKeys.length || !bySubject);
-    const starts = windowStartsIn(meter, from, to);
+    // The cost limit, on the span asked for (estimated from the nominal size, so without listing it).
+    const maxWindows = this.config.windows.maxQueryWindows;
+    const spanned = Math.ceil((to - from) / meter.window.sizeMs);
+    if (spanned > maxWindows) {
+      throw new TallyValidationError(
+        'too-many-windows',
+        `the query spans ${spanned} ${meter.window.label} windows of meter ${meter.slug} (${formatIsoUtc(from)} .. ${formatIsoUtc(to)}); at most ${maxWindows} per query (windows.maxQueryWindows): narrow from and to`,
+      );
+    }
+    // Windows after the one holding now + maxFutureSkew cannot hold usage yet (later events are
+    // dead-lettered as future-time): they are not read.
+    const readTo = Math.min(to, windowOf(meter.window, Date.now() + this.config.windows.maxFutureSkewMs).end);
+    const windowCount = Math.max(0, Math.ceil((readTo - from) / meter.window.sizeMs));
+    const { signal } = params;
 
     return withSpan(
       'usage.query',
-      { 'tally.meter': meter.slug, 'tally.windows': starts.length * partitions.length },
+      { 'tally.meter': meter.slug, 'tally.windows': windowCount * partitions.length },
       async () => {
         const out = new Map<string, Row>();
         for (const p of partitions) {
-          for (let i = 0; i < starts.length; i += CHUNK) {
-            const chunk = starts.slice(i, i + CHUNK);
+          // The window starts are produced lazily, a chunk per round trip, and each chunk yields to
+          // the event loop first, so other requests (and /healthz) are answered during a long query.
+          for (const chunk of chunksOf(windowsBetween(meter.window, from, readTo), from, CHUNK)) {
+            await yieldToEventLoop();
+            if (signal?.aborted)
+              throw new TallyError(ErrorCode.Closed, 'usage query abandoned: its client went away', {
+                cause: signal.reason,
+              });
             const pipeline = this.client.pipeline();
             for (const ws of chunk) {
               pipeline.hgetall(this.keys.window(p, meter.slug, ws));
@@ -249,6 +275,24 @@ export class UsageQuery extends RedisComponent {
   protected shutdown(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** The starts of the windows at or after `from`, `size` at a time. */
+function* chunksOf(windows: Iterable<WindowBounds>, from: number, size: number): Generator<number[], void> {
+  let chunk: number[] = [];
+  for (const w of windows) {
+    if (w.start < from) continue;
+    chunk.push(w.start);
+    if (chunk.length === size) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function emptyCell(): Cell {

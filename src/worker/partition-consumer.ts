@@ -4,7 +4,8 @@ import type { PartitionView } from '../registry/index.js';
 import { StreamGroup, type RedisClient } from '../redis/index.js';
 import { applyPrepared, deadLetterPoison, recordError, type ConsumerContext } from './apply.js';
 import { prepareBatch, type PreparedBatch, type StreamEntry } from './batch.js';
-import { isTransientRedisError } from './errors.js';
+import { isOwnWrongType, isTransientRedisError } from './errors.js';
+import { instruments } from '../telemetry/index.js';
 import { sleep } from '../time/index.js';
 
 export type { ConsumerContext } from './apply.js';
@@ -13,6 +14,16 @@ interface Batch {
   readonly entries: StreamEntry[];
   /** Prepared ahead while the previous batch was applied; undefined when preparing failed. */
   readonly prepared: PreparedBatch | undefined;
+}
+
+/**
+ * Marks a read-ahead promise as handled: when the loop leaves early (the group vanished while the
+ * batch in hand was applied), its rejection must not become an unhandled one, which ends the process.
+ * Awaiting it still sees the rejection.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 /** A read failed: entries may have been delivered to this consumer without reaching it. */
@@ -75,15 +86,15 @@ export class PartitionConsumer {
         'partition resumed: pending entries applied in order',
       );
     }
-    let next = this.readNew();
+    let next = handled(this.readNew());
     while (!this.signal.aborted) {
       const batch = await next;
       if (batch === READ_FAILED) {
         await this.applyOwnPending();
-        next = this.readNew();
+        next = handled(this.readNew());
         continue;
       }
-      next = this.signal.aborted ? Promise.resolve(undefined) : this.readNew();
+      next = this.signal.aborted ? Promise.resolve(undefined) : handled(this.readNew());
       if (batch) await this.applyInPlace(batch.entries, batch.prepared);
     }
     const last = await next;
@@ -129,7 +140,8 @@ export class PartitionConsumer {
           minIdleMs,
           ...retry,
         )) as (StreamEntry | null)[];
-        const live = claimed.filter((e): e is StreamEntry => e !== null);
+        const live = claimed.filter((e): e is StreamEntry => e !== null && e[1] !== null);
+        await this.recordClaimedGone(retry, live);
         if (live.length > 0) {
           stats.reclaimed += live.length;
           claimedTotal += live.length;
@@ -140,6 +152,25 @@ export class PartitionConsumer {
       if (pending.length < batchSize || !last) return claimedTotal;
       start = `(${last[0]}`;
     }
+  }
+
+  /**
+   * XCLAIM leaves out (Redis 7) or answers nil for (6.2) pending entries deleted from the stream; it
+   * also leaves out entries another consumer took meanwhile. Those of `asked` not claimed and no longer
+   * in the stream are lost.
+   */
+  private async recordClaimedGone(asked: readonly string[], claimed: readonly StreamEntry[]): Promise<void> {
+    if (claimed.length === asked.length) return;
+    const got = new Set(claimed.map((e) => e[0]));
+    const missing = asked.filter((id) => !got.has(id));
+    const pipeline = this.ctx.client.pipeline();
+    for (const id of missing) pipeline.xrange(this.stream, id, id);
+    const replies = (await pipeline.exec()) ?? [];
+    const gone = missing.filter((_, i) => {
+      const [err, found] = replies[i] ?? [null, []];
+      return !err && Array.isArray(found) && found.length === 0;
+    });
+    if (gone.length > 0) await this.recordLost(gone);
   }
 
   /** Applies every entry pending for this consumer, in id order. Returns how many there were. */
@@ -196,8 +227,50 @@ export class PartitionConsumer {
     )) as [string, (StreamEntry | [string, null])[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
     const gone = entries.filter((e) => e[1] === null).map((e) => e[0]);
-    if (gone.length > 0) await this.ctx.client.xack(this.stream, config.consumerGroup, ...gone);
+    if (gone.length > 0) await this.recordLost(gone);
     return entries.filter((e): e is StreamEntry => e[1] !== null);
+  }
+
+  /**
+   * Entries deleted from the stream while pending (XTRIM MAXLEN 0, XDEL) can never be applied: each
+   * is acknowledged and dead-lettered (reason `trimmed`, its id as `entry`, no payload), in one
+   * transaction, and counted (`tally.entries.lost`) and logged, so the loss is visible.
+   */
+  private async recordLost(ids: readonly string[]): Promise<void> {
+    const { client, keys, config, stats } = this.ctx;
+    const [sec, usec] = await client.time();
+    const at = String(Number(sec) * 1000 + Math.floor(Number(usec) / 1000));
+    const detail = `the entry was deleted from ${this.stream} (XTRIM or XDEL) while pending, before it was applied: its events are lost`;
+    const tx = client.multi().xack(this.stream, config.consumerGroup, ...ids);
+    for (const id of ids) {
+      tx.xadd(
+        keys.deadLetter(this.partition),
+        '*',
+        ...[
+          'reason',
+          'trimmed',
+          'detail',
+          detail,
+          'entry',
+          id,
+          'index',
+          '-1',
+          'field',
+          '',
+          'payload',
+          '',
+          'at',
+          at,
+        ],
+      );
+    }
+    await tx.exec();
+    stats.deadLettered += ids.length;
+    instruments.entriesLost.add(ids.length, { 'tally.partition': this.partition });
+    this.log.error(
+      { lost: ids.length, ids: ids.length > 20 ? [...ids.slice(0, 20), '...'] : ids },
+      'entries deleted from the stream while pending: their events are lost (dead letters with reason trimmed)',
+    );
   }
 
   private prepare(entries: readonly StreamEntry[], view: PartitionView): PreparedBatch {
@@ -256,8 +329,12 @@ export class PartitionConsumer {
             prepared = undefined;
             continue;
           }
+          // The group vanished under the batch (XGROUP DESTROY, FLUSHALL): nothing is wrong with the
+          // entries, so no bisecting and no poison; the replica recreates the group and reads again
+          // (dedup drops what was applied already).
+          if (StreamGroup.isMissing(err)) throw err;
           error = err;
-          transient = isTransientRedisError(err);
+          transient = isTransientRedisError(err) || isOwnWrongType(err);
         }
       }
       this.ctx.failures.failed('apply', this.partition, error);

@@ -271,9 +271,16 @@ export class TallyWorker extends RedisComponent {
       } catch (err) {
         if (StreamGroup.isMissing(err)) {
           this.logger.error({ partition, stream: this.keys.events(partition) }, GROUP_LOST);
-          await this.ensureGroup(partition, false).catch((e: unknown) =>
-            this.failures.failed('create-group', partition, e),
-          );
+          // Not consuming until the group is back: /readyz says so (it watches `consume`).
+          this.failures.failed('consume', partition, err);
+          try {
+            await this.ensureGroup(partition, false);
+            await this.relay.ensureGroup(partition);
+            this.failures.succeeded('consume', partition);
+          } catch (e) {
+            this.failures.failed('create-group', partition, e);
+            await sleep(250, signal);
+          }
         } else {
           this.failures.failed('consume', partition, err);
           await sleep(1000, signal);

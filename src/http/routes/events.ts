@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import { explainInvalidEvent, type UsageEvent } from '../../events/index.js';
+import { explainInvalidEvent, parseEventTime, type UsageEvent } from '../../events/index.js';
 import { TallyValidationError } from '../../errors/index.js';
 import { instruments } from '../../telemetry/index.js';
+import { windowOf } from '../../windows/index.js';
 import type { ApiContext, App } from '../context.js';
 import { HttpProblem, isUnavailable, unavailable } from '../problems.js';
 import { IngestBodySchema, withProblems } from '../schemas.js';
@@ -46,6 +47,57 @@ function eventsOf(body: unknown, type: string): unknown[] {
 }
 
 /**
+ * Why a valid event is certain to be dead-lettered by the worker, if it is: a number JSON could not
+ * represent (`1e400` parses as Infinity and would be stored as null), a `time` more than
+ * windows.maxFutureSkew ahead of now, or one whose windows, in every meter of its type, are already
+ * beyond windows.retention (the worker's clock can only be later). Checks of values against meters
+ * stay with the worker.
+ */
+function certainRejection(
+  event: UsageEvent,
+  now: number,
+  ctx: ApiContext,
+): { field: string; detail: string } | undefined {
+  const path = nonFinitePath(event);
+  if (path !== undefined)
+    return { field: path, detail: 'a number beyond the range of a double (not finite)' };
+  if (event.time === undefined) return undefined;
+  const t = parseEventTime(event.time);
+  if (t === undefined) return undefined;
+  const { maxFutureSkewMs, retentionMs } = ctx.config.windows;
+  if (t > now + maxFutureSkewMs)
+    return {
+      field: 'time',
+      detail: `${event.time} is more than ${maxFutureSkewMs} ms (windows.maxFutureSkew) ahead of now (${new Date(now).toISOString()})`,
+    };
+  const meters = ctx.meters.forType(event.type) ?? [];
+  if (meters.length > 0 && meters.every((m) => windowOf(m.window, t).end + retentionMs <= now))
+    return {
+      field: 'time',
+      detail: `${event.time} is in windows already beyond windows.retention (${retentionMs} ms before now, ${new Date(now).toISOString()})`,
+    };
+  return undefined;
+}
+
+/** The path of the first non-finite number in a parsed value (nesting is bounded by the body parser). */
+function nonFinitePath(value: unknown): string | undefined {
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop() as [unknown, string];
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return path || '(event)';
+    } else if (typeof v === 'object' && v !== null) {
+      const entries = Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, x] = entries[i] as readonly [string, unknown];
+        stack.push([x, path ? `${path}.${k}` : k]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
  * POST /api/v1/events: validates every event, then writes them exactly as UsageProducer.sendBatch
  * does (same partitions, same batch entries); 204 only once Redis acknowledged every entry.
  */
@@ -78,14 +130,23 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
       }
       const events: UsageEvent[] = [];
       const errors: { index: number; field: string; detail: string }[] = [];
+      const now = Date.now();
       list.forEach((raw, index) => {
         const event = dropNulls(raw);
         const invalid = explainInvalidEvent(event);
-        if (!invalid) events.push(event as UsageEvent);
+        const doomed = invalid ? undefined : certainRejection(event as UsageEvent, now, ctx);
+        if (!invalid && !doomed) events.push(event as UsageEvent);
         else if (errors.length < MAX_ERRORS) {
-          const colon = invalid.detail.indexOf(': ');
-          const field = colon > 0 ? invalid.detail.slice(0, colon) : '(event)';
-          errors.push({ index, field, detail: colon > 0 ? invalid.detail.slice(colon + 2) : invalid.detail });
+          if (doomed) errors.push({ index, ...doomed });
+          else if (invalid) {
+            const colon = invalid.detail.indexOf(': ');
+            const field = colon > 0 ? invalid.detail.slice(0, colon) : '(event)';
+            errors.push({
+              index,
+              field,
+              detail: colon > 0 ? invalid.detail.slice(colon + 2) : invalid.detail,
+            });
+          }
         }
       });
       if (events.length < list.length) {

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
 import type { MeterInput } from '../../meters/index.js';
 import { defaultRange, rowWindows, type UsageRow } from '../../usage/index.js';
 import { formatIsoUtc } from '../../windows/index.js';
@@ -50,20 +51,41 @@ function instant(value: string | undefined, field: string): number | undefined {
   return ms;
 }
 
-function csvCell(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+/** Cells a spreadsheet would read as a formula (OWASP CSV injection): =, +, -, @, TAB, CR first. */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV cell (RFC 4180 quoting). Text from clients (subjects, group-by values, keys) that starts
+ * like a formula gets a leading `'`, as OWASP advises, so a spreadsheet shows it instead of running it.
+ */
+export function csvCell(value: string, text = true): string {
+  const safe = text && FORMULA_START.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
-function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
-  const lines = [['windowStart', 'windowEnd', 'subject', ...keys, 'value'].join(',')];
+/** The rows as CSV; only the value column (an exact decimal Tally wrote, maybe negative) is not text. */
+export function toCsv(rows: readonly UsageRow[], keys: readonly string[]): string {
+  const header = ['windowStart', 'windowEnd', 'subject', ...keys, 'value'].map((h) => csvCell(h));
+  const lines = [header.join(',')];
   for (const r of rows) {
-    lines.push(
-      [r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? ''), r.valueDecimal]
-        .map(csvCell)
-        .join(','),
-    );
+    const text = [r.windowStart, r.windowEnd, r.subject ?? '', ...keys.map((k) => r.groupBy[k] ?? '')];
+    lines.push([...text.map((c) => csvCell(c)), csvCell(r.valueDecimal, false)].join(','));
   }
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/**
+ * A signal that aborts when the connection closes before the reply is sent: the query stops at its
+ * next chunk instead of reading windows for nobody.
+ */
+function whileConnected(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  const res = reply.raw;
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error('the client closed the connection'));
+  };
+  res.once('close', onClose);
+  return controller.signal;
 }
 
 /** GET /api/v1/meters, GET /api/v1/meters/{slug}, GET and POST /api/v1/meters/{slug}/query. */
@@ -104,7 +126,7 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
     },
   );
 
-  const query = async (slug: string, q: MeterQuery, csv: boolean) => {
+  const query = async (slug: string, q: MeterQuery, csv: boolean, signal: AbortSignal) => {
     const meter = ctx.meters.bySlug(slug);
     if (!meter) throw new HttpProblem(404, `no meter ${JSON.stringify(slug)}`);
     const groupBy = q.groupBy ?? [];
@@ -114,17 +136,24 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
     const range = defaultRange(meter, rows, ctx.config.windows.retentionMs);
     const from = instant(q.from, 'from') ?? range.from;
     const to = instant(q.to, 'to') ?? range.to;
-    const data = await ctx.usage.query({
-      meter: slug,
-      from,
-      to,
-      bySubject,
-      groupBy: keys,
-      ...(q.subject?.length ? { subject: q.subject } : {}),
-      ...(q.windowSize ? { windowSize: q.windowSize } : {}),
-      ...(q.windowTimeZone ? { timeZone: q.windowTimeZone } : {}),
-      ...(q.filterGroupBy ? { filter: q.filterGroupBy } : {}),
-    });
+    const data = await ctx.usage
+      .query({
+        meter: slug,
+        from,
+        to,
+        bySubject,
+        groupBy: keys,
+        ...(q.subject?.length ? { subject: q.subject } : {}),
+        ...(q.windowSize ? { windowSize: q.windowSize } : {}),
+        ...(q.windowTimeZone ? { timeZone: q.windowTimeZone } : {}),
+        ...(q.filterGroupBy ? { filter: q.filterGroupBy } : {}),
+        signal,
+      })
+      .catch((err: unknown) => {
+        // Nobody is waiting for the answer; 499 (nginx's "client closed request") in the request metrics.
+        if (signal.aborted) throw new HttpProblem(499, 'the client closed the connection; query abandoned');
+        throw err;
+      });
     if (csv) return toCsv(data, keys);
     const result: MeterQueryResult = {
       from: formatIsoUtc(from),
@@ -158,7 +187,17 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       },
     },
     async (request, reply) => {
-      const filter: Record<string, string[]> = {};
+      // No prototype: `filterGroupBy[__proto__]=x` is a key like any other (on a plain object the
+      // assignment below set the prototype instead, and the filter was silently dropped).
+      const filter = Object.create(null) as Record<string, string[]>;
+      if ('filterGroupBy' in request.query)
+        throw new HttpProblem(
+          400,
+          'filterGroupBy: expected filterGroupBy[<group-by key>]=<value> (deepObject), e.g. filterGroupBy[model]=gpt-4',
+          {
+            errors: [{ field: 'querystring.filterGroupBy', detail: 'expected filterGroupBy[<key>]=<value>' }],
+          },
+        );
       for (const [k, v] of Object.entries(request.query)) {
         const m = FILTER_KEY.exec(k);
         if (m?.[1] && v !== undefined) filter[m[1]] = (Array.isArray(v) ? v : [v]).map(String);
@@ -169,6 +208,7 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
         request.params.meterIdOrSlug,
         { ...q, ...(Object.keys(filter).length ? { filterGroupBy: filter } : {}) },
         csv,
+        whileConnected(reply),
       );
       if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);
       return out;
@@ -188,7 +228,12 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       },
     },
     async (request, reply) => {
-      const out = await query(request.params.meterIdOrSlug, request.body, wantsCsv(request.headers.accept));
+      const out = await query(
+        request.params.meterIdOrSlug,
+        request.body,
+        wantsCsv(request.headers.accept),
+        whileConnected(reply),
+      );
       if (typeof out === 'string') return reply.type('text/csv; charset=utf-8').send(out);
       return out;
     },

@@ -176,10 +176,12 @@ describe('Redis faults', () => {
     await h.settle();
     expect(await totals()).toEqual({ tokens: '10/1', calls: '1/1' });
 
-    // Break the partition's state hash: every applyBatch now fails (HGET on a string: WRONGTYPE), before it writes anything.
-    const state = await h.redis.hgetall(h.keys.state(0));
-    await h.redis.del(h.keys.state(0));
-    await h.redis.set(h.keys.state(0), 'not a hash');
+    // Break the partition's dedup epochs (bucket bits that are not numbers): every applyBatch now
+    // fails with a Lua error (arithmetic on nil), which is not transient. (A key of the wrong type is
+    // no longer a way to make poison: WRONGTYPE stalls the partition instead, see hostile-redis.test.ts.)
+    const epochs = await h.redis.hgetall(h.keys.dedupEpochs(0));
+    expect(Object.keys(epochs).length).toBeGreaterThan(0);
+    for (const e of Object.keys(epochs)) await h.redis.hset(h.keys.dedupEpochs(0), e, 'not a number');
     const poisonEntry = await producer.send(event('p1', 1_000));
     const dead = await waitFor(
       async () => {
@@ -196,14 +198,13 @@ describe('Redis faults', () => {
       field: 'event',
       index: '-1',
     });
-    expect(dead[0]?.detail).toContain('WRONGTYPE');
+    expect(dead[0]?.detail).toContain('arithmetic');
     expect(JSON.parse(dead[0]?.payload ?? '{}')).toMatchObject({ id: 'p1', data: { tokens: 1_000 } });
     expect(w.getStats().poison).toBe(1);
     expect(logs.matching(/poison entries moved to the dead-letter stream/)).toHaveLength(1);
 
     // Repair the key: later entries are applied again, the poison one stays out (until replayed).
-    await h.redis.del(h.keys.state(0));
-    await h.redis.hset(h.keys.state(0), state);
+    await h.redis.hset(h.keys.dedupEpochs(0), epochs);
     await producer.send(event('g2', 5));
     await h.settle();
     expect(await totals()).toEqual({ tokens: '15/2', calls: '2/2' });

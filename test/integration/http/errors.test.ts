@@ -205,15 +205,24 @@ describe('POST /api/v1/events: content types and errors', () => {
     expect(oversizedEvent.status).toBe(204);
   });
 
-  it('answers 401 without a key or with a wrong one (before reading the body), and 415 for other media types', async () => {
+  it('answers 401 with WWW-Authenticate without a key or with a wrong one (before reading the body), takes any case of the scheme, and 415 for other media types', async () => {
     for (const key of [null, 'wrong-key-0123456789abcdef', `${KEY}x`, KEY.slice(0, -1)]) {
       const res = await post(base, JSON.stringify(event('auth')), 'application/json', key);
       expect(res.status, `key ${key}`).toBe(401);
       expect(res.type).toMatch(/^application\/problem\+json/);
       expect(res.json).toMatchObject({ status: 401, title: 'Unauthorized' });
+      // RFC 7235: a 401 says which scheme to use.
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="tally"');
     }
-    const lower = await fetch(`${base}/api/v1/meters`, { headers: { authorization: `bearer ${KEY}` } });
-    expect(lower.status).toBe(401);
+    // The scheme is case-insensitive (RFC 7235); the key is not.
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      const res = await fetch(`${base}/api/v1/meters`, { headers: { authorization: `${scheme} ${KEY}` } });
+      expect(res.status, scheme).toBe(200);
+    }
+    const wrongCase = await fetch(`${base}/api/v1/meters`, {
+      headers: { authorization: `Bearer ${KEY.toUpperCase()}` },
+    });
+    expect(wrongCase.status).toBe(401);
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', undefined]) {
       const res = await post(base, JSON.stringify(event('mt')), type);
       expect(res.status, `content-type ${type}`).toBe(415);
@@ -334,7 +343,12 @@ describe('Redis down: 503, readiness, recovery', () => {
     expect(query.status).toBe(503);
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
-    expect(((await ready.json()) as { checks: { redis: { ok: boolean } } }).checks.redis.ok).toBe(false);
+    const readyBody = (await ready.json()) as { checks: { redis: { ok: boolean; detail: string } } };
+    expect(readyBody.checks.redis.ok).toBe(false);
+    // A fixed text, not the client's internals (it said "Stream isn't writeable and enableOfflineQueue ...").
+    expect(readyBody.checks.redis.detail).toMatch(
+      /^(Redis is unreachable|no answer to PING within 1000 ms)$/,
+    );
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
 
     await redis.restart();

@@ -152,6 +152,7 @@ describe('formatting', () => {
     deadLetters: 0,
     outbox: 0,
     correctionsPending: 0,
+    wrongTypeKeys: [],
     ...over,
   });
   const config = { consumerGroup: 'tally', worker: { claimIdleMs: 30_000 } } as const;
@@ -190,13 +191,14 @@ describe('formatting', () => {
             oldestConsumer: 'x',
           },
         }),
-        partition({ partition: 3, deadLetters: 4 }),
+        partition({ partition: 3, deadLetters: 4, wrongTypeKeys: ['p:{p3}:state'] }),
       ],
     };
     expect(statusWarnings(base, config as never)).toEqual([
       'partition 1: consumer group "tally" does not exist (no worker has started on it yet, or Redis lost its data)',
       'partition 2: 5 entries waiting and no replica holds its lease',
       'partition 2: entry 1-0 pending and idle for 100 s (reclaimed after 30 s): is a worker running its maintenance loop?',
+      'partition 3: key p:{p3}:state holds the wrong type of value (WRONGTYPE): the partition stalls until it is deleted or renamed (see what it holds with TYPE and DUMP first)',
       'partition 3: 4 dead letters (tally dead-letter list)',
       'replica registry: old stopped heartbeating',
       'this config says 4 partitions, the registry 8: processes with this config refuse to start',
