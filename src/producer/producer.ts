@@ -33,6 +33,8 @@ export class UsageProducer {
   private readonly target: string;
   private lastError: Error | undefined;
   private closed = false;
+  /** The partition count compared with the registry's, once (see checkPartitions). */
+  private partitionsChecked: Promise<void> | undefined;
 
   constructor(options: ProducerOptions) {
     const opts = { ...defaultProducerOptions, ...options };
@@ -65,10 +67,35 @@ export class UsageProducer {
     this.eventsPerEntry = opts.eventsPerEntry;
   }
 
+  /**
+   * Compares the partition count with the one the prefix's workers use (the meter registry's), once per
+   * producer: with another count every event would land in a partition that is not its subject's
+   * (or in one no worker reads). Throws a TallyConfigError then. Nothing recorded yet (no worker has
+   * started) passes.
+   */
+  private checkPartitions(): Promise<void> {
+    this.partitionsChecked ??= this.bounded(this.client.hget(this.keys.registry(), 'partitions')).then(
+      (stored) => {
+        if (stored !== null && Number(stored) !== this.partitions) {
+          throw new TallyConfigError(
+            'partitions',
+            `is ${this.partitions} here, but the workers of prefix ${this.keys.prefix} use ${stored}: set partitions to ${stored}`,
+          );
+        }
+      },
+      (err: unknown) => {
+        this.partitionsChecked = undefined; // Redis unreachable: checked again on the next send
+        throw err;
+      },
+    );
+    return this.partitionsChecked;
+  }
+
   /** Sends one event as its own stream entry; resolves to the entry id. */
   async send(event: UsageEvent): Promise<string> {
     this.assertOpen();
     const json = this.serialize(event);
+    await this.checkPartitions();
     const id = await this.bounded(
       this.client.xadd(this.keys.events(partitionOf(event.subject, this.partitions)), '*', EVENT_FIELD, json),
     );
@@ -100,6 +127,7 @@ export class UsageProducer {
     options: { validated?: boolean } = {},
   ): Promise<BatchOutcome> {
     this.assertOpen();
+    await this.checkPartitions();
     const byPartition = new Map<number, { jsons: string[]; indices: number[] }>();
     events.forEach((event, index) => {
       const json = this.serialize(event, options.validated);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { status } from '../../../src/admin/index.js';
-import { partitionOf } from '../../../src/index.js';
+import { partitionOf, UsageProducer } from '../../../src/index.js';
 import { run, start } from '../../support/cli.js';
 import { testRedisUrl, uniquePrefix, waitFor } from '../../support/redis.js';
 import { Harness } from '../../support/tally.js';
@@ -185,6 +185,12 @@ describe('misrouting', () => {
     });
     expect(rollups.map((r) => [r.meter, r.valueDecimal, r.partition])).toEqual([['calls', '1', home]]);
 
+    // A TypeScript producer configured with another count refuses to send, instead of misrouting.
+    const wrongProducer = new UsageProducer({ redis: h.config.redisUrl, prefix: h.prefix, partitions: 6 });
+    await expect(wrongProducer.send(event('never'))).rejects.toThrow(
+      /partitions: is 6 here, but the workers of prefix .* use 4: set partitions to 4/,
+    );
+    await wrongProducer.close();
     const s = await status(h.redis, h.config);
     expect(s.unreadStreams).toEqual([{ partition: 5, key: `${h.prefix}:{p5}:events`, length: 1 }]);
     expect(s.warnings.join('\n')).toMatch(/\{p5\}:events: 1 entries in a partition beyond the 4 configured/);
