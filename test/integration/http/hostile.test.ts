@@ -338,10 +338,10 @@ describe('tally serve under hostile input', () => {
     const value = await fetch(`${base}/api/v1/subjects/${subject}/entitlements/api-calls/value`, {
       headers: { authorization: `Bearer ${KEY}` },
     });
-    // No entitlements are configured: the route itself answers (404 naming the subject), not the router.
+    // No entitlements are configured: the route itself answers (404, unknown feature), not the router.
     expect(value.status).toBe(404);
     expect(value.headers.get('content-type')).toBe('application/problem+json');
-    expect(((await value.json()) as { detail: string }).detail).toContain(subject);
+    expect(((await value.json()) as { type: string }).type).toBe('urn:tally:problem:unknown-feature');
     const query = await fetch(`${base}/api/v1/meters/tokens/query?subject=${subject}`, {
       headers: { authorization: `Bearer ${KEY}` },
     });
