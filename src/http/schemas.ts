@@ -52,10 +52,17 @@ export const Aggregations = ['SUM', 'COUNT', 'UNIQUE_COUNT', 'AVG', 'MIN', 'MAX'
 
 export const MeterSchema = Type.Object(
   {
-    id: Type.String({ description: 'The slug (meters are configured, not created through the API)' }),
+    id: Type.String({ description: 'A ULID given to the slug when it was first registered, stable' }),
     slug: Type.String(),
-    name: Type.Optional(Type.String()),
+    name: Type.String({ description: 'The name given at registration, else the slug' }),
     description: Type.Optional(Type.String()),
+    createdAt: Type.Optional(
+      Type.String({ format: 'date-time', description: 'When the slug was first registered' }),
+    ),
+    updatedAt: Type.Optional(
+      Type.String({ format: 'date-time', description: 'When it was last (re)activated' }),
+    ),
+    deletedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When it was deleted' })),
     aggregation: Type.Union(Aggregations.map((a) => Type.Literal(a))),
     eventType: Type.String(),
     valueProperty: Type.Optional(Type.String()),

@@ -1,10 +1,15 @@
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
-import { MeterIndex, type MeterInput } from '../meters/index.js';
+import { MeterIndex } from '../meters/index.js';
 import { TallyKeys, type RedisClient } from '../redis/index.js';
 import { sleep } from '../time/index.js';
-import { meterInputOf } from './definition.js';
-import { MeterRegistry, type PartitionView, type RegistrySnapshot } from './registry.js';
+import { definitionOf, meterInputOf } from './definition.js';
+import {
+  MeterRegistry,
+  type PartitionView,
+  type RegisteredMeter,
+  type RegistrySnapshot,
+} from './registry.js';
 
 export interface FollowerOptions {
   /** What this process is, for `tally status` (worker, evaluator, serve). */
@@ -70,14 +75,18 @@ export class RegistryFollower {
   }
 
   /**
-   * The meters in the config's shape: the registry's active ones (deleted ones too with
-   * `includeDeleted`), or the config's before the registry was read.
+   * The registered meters: the active ones (deleted ones too with `includeDeleted`); before the
+   * registry was read, the config's, with their slug as id and no creation time.
    */
-  meterInputs(includeDeleted = false): MeterInput[] {
-    if (!this.current) return [...this.config.data.meters];
-    return this.current.meters
-      .filter((m) => includeDeleted || m.deletedAt === undefined)
-      .map((m) => meterInputOf(m.definition, m.info.description));
+  registered(includeDeleted = false): RegisteredMeter[] {
+    if (!this.current)
+      return this.config.data.meters.map((m) => ({
+        definition: definitionOf(m),
+        info: { id: m.slug, ...(m.description !== undefined ? { description: m.description } : {}) },
+        activeSince: 0,
+        createdAt: 0,
+      }));
+    return this.current.meters.filter((m) => includeDeleted || m.deletedAt === undefined);
   }
 
   /** Calls `listener` after each change this follower takes up. */

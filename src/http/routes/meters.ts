@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
-import type { MeterInput } from '../../meters/index.js';
+import type { RegisteredMeter } from '../../registry/index.js';
 import { defaultRange, rowWindows, type UsageRow } from '../../usage/index.js';
 import { formatIsoUtc } from '../../windows/index.js';
 import type { ApiContext, App } from '../context.js';
@@ -27,17 +27,24 @@ interface MeterQuery {
   filterGroupBy?: Record<string, string[]>;
 }
 
-function meterBody(m: MeterInput): MeterBody {
+function meterBody(m: RegisteredMeter): MeterBody {
+  const d = m.definition;
+  const time = (ms: number | undefined) => (ms ? formatIsoUtc(ms) : undefined);
+  const createdAt = time(m.createdAt);
+  const deletedAt = time(m.deletedAt);
   return {
-    id: m.slug,
-    slug: m.slug,
-    ...(m.description ? { description: m.description } : {}),
-    aggregation: m.aggregation,
-    eventType: m.eventType,
-    ...(m.valueProperty ? { valueProperty: m.valueProperty } : {}),
-    groupBy: m.groupBy ?? {},
-    windowSize: m.windowSize,
-    windowTimeZone: m.timeZone,
+    id: m.info.id,
+    slug: d.slug,
+    name: m.info.name ?? d.slug,
+    ...(m.info.description ? { description: m.info.description } : {}),
+    aggregation: d.aggregation,
+    eventType: d.eventType,
+    ...(d.valueProperty !== null ? { valueProperty: d.valueProperty } : {}),
+    groupBy: { ...d.groupBy },
+    windowSize: d.windowSize,
+    windowTimeZone: d.timeZone,
+    ...(createdAt ? { createdAt, updatedAt: createdAt } : {}),
+    ...(deletedAt ? { deletedAt } : {}),
   };
 }
 
@@ -102,7 +109,7 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
         response: withProblems({ 200: Type.Array(Type.Ref(MeterSchema)) }),
       },
     },
-    () => Promise.resolve(ctx.registry.meterInputs().map(meterBody)),
+    () => Promise.resolve(ctx.registry.registered().map(meterBody)),
   );
 
   app.get(
@@ -117,7 +124,10 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
       },
     },
     (request) => {
-      const meter = ctx.registry.meterInputs(true).find((m) => m.slug === request.params.meterIdOrSlug);
+      const idOrSlug = request.params.meterIdOrSlug;
+      const meter = ctx.registry
+        .registered(true)
+        .find((m) => m.definition.slug === idOrSlug || m.info.id === idOrSlug);
       if (!meter)
         return Promise.reject(
           new HttpProblem(404, `no meter ${JSON.stringify(request.params.meterIdOrSlug)}`),
@@ -126,9 +136,11 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
     },
   );
 
-  const query = async (slug: string, q: MeterQuery, csv: boolean, signal: AbortSignal) => {
+  const query = async (idOrSlug: string, q: MeterQuery, csv: boolean, signal: AbortSignal) => {
+    const slug =
+      ctx.registry.registered(true).find((m) => m.info.id === idOrSlug)?.definition.slug ?? idOrSlug;
     const meter = ctx.meters.bySlug(slug);
-    if (!meter) throw new HttpProblem(404, `no meter ${JSON.stringify(slug)}`);
+    if (!meter) throw new HttpProblem(404, `no meter ${JSON.stringify(idOrSlug)}`);
     const groupBy = q.groupBy ?? [];
     const bySubject = groupBy.includes('subject') || (q.subject?.length ?? 0) > 0;
     const keys = [...new Set(groupBy.filter((k) => k !== 'subject'))];

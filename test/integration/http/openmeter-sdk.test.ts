@@ -223,6 +223,20 @@ describe('@openmeter/sdk against tally serve', () => {
       groupBy: { model: '$.model' },
     });
     expect((await om.meters.get('tokens'))?.slug).toBe('tokens');
+    // OpenMeter's meter fields: a ULID id, stable for the slug (from the registry), a name and times.
+    const meter = meters[0] as {
+      id: string;
+      name: string;
+      createdAt: Date | string;
+      updatedAt: Date | string;
+    };
+    expect(meter.id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(meter.name).toBe('tokens');
+    expect(new Date(meter.createdAt).getTime()).toBeGreaterThan(Date.parse('2026-01-01'));
+    expect(new Date(meter.updatedAt).getTime()).toBe(new Date(meter.createdAt).getTime());
+    expect((await om.meters.get(meter.id))?.slug).toBe('tokens');
+    const byId = await om.meters.query(meter.id, { windowSize: 'HOUR' });
+    expect(byId.data.length).toBeGreaterThan(0);
     await expect(om.meters.get('nope')).rejects.toSatisfy(
       (err: unknown) => isHTTPError(err) && err.status === 404,
     );
