@@ -71,7 +71,7 @@ export class UsageProducer {
    * Compares the partition count with the one the prefix's workers use (the meter registry's), once per
    * producer: with another count every event would land in a partition that is not its subject's
    * (or in one no worker reads). Throws a TallyConfigError then. Nothing recorded yet (no worker has
-   * started) passes.
+   * started) passes, and so does a Redis user that may not read the registry.
    */
   private checkPartitions(): Promise<void> {
     this.partitionsChecked ??= this.bounded(this.client.hget(this.keys.registry(), 'partitions')).then(
@@ -84,7 +84,11 @@ export class UsageProducer {
         }
       },
       (err: unknown) => {
-        this.partitionsChecked = undefined; // Redis unreachable: checked again on the next send
+        // A producer whose Redis user may only XADD (docs/operations.md, ACL) cannot read the
+        // registry: it goes without the check. Anything else (Redis unreachable): checked again on
+        // the next send.
+        if (err instanceof Error && err.message.startsWith('NOPERM')) return;
+        this.partitionsChecked = undefined;
         throw err;
       },
     );
