@@ -117,10 +117,14 @@ describe('usage query cost limit (tally serve)', () => {
     // overlapped it.
     expect((await hgetallCalls()) - before).toBeGreaterThanOrEqual(BACK * PARTITIONS);
     expect(latencies.length).toBeGreaterThanOrEqual(5);
-    expect(
-      Math.max(...latencies),
-      `healthz latencies (ms): ${latencies.map((x) => x.toFixed(0)).join(' ')}`,
-    ).toBeLessThan(100);
+    // Within 100 ms, allowing 2% of the probes to be late: on 2 cores shared with other test files a
+    // probe now and then waits 100-150 ms for a CPU (seen in CI: 133 ms once among 150 probes), which
+    // says nothing about the query. A query that blocked the event loop (the old one did, for seconds)
+    // makes every probe during it late, and fails both bounds.
+    const shown = `healthz latencies (ms): ${latencies.map((x) => x.toFixed(0)).join(' ')}`;
+    const late = latencies.filter((x) => x >= 100).length;
+    expect(late, shown).toBeLessThanOrEqual(Math.floor(latencies.length * 0.02));
+    expect(Math.max(...latencies), shown).toBeLessThan(500);
   }, 60_000);
 
   it('stops reading windows once the client has gone', async () => {
