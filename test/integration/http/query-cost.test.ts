@@ -117,13 +117,15 @@ describe('usage query cost limit (tally serve)', () => {
     // overlapped it.
     expect((await hgetallCalls()) - before).toBeGreaterThanOrEqual(BACK * PARTITIONS);
     expect(latencies.length).toBeGreaterThanOrEqual(5);
-    // Within 100 ms, allowing 2% of the probes to be late: on 2 cores shared with other test files a
-    // probe now and then waits 100-150 ms for a CPU (seen in CI: 133 ms once among 150 probes), which
-    // says nothing about the query. A query that blocked the event loop (the old one did, for seconds)
-    // makes every probe during it late, and fails both bounds.
+    // Within 100 ms, but for single late probes: on 2 cores shared with other test files a probe now
+    // and then waits 100-175 ms for a CPU (seen in CI runs: up to 5 of ~120, never two in a row), which
+    // says nothing about the query. A query that holds the event loop (the old one did, for seconds)
+    // makes every probe during it late: consecutive late probes, a late median, a probe past 500 ms.
     const shown = `healthz latencies (ms): ${latencies.map((x) => x.toFixed(0)).join(' ')}`;
-    const late = latencies.filter((x) => x >= 100).length;
-    expect(late, shown).toBeLessThanOrEqual(Math.floor(latencies.length * 0.02));
+    const sorted = [...latencies].sort((a, b) => a - b);
+    expect(sorted[Math.floor(sorted.length / 2)], shown).toBeLessThan(50);
+    const lateInARow = latencies.some((x, i) => x >= 100 && (latencies[i + 1] ?? 0) >= 100);
+    expect(lateInARow, shown).toBe(false);
     expect(Math.max(...latencies), shown).toBeLessThan(500);
   }, 60_000);
 
