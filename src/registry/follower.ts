@@ -24,7 +24,7 @@ export interface FollowerOptions {
 }
 
 /** How often a follower says which version it follows, and how long `tally status` shows it after. */
-export const FOLLOWER_HEARTBEAT_MS = 5_000;
+const FOLLOWER_HEARTBEAT_MS = 5_000;
 
 /**
  * A process's side of the meter registry (registry.ts). At start it declares its config's meters
@@ -45,7 +45,6 @@ export class RegistryFollower {
   private loop: Promise<void> | undefined;
   private lastHeartbeat = 0;
   private readonly views = new Map<number, PartitionView>();
-  private readonly changeListeners: ((snapshot: RegistrySnapshot) => void)[] = [];
 
   constructor(
     private readonly client: RedisClient,
@@ -87,11 +86,6 @@ export class RegistryFollower {
         createdAt: 0,
       }));
     return this.current.meters.filter((m) => includeDeleted || m.deletedAt === undefined);
-  }
-
-  /** Calls `listener` after each change this follower takes up. */
-  onChange(listener: (snapshot: RegistrySnapshot) => void): void {
-    this.changeListeners.push(listener);
   }
 
   /**
@@ -197,7 +191,6 @@ export class RegistryFollower {
         },
         'meter registry changed: following the new version',
       );
-      for (const listener of this.changeListeners) listener(snapshot);
     }
     await this.heartbeat(true);
   }

@@ -5,7 +5,7 @@ export {
   type RegisteredMeter,
   type RegistrySnapshot,
 } from './registry.js';
-export { RegistryFollower, FOLLOWER_HEARTBEAT_MS, type FollowerOptions } from './follower.js';
+export { RegistryFollower, type FollowerOptions } from './follower.js';
 export {
   definitionOf,
   definitionJson,
