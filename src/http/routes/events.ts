@@ -46,9 +46,13 @@ function eventsOf(body: unknown, type: string): unknown[] {
   return Array.isArray(body) ? body : [body];
 }
 
+/** JSON media types (`application/json`, `application/<anything>+json`), parameters allowed. */
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;.*)?$/i;
+
 /**
- * Why a valid event is certain to be dead-lettered by the worker, if it is: a number JSON could not
- * represent (`1e400` parses as Infinity and would be stored as null), a `time` more than
+ * Why a valid event is certain to be dead-lettered by the worker, if it is: data that is not JSON
+ * (`data_base64`, or a `datacontenttype` other than JSON, refused as OpenMeter refuses them), a
+ * number JSON could not represent (`1e400` parses as Infinity and would be stored as null), a `time` more than
  * windows.maxFutureSkew ahead of now, or one whose windows, in every meter of its type, are already
  * beyond windows.retention (the worker's clock can only be later). Checks of values against meters
  * stay with the worker.
@@ -58,6 +62,14 @@ function certainRejection(
   now: number,
   ctx: ApiContext,
 ): { field: string; detail: string } | undefined {
+  if ('data_base64' in event)
+    return { field: 'data_base64', detail: 'binary data is not supported: meters read JSON `data`' };
+  const contentType = event.datacontenttype;
+  if (typeof contentType === 'string' && !JSON_MEDIA_TYPE.test(contentType))
+    return {
+      field: 'datacontenttype',
+      detail: `${JSON.stringify(contentType)}: only JSON data is supported (application/json)`,
+    };
   const path = nonFinitePath(event);
   if (path !== undefined)
     return { field: path, detail: 'a number beyond the range of a double (not finite)' };

@@ -216,6 +216,21 @@ describe('tally serve under hostile input', () => {
     ]);
     const negative = await send(`${base}/api/v1/events`, infinite.replace('1e400', '-1e999'));
     expect(negative.status).toBe(400);
+    // Data that is not JSON, as OpenMeter's ingest refuses it (its TestIngest sends XML in data_base64).
+    const notJson: [Record<string, unknown>, string, number][] = [
+      [{ datacontenttype: 'application/xml', data_base64: 'PGE+MTwvYT4=' }, 'data_base64', 400],
+      [{ datacontenttype: 'text/plain' }, 'datacontenttype', 400],
+      [{ datacontenttype: 'application/json' }, '', 204],
+      [{ datacontenttype: 'application/cloudevents+json; charset=utf-8' }, '', 204],
+    ];
+    for (const [extra, field, status] of notJson) {
+      const r = await send(
+        `${base}/api/v1/events`,
+        JSON.stringify([{ ...event(`ct-${field || 'json'}-${status}`), ...extra }]),
+      );
+      expect(r.status, JSON.stringify(extra)).toBe(status);
+      if (status === 400) expect((r.json as unknown as Problem).errors).toMatchObject([{ index: 0, field }]);
+    }
 
     const DAY = 86_400_000;
     const at = (ms: number) => new Date(ms).toISOString();
