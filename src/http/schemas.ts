@@ -121,8 +121,8 @@ export const MeterQueryRowSchema = Type.Object({
 
 export const MeterQueryResultSchema = Type.Object(
   {
-    from: Type.String({ format: 'date-time' }),
-    to: Type.String({ format: 'date-time' }),
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'The `from` asked for, if any' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'The `to` asked for, if any' })),
     windowSize: Type.Optional(WindowSize),
     data: Type.Array(MeterQueryRowSchema),
   },

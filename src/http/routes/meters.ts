@@ -167,9 +167,10 @@ export function registerMeterRoutes(app: App, ctx: ApiContext): void {
         throw err;
       });
     if (csv) return toCsv(data, keys);
+    // As OpenMeter: `from` and `to` echo the request, and are absent when it did not give them.
     const result: MeterQueryResult = {
-      from: formatIsoUtc(from),
-      to: formatIsoUtc(to),
+      ...(q.from !== undefined ? { from: formatIsoUtc(from) } : {}),
+      ...(q.to !== undefined ? { to: formatIsoUtc(to) } : {}),
       ...(q.windowSize ? { windowSize: q.windowSize } : {}),
       data: data.map((r) => ({
         value: r.value,

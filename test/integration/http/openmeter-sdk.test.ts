@@ -244,6 +244,10 @@ describe('@openmeter/sdk against tally serve', () => {
 
   it('queries by MINUTE per subject with default bounds (windows still open included)', async () => {
     const result = await om.meters.query('tokens', { windowSize: 'MINUTE', groupBy: ['subject'] });
+    // As OpenMeter: bounds that were not asked for are not echoed.
+    expect(result.from).toBeUndefined();
+    expect(result.to).toBeUndefined();
+    expect(result.windowSize).toBe('MINUTE');
     const want = modelRows(sent, {
       rowStart: (t) => Math.floor(t / MINUTE) * MINUTE,
       rowEnd: (s) => s + MINUTE,
