@@ -41,7 +41,7 @@ describe('webhook notifications', () => {
   };
   const worker = (file: string, roles = 'notifications'): Running =>
     start(['worker', '--config', file, '--roles', roles], {
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      LOG_LEVEL: 'info',
     });
 
   const api2 = async (method: string, path: string, body?: unknown) => {
@@ -422,7 +422,9 @@ describe('webhook notifications', () => {
     receiver.script('/hang', [], 'hang');
     const rule = await testRule([hang.id, healthy.id]);
     // A long timeout: a hung attempt holds its slot for 10 s, so any head-of-line blocking shows.
-    worker(workerConfig({ timeout: '10s', concurrency: 4, perChannelConcurrency: 2 }));
+    await worker(workerConfig({ timeout: '10s', concurrency: 4, perChannelConcurrency: 2 })).waitForOutput(
+      /webhook delivery started/,
+    );
     const sent: { id: string; at: number }[] = [];
     for (let i = 0; i < 8; i++) {
       const e = await sendTest(rule.id);
