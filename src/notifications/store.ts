@@ -269,14 +269,14 @@ export class NotificationStore {
     page?: number,
     pageSize?: number,
   ): Promise<Page<Record<string, unknown>>> {
-    const ids = (await this.client.zrevrangebyscore(
+    const ids = await this.client.zrevrangebyscore(
       this.keys.notification('index'),
       filter.to ?? '+inf',
       filter.from ?? '-inf',
       'LIMIT',
       0,
       MAX_EVENTS_SCANNED,
-    ));
+    );
     const raw = ids.length > 0 ? await this.client.hmget(this.keys.notification('events'), ...ids) : [];
     const has = (list: string[] | undefined, value: string | string[]) =>
       !list ||

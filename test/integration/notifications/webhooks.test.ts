@@ -77,7 +77,7 @@ describe('webhook notifications', () => {
       (await om.notifications.rules.create(b as never)) as unknown as { id: string },
     event: async (id: string) => (await om.notifications.events.get(id)) as unknown as SdkEvent,
     events: async (q: Record<string, unknown>) =>
-      (await om.notifications.events.list(q as never)) as unknown as { items: SdkEvent[] },
+      (await om.notifications.events.list(q)) as unknown as { items: SdkEvent[] },
   };
 
   /** A channel to `receiver<path>` (created with the SDK), its secret registered with the receiver. */
@@ -158,9 +158,8 @@ describe('webhook notifications', () => {
     });
     expect(bad.status).toBe(400);
     expect(bad.type).toBe('application/problem+json');
-    expect(bad.body?.errors).toEqual([
-      { field: 'body.url', detail: expect.stringMatching(/only http and https/) },
-    ]);
+    expect(bad.body?.errors).toEqual([expect.objectContaining({ field: 'body.url' })]);
+    expect(String(bad.body?.detail)).toMatch(/only http and https/);
     for (const url of [
       'http://10.1.2.3/x',
       'http://169.254.169.254/latest',
