@@ -4,14 +4,14 @@
  * the opt-in notifications role), a real redis-server, and a receiver on 127.0.0.1 that verifies every
  * delivery with the real `standardwebhooks` and `svix` packages.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpenMeter } from '@openmeter/sdk';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start, type Running } from '../../support/cli.js';
-import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
+import { findFreePort, startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
 import { uniquePrefix, waitFor } from '../../support/redis.js';
 import { startCli, type ChildServer } from '../http/serve-process.js';
 import { startReceiver, type Receiver } from './receiver.js';
@@ -39,8 +39,8 @@ describe('webhook notifications', () => {
     );
     return file;
   };
-  const worker = (file: string, roles = 'notifications'): Running =>
-    start(['worker', '--config', file, '--roles', roles], {
+  const worker = (file: string, roles = 'notifications', extra: string[] = []): Running =>
+    start(['worker', '--config', file, '--roles', roles, ...extra], {
       LOG_LEVEL: 'info',
     });
 
@@ -345,7 +345,8 @@ describe('webhook notifications', () => {
     const c = await channel('/dead');
     receiver.script('/dead', [500, 500, 500, 500, 500], 200);
     const rule = await testRule([c.id]);
-    worker(workerConfig({}));
+    const metricsPort = await findFreePort();
+    worker(workerConfig({}), 'notifications', ['--metrics-port', String(metricsPort)]);
     const event = await sendTest(rule.id);
     const failed = await waitFor(
       async () => {
@@ -366,6 +367,31 @@ describe('webhook notifications', () => {
     expect(got[5]).toMatchObject({ id: event.id, verified: true, answer: 200 });
     // The same body too: a resend is the same event.
     expect(got[5]?.body).toBe(got[0]?.body);
+    // The role's metrics, in /metrics and in every webhook panel of the Grafana dashboard.
+    const metrics = await waitFor(
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        // The queue gauges are refreshed about once a second.
+        const settled =
+          /tally_notification_attempts_total\{tally_outcome="success"\} 1\b/.test(text) &&
+          /tally_notification_queue_depth 0\b/.test(text);
+        return settled && text;
+      },
+      { message: 'the success counted in /metrics' },
+    );
+    expect(metrics).toMatch(/tally_notification_attempts_total\{tally_outcome="failure"\} 5\b/);
+    expect(metrics).toMatch(/tally_notification_failures_total 1\b/);
+    expect(metrics).toMatch(/tally_notification_latency_bucket\{/);
+    expect(metrics).toMatch(/tally_notification_queue_due 0\b/);
+    const dashboard = JSON.parse(
+      readFileSync(join(import.meta.dirname, '../../../deploy/grafana/tally.json'), 'utf8'),
+    ) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const webhookPanels = dashboard.panels.filter((p) => p.title.startsWith('Webhook '));
+    expect(webhookPanels.length).toBe(3);
+    for (const p of webhookPanels)
+      for (const t of p.targets)
+        for (const [name] of t.expr.replace(/\bby \([^)]*\)/g, '').matchAll(/\btally_[a-z_]+\b/g))
+          expect(metrics, `${p.title}: ${name}`).toContain(`${name}`);
     // A test event of a 75% rule on a feature: OpenMeter's payload shape.
     expect(got[5]?.payload).toMatchObject({
       id: event.id,
