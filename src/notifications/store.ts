@@ -237,8 +237,15 @@ export class NotificationStore {
 
   private async views(events: StoredEvent[]): Promise<Record<string, unknown>[]> {
     const members = events.flatMap((e) => e.channels.map((c) => deliveryMember(c, e.id)));
-    const raw =
-      members.length > 0 ? await this.client.hmget(this.keys.notification('deliveries'), ...members) : [];
+    const [raw, leases] =
+      members.length > 0
+        ? await Promise.all([
+            this.client.hmget(this.keys.notification('deliveries'), ...members),
+            this.client.hmget(this.keys.notification('leases'), ...members),
+          ])
+        : [[], []];
+    // A leased delivery is being attempted now: SENDING (its stored status says what it waits for).
+    const sending = new Set(members.filter((_, i) => leases[i] != null));
     const statuses = new Map(
       members.map((m, i) => [m, raw[i] ? (JSON.parse(raw[i]) as DeliveryStatus) : undefined]),
     );
@@ -248,9 +255,10 @@ export class NotificationStore {
       createdAt: e.createdAt,
       rule: ruleView(e.rule),
       deliveryStatus: e.channels.map((channelId) => {
-        const s = statuses.get(deliveryMember(channelId, e.id));
+        const member = deliveryMember(channelId, e.id);
+        const s = statuses.get(member);
         return {
-          state: s?.state ?? 'PENDING',
+          state: sending.has(member) ? 'SENDING' : (s?.state ?? 'PENDING'),
           reason: s?.reason ?? '',
           updatedAt: s?.updatedAt ?? e.createdAt,
           channel: { id: channelId, type: 'WEBHOOK' },

@@ -66,7 +66,11 @@ describe('webhook notifications', () => {
   type SdkChannel = { id: string; signingSecret?: string; name: string };
   type SdkEvent = {
     id: string;
-    deliveryStatus: { state: string; attempts: { state: string; response: { statusCode?: number } }[] }[];
+    deliveryStatus: {
+      state: string;
+      channel: { id: string };
+      attempts: { state: string; response: { statusCode?: number } }[];
+    }[];
   };
   const sdk = {
     createChannel: async (b: Record<string, unknown>) =>
@@ -464,7 +468,12 @@ describe('webhook notifications', () => {
       expect(d?.verified).toBe(true);
       expect((d?.at ?? Infinity) - s.at, s.id).toBeLessThan(1_000);
     }
-    // The hanging channel holds at most its own limit.
-    expect(receiver.of('/hang').length).toBeLessThanOrEqual(2);
+    // The hanging channel holds its own limit, no more: two attempts in flight (SENDING), the rest waiting.
+    expect(receiver.of('/hang').length).toBe(2);
+    const states = (await sdk.events({ rule: [rule.id] })).items.map(
+      (e) => e.deliveryStatus.find((d) => d.channel.id === hang.id)?.state,
+    );
+    expect(states.filter((s) => s === 'SENDING')).toHaveLength(2);
+    expect(states.filter((s) => s === 'PENDING')).toHaveLength(6);
   }, 40_000);
 });
