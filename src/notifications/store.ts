@@ -5,14 +5,13 @@ import {
   deliveryMember,
   NotificationInputError,
   pendingStatus,
-  ruleView,
-  splitMember,
   type Channel,
   type DeliveryStatus,
   type Rule,
   type StoredEvent,
 } from './model.js';
 import type { ChannelCreate, RuleCreate } from './schema.js';
+import { eventViews } from './event-views.js';
 import { buildPayload, sampleJob } from './payload.js';
 import { generateSigningSecret } from './signing.js';
 import { WebhookUrlPolicy } from './url-policy.js';
@@ -235,41 +234,8 @@ export class NotificationStore {
     return (await this.views([await this.storedEvent(id)]))[0] as Record<string, unknown>;
   }
 
-  private async views(events: StoredEvent[]): Promise<Record<string, unknown>[]> {
-    const members = events.flatMap((e) => e.channels.map((c) => deliveryMember(c, e.id)));
-    const [raw, leases] =
-      members.length > 0
-        ? await Promise.all([
-            this.client.hmget(this.keys.notification('deliveries'), ...members),
-            this.client.hmget(this.keys.notification('leases'), ...members),
-          ])
-        : [[], []];
-    // A leased delivery is being attempted now: SENDING (its stored status says what it waits for).
-    const sending = new Set(members.filter((_, i) => leases[i] != null));
-    const statuses = new Map(
-      members.map((m, i) => [m, raw[i] ? (JSON.parse(raw[i]) as DeliveryStatus) : undefined]),
-    );
-    return events.map((e) => ({
-      id: e.id,
-      type: e.type,
-      createdAt: e.createdAt,
-      rule: ruleView(e.rule),
-      deliveryStatus: e.channels.map((channelId) => {
-        const member = deliveryMember(channelId, e.id);
-        const s = statuses.get(member);
-        return {
-          state: sending.has(member) ? 'SENDING' : (s?.state ?? 'PENDING'),
-          reason: s?.reason ?? '',
-          updatedAt: s?.updatedAt ?? e.createdAt,
-          channel: { id: channelId, type: 'WEBHOOK' },
-          ...(s?.nextAttempt && (s.state === 'PENDING' || s.state === 'RESENDING')
-            ? { nextAttempt: s.nextAttempt }
-            : {}),
-          attempts: s?.attempts ?? [],
-        };
-      }),
-      payload: e.payload,
-    }));
+  private views(events: StoredEvent[]): Promise<Record<string, unknown>[]> {
+    return eventViews(this.client, this.keys, events);
   }
 
   async listEvents(
@@ -353,7 +319,4 @@ export class NotificationStore {
     const [due, total] = await Promise.all([this.client.zcount(key, '-inf', nowMs), this.client.zcard(key)]);
     return { due, total };
   }
-
-  static member = deliveryMember;
-  static split = splitMember;
 }
