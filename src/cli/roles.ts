@@ -2,13 +2,20 @@
 import type { Logger } from 'pino';
 import type { TallyConfig } from '../config/index.js';
 import { EntitlementEvaluator } from '../entitlements/index.js';
+import { NotificationFeed, NotificationStore, WebhookDelivery } from '../notifications/index.js';
+import { connect } from '../redis/index.js';
 import { TallyConfigError } from '../errors/index.js';
 
-export const WorkerRoles = ['metering', 'entitlements'] as const;
+export const WorkerRoles = ['metering', 'entitlements', 'notifications'] as const;
 export type WorkerRole = (typeof WorkerRoles)[number];
+/**
+ * The roles without `--roles`. `notifications` (webhook delivery) is opt-in: it calls out to the
+ * network, which an operator turns on deliberately (docs/notifications.md).
+ */
+export const DefaultWorkerRoles: readonly WorkerRole[] = ['metering', 'entitlements'];
 
 export function parseRoles(value: string | undefined): { roles: Set<WorkerRole>; explicit: boolean } {
-  if (value === undefined) return { roles: new Set(WorkerRoles), explicit: false };
+  if (value === undefined) return { roles: new Set(DefaultWorkerRoles), explicit: false };
   const roles = new Set<WorkerRole>();
   for (const part of value
     .split(',')
@@ -36,7 +43,7 @@ export async function startEvaluatorRole(
   logger: Logger,
   explicit: boolean,
   allowEviction = false,
-): Promise<EntitlementEvaluator | undefined> {
+): Promise<{ close(): Promise<void> } | undefined> {
   if (config.entitlements.queue === undefined) {
     if (explicit)
       throw new TallyConfigError(
@@ -48,7 +55,34 @@ export async function startEvaluatorRole(
     );
     return undefined;
   }
-  const evaluator = new EntitlementEvaluator({ config, logger, allowEviction });
+  // The evaluator's notifications feed the notification rules (docs/notifications.md); the feed's
+  // connection is closed after the evaluator (the last relay pass may still use it).
+  const feedClient = connect(config.redis);
+  feedClient.on('error', () => {}); // the evaluator's own connection logs outages once
+  const feed = new NotificationFeed(
+    new NotificationStore(feedClient, config),
+    logger.child({ component: 'notification-feed' }),
+  );
+  const evaluator = new EntitlementEvaluator({
+    config,
+    logger,
+    allowEviction,
+    onNotifications: async (jobs) => {
+      await feed.handle(jobs);
+    },
+  });
   await evaluator.start();
-  return evaluator;
+  return {
+    close: async () => {
+      await evaluator.close();
+      await feedClient.quit().catch(() => feedClient.disconnect());
+    },
+  };
+}
+
+/** The `notifications` role of `tally worker`: webhook delivery (opt-in, see DefaultWorkerRoles). */
+export async function startNotificationsRole(config: TallyConfig, logger: Logger): Promise<WebhookDelivery> {
+  const delivery = new WebhookDelivery({ config, logger });
+  await delivery.start();
+  return delivery;
 }

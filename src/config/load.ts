@@ -9,6 +9,7 @@ import { compileMeters, type Meter } from '../meters/index.js';
 import { resolveEntitlementsConfig, type EntitlementsConfig } from '../entitlements/config.js';
 import type { RedisTarget } from '../redis/index.js';
 import { parseDuration } from './duration.js';
+import { resolveNotificationsConfig, type NotificationsConfig } from '../notifications/config.js';
 import { ConfigSchema } from './schema.js';
 import { resolveTls } from './tls.js';
 
@@ -92,6 +93,8 @@ export interface TallyConfig {
   readonly meters: readonly Meter[];
   /** The optional `entitlements:` section (features, defaults, evaluator settings). */
   readonly entitlements: EntitlementsConfig;
+  /** The optional `notifications:` section (webhook delivery settings). */
+  readonly notifications: NotificationsConfig;
 }
 
 /**
@@ -307,6 +310,7 @@ export function resolveConfig(
     metrics: { port: data.metrics.port, host: data.metrics.host },
     meters,
     entitlements: resolveEntitlementsConfig(data.entitlements, { meters, queues: data.rollups.queues }),
+    notifications: resolveNotificationsConfig(data.notifications),
   };
 }
 

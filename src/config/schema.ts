@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { MeterSchema } from '../meters/schema.js';
 import { EntitlementsConfigSchema } from '../entitlements/schema.js';
+import { NotificationsConfigSchema } from '../notifications/schema.js';
 
 /**
  * The one schema of Tally's configuration (config/tally.yaml). The TypeScript type is derived from
@@ -217,6 +218,7 @@ export const ConfigSchema = Type.Object(
     ),
     meters: Type.Array(MeterSchema, { default: [] }),
     entitlements: EntitlementsConfigSchema,
+    notifications: NotificationsConfigSchema,
   },
   { additionalProperties: false },
 );

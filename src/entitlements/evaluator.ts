@@ -89,7 +89,13 @@ export class EntitlementEvaluator extends RedisComponent {
       name: `${consumer}:evaluator`,
     });
     this.definitions = new Definitions(this.client, this.config, this.registry.index);
-    this.relay = new NotificationRelay(this.client, this.config, this.consumer, this.logger);
+    this.relay = new NotificationRelay(
+      this.client,
+      this.config,
+      this.consumer,
+      this.logger,
+      options.onNotifications,
+    );
     this.follower = new DefinitionsFollower(
       this.client,
       this.config,

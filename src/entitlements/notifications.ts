@@ -72,7 +72,13 @@ export class NotificationRelay {
   private readonly jobOptions: JobsOptions;
   private readonly outbox: OutboxReader;
 
-  constructor(client: RedisClient, config: TallyConfig, consumer: string, logger: Logger) {
+  constructor(
+    client: RedisClient,
+    config: TallyConfig,
+    consumer: string,
+    logger: Logger,
+    private readonly onNotifications?: (jobs: NotificationJob[]) => Promise<void>,
+  ) {
     const keys = new TallyKeys(config.prefix);
     this.queue = new Queue(config.entitlements.notificationsQueue, {
       connection: client,
@@ -114,6 +120,8 @@ export class NotificationRelay {
         return { name: data.type, data, opts: { ...this.jobOptions, jobId: notificationJobId(data) } };
       });
       await this.queue.addBulk(jobs);
+      // Before the entries are acknowledged: a crash here replays them, and the hook is idempotent.
+      if (this.onNotifications) await this.onNotifications(jobs.map((j) => j.data));
     });
   }
 

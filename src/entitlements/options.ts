@@ -3,6 +3,7 @@ import type { TallyConfig } from '../config/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import type { MeterIndex } from '../meters/index.js';
 import type { RedisClient } from '../redis/index.js';
+import type { NotificationJob } from './schema.js';
 
 /** Options shared by EntitlementStore, EntitlementChecker and EntitlementEvaluator. */
 export interface EntitlementsOptions {
@@ -61,6 +62,13 @@ export interface EvaluatorOptions extends EntitlementsOptions {
    * @defaultValue false
    */
   allowEviction?: boolean;
+  /**
+   * Called with each batch of notifications after the relay added them to the queue and before it
+   * acknowledges their outbox entries: a crash in between calls it again with the same ones, so it
+   * must be idempotent (the notification rules feed is, see src/notifications/feed.ts).
+   * @defaultValue none
+   */
+  onNotifications?: (jobs: NotificationJob[]) => Promise<void>;
 }
 
 export function checkCacheSize(value: number): void {

@@ -11,6 +11,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TallyConfig } from '../config/index.js';
 import type { EntitlementChecker } from '../entitlements/index.js';
 import type { MeterIndex } from '../meters/index.js';
+import type { NotificationStore } from '../notifications/index.js';
 import type { RegistryFollower } from '../registry/index.js';
 import type { UsageProducer } from '../producer/index.js';
 import type { UsageQuery } from '../usage/index.js';
@@ -33,4 +34,6 @@ export interface ApiContext {
   readonly producer: UsageProducer;
   readonly usage: UsageQuery;
   readonly checker: EntitlementChecker;
+  /** Notification channels, rules and events (src/notifications). */
+  readonly notifications: NotificationStore;
 }

@@ -23,6 +23,8 @@ import { HttpProblem, PROBLEM_CONTENT_TYPE, sendProblem, toProblem } from './pro
 import { registerEntitlementRoutes } from './routes/entitlements.js';
 import { CLOUDEVENT, CLOUDEVENT_BATCH, registerEventRoutes } from './routes/events.js';
 import { registerMeterRoutes } from './routes/meters.js';
+import { registerNotificationRoutes } from './routes/notifications.js';
+import { NotificationStore } from '../notifications/index.js';
 import { EntitlementValueSchema, MeterQueryResultSchema, MeterSchema, ProblemSchema } from './schemas.js';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -128,6 +130,7 @@ export class TallyHttpServer {
       }),
       usage: new UsageQuery({ config, connection: this.client, logger: baseLogger, meters }),
       checker: new EntitlementChecker({ config, connection: this.client, logger: baseLogger, meters }),
+      notifications: new NotificationStore(this.client, config),
     };
     const { http } = config;
     this.app = Fastify({
@@ -251,6 +254,7 @@ export class TallyHttpServer {
       registerEventRoutes(api, ctx);
       registerMeterRoutes(api, ctx);
       registerEntitlementRoutes(api, ctx);
+      registerNotificationRoutes(api, ctx);
     });
   }
 

@@ -20,3 +20,5 @@ export {
   type RegisterReply,
   type SyncReply,
 } from './registry-scripts.js';
+export { NotificationScripts } from './notification-scripts.js';
+export { NotificationKeyKinds, type NotificationKeyKind } from './keys.js';

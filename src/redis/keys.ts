@@ -182,7 +182,32 @@ export class TallyKeys {
   entitlementDefinitions(): string {
     return `${this.prefix}:ent:definitions`;
   }
+
+  /**
+   * The notification keys (channels, rules, events, deliveries) share the hash tag `{notify}`, so one
+   * script can touch them all on Cluster. `kind` is one of the names listed in NotificationKeyKinds.
+   */
+  notification(kind: NotificationKeyKind): string {
+    return `${this.prefix}:{notify}:${kind}`;
+  }
 }
+
+/**
+ * The notification keys: `channels`, `rules` and `events` are hashes id → JSON; `index` a sorted set of
+ * event ids by creation time; `deliveries` a hash `<channelId>\n<eventId>` → delivery status JSON; `due`
+ * a sorted set of those members by the time their next attempt is due (a claimed one: its lease end);
+ * `leases` a hash member → the token of the replica holding the attempt.
+ */
+export const NotificationKeyKinds = [
+  'channels',
+  'rules',
+  'events',
+  'index',
+  'deliveries',
+  'due',
+  'leases',
+] as const;
+export type NotificationKeyKind = (typeof NotificationKeyKinds)[number];
 
 /** The consumer group the relay uses on each partition's outbox stream. */
 export const RELAY_GROUP = 'tally-relay';

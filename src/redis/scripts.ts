@@ -58,6 +58,10 @@ export const Scripts = {
   registerMeters: script('registerMeters-1.lua', 1),
   deleteMeter: script('deleteMeter-1.lua', 1),
   syncPartitionRegistry: script('syncPartitionRegistry-2.lua', 1),
+  createNotificationEvent: script('createNotificationEvent-4.lua', 1),
+  claimNotificationDeliveries: script('claimNotificationDeliveries-3.lua', 1),
+  finishNotificationDelivery: script('finishNotificationDelivery-3.lua', 1),
+  scheduleNotificationDelivery: script('scheduleNotificationDelivery-3.lua', 1),
 } as const;
 
 export type ScriptName = keyof typeof Scripts;

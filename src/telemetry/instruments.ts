@@ -22,6 +22,26 @@ function build(meter: Meter) {
   const gauge = (name: string, description: string, unit?: string) =>
     meter.createObservableGauge(name, { description, ...(unit ? { unit } : {}) });
   return {
+    // Webhook notifications (src/notifications): events created, attempts by outcome, deliveries
+    // failed for good, attempt latency, and the delivery queue (observed by the delivery role).
+    notificationEventsCreated: counter(
+      'tally.notification.events',
+      'Notification events created from matching rules',
+    ),
+    notificationAttempts: counter(
+      'tally.notification.attempts',
+      'Webhook delivery attempts, by tally.outcome (success, failure)',
+    ),
+    notificationFailures: counter(
+      'tally.notification.failures',
+      'Webhook deliveries marked failed after their last attempt',
+    ),
+    notificationLatency: histogram('tally.notification.latency', 'Duration of one webhook delivery attempt'),
+    notificationQueueDue: gauge('tally.notification.queue.due', 'Webhook deliveries due now (not in flight)'),
+    notificationQueueDepth: gauge(
+      'tally.notification.queue.depth',
+      'Webhook deliveries waiting: due, scheduled for a retry, or in flight',
+    ),
     // Worker counters (attribute tally.partition).
     eventsApplied: counter('tally.events.applied', 'Events applied to windows'),
     eventsDuplicate: counter('tally.events.duplicate', 'Events dropped as duplicates'),

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import { TallyConfigError } from '../../errors/index.js';
 import { TallyWorker } from '../../worker/index.js';
-import { parseRoles, startEvaluatorRole } from '../roles.js';
+import { parseRoles, startEvaluatorRole, startNotificationsRole } from '../roles.js';
 import { prepareWorkerMetrics, startWorkerMetrics } from '../serve.js';
 import { SignalShutdown } from '../shutdown.js';
 import { reachRedis } from '../first-contact.js';
@@ -29,7 +29,10 @@ export function registerWorker(program: Command): void {
         'consume only these partitions, e.g. 0,1 (default: share all through leases)',
       ).argParser(partitionList),
     )
-    .option('--roles <list>', 'roles to run: metering, entitlements (default: both)')
+    .option(
+      '--roles <list>',
+      'roles to run: metering, entitlements, notifications (default: metering,entitlements)',
+    )
     .option(
       '--metrics-port <n>',
       "serve /metrics, /healthz, /readyz on this port (default: the config's metrics.port; off unless set)",
@@ -81,5 +84,7 @@ export function registerWorker(program: Command): void {
       await worker?.start();
       if (roles.has('entitlements') && !shutdown.stopping)
         shutdown.add(await startEvaluatorRole(config, logger, explicit, allowEviction));
+      if (roles.has('notifications') && !shutdown.stopping)
+        shutdown.add(await startNotificationsRole(config, logger));
     });
 }

@@ -240,6 +240,14 @@ describe('POST /api/v1/events: content types and errors', () => {
       '/api/v1/meters',
       '/api/v1/meters/{meterIdOrSlug}',
       '/api/v1/meters/{meterIdOrSlug}/query',
+      '/api/v1/notification/channels',
+      '/api/v1/notification/channels/{channelId}',
+      '/api/v1/notification/events',
+      '/api/v1/notification/events/{eventId}',
+      '/api/v1/notification/events/{eventId}/resend',
+      '/api/v1/notification/rules',
+      '/api/v1/notification/rules/{ruleId}',
+      '/api/v1/notification/rules/{ruleId}/test',
       '/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value',
     ]);
     expect(openapi.components.schemas.Event?.required).toEqual(['id', 'source', 'type', 'subject']);
