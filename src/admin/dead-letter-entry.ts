@@ -10,7 +10,13 @@
  * (it counts in the other meters of its type; a replay counts it in this meter only).
  */
 import { TallyConfigError } from '../errors/index.js';
-import { EVENT_FIELD, EVENTS_FIELD, jsonArrayElements, withTime } from '../events/index.js';
+import {
+  EVENT_FIELD,
+  EVENTS_FIELD,
+  jsonArrayElements,
+  withTime,
+  type DeadLetterReason,
+} from '../events/index.js';
 import { partitionOf } from '../producer/index.js';
 
 export type EventField = typeof EVENT_FIELD | typeof EVENTS_FIELD;
@@ -50,7 +56,7 @@ export interface DeadLetter {
 }
 
 /** Reasons for which the worker rejected a whole entry, not one event in it (see events/entry.ts). */
-const WHOLE_ENTRY_REASONS: ReadonlySet<string> = new Set([
+const WHOLE_ENTRY_REASONS: ReadonlySet<string> = new Set<DeadLetterReason>([
   'poison',
   'too-many-events',
   'unprocessable',

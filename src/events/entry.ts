@@ -1,4 +1,5 @@
 import { jsonArrayRanges, utf8ByteRanges } from './json-text.js';
+import type { DeadLetterReason } from './reasons.js';
 import { explainInvalidEvent, parseEventTime, type UsageEvent } from './schema.js';
 
 /** Stream entry field holding one event as JSON. */
@@ -26,7 +27,7 @@ export interface DecodedEvent {
 }
 
 export interface RejectedEvent {
-  readonly reason: string;
+  readonly reason: DeadLetterReason;
   readonly detail: string;
   /**
    * What to replay: the entry's value unchanged, or, for one event of a batch entry, that event's own
@@ -92,7 +93,7 @@ function decodeOne(
   value: unknown,
   ingestedMs: number,
   opts: DecodeOptions,
-): { timeMs: number } | { reason: string; detail: string } {
+): { timeMs: number } | { reason: DeadLetterReason; detail: string } {
   try {
     return check(value, ingestedMs, opts);
   } catch (err) {
@@ -104,7 +105,7 @@ function check(
   value: unknown,
   ingestedMs: number,
   opts: DecodeOptions,
-): { timeMs: number } | { reason: string; detail: string } {
+): { timeMs: number } | { reason: DeadLetterReason; detail: string } {
   const invalid = explainInvalidEvent(value);
   if (invalid) return invalid;
   const time = (value as UsageEvent).time;

@@ -21,3 +21,4 @@ export {
   type DecodeOptions,
 } from './entry.js';
 export { jsonArrayElements, jsonArrayRanges, utf8ByteRanges, withTime } from './json-text.js';
+export { DeadLetterReasons, type DeadLetterReason } from './reasons.js';

@@ -1,3 +1,4 @@
+import type { DeadLetterReason } from './reasons.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parseEventTime } from './time.js';
@@ -46,7 +47,9 @@ const IDENTITY_FIELDS = ['id', 'source', 'subject', 'type'] as const;
  * Why an event is invalid, as a short machine-readable reason plus a detail naming the field, or
  * undefined when it is valid. Shared by the producer (which throws) and the worker (which dead-letters).
  */
-export function explainInvalidEvent(value: unknown): { reason: string; detail: string } | undefined {
+export function explainInvalidEvent(
+  value: unknown,
+): { reason: DeadLetterReason; detail: string } | undefined {
   if (usageEventChecker.Check(value)) {
     for (const field of IDENTITY_FIELDS) {
       if (hasLoneSurrogate(value[field])) {

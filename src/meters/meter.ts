@@ -1,4 +1,4 @@
-import { hasLoneSurrogate, type UsageEvent } from '../events/index.js';
+import { hasLoneSurrogate, type DeadLetterReason, type UsageEvent } from '../events/index.js';
 import { TallyConfigError } from '../errors/index.js';
 import { parseWindowSize, windowOf, type WindowSpec } from '../windows/index.js';
 import { toScaledString } from './decimal.js';
@@ -57,7 +57,7 @@ export interface MeterUpdate {
 }
 
 export interface MeterRejection {
-  readonly reason: string;
+  readonly reason: DeadLetterReason;
   readonly detail: string;
 }
 

@@ -11,6 +11,7 @@ import {
   withTime,
   type DecodedEntry,
   type DecodedEvent,
+  type DeadLetterReason,
   type DecodeOptions,
   type RejectedEvent,
   type UsageEvent,
@@ -31,9 +32,9 @@ export interface Forward {
 }
 
 /** Dead-letter reason of a forwarded copy found outside its home partition (never forwarded twice). */
-export const MISROUTED = 'misrouted';
+export const MISROUTED = 'misrouted' satisfies DeadLetterReason;
 /** Dead-letter reason of an event replayed for a meter that is not active (deleted) or not of its type. */
-export const METER_NOT_ACTIVE = 'meter-not-active';
+export const METER_NOT_ACTIVE = 'meter-not-active' satisfies DeadLetterReason;
 
 /**
  * What one applyBatch call may cost, in estimated microseconds of Redis time (see `cost` below):
@@ -113,7 +114,7 @@ function decodeSafely(fields: readonly string[], ingestedMs: number, opts: Decod
 /** Why one meter cannot count an event. */
 export interface MeterRejectionRecord {
   readonly meter: string;
-  readonly reason: string;
+  readonly reason: DeadLetterReason;
   readonly detail: string;
 }
 
@@ -193,14 +194,24 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     }
     callCost += c;
   };
-  const deadLetter = (index: number, reason: string, detail: string, payload: string, field: string) => {
+  const deadLetter = (
+    index: number,
+    reason: DeadLetterReason,
+    detail: string,
+    payload: string,
+    field: string,
+  ) => {
     reserve(() => cost.deadLetter);
     call.deadLetter(index, reason, detail, payload, field, entry.scope);
     n.rejected++;
   };
 
   /** Prepares one valid event: an event record, a forward, or nothing (unmetered). Throws on a bug or a hostile value. */
-  const addEvent = (decoded: DecodedEntry, { event, timeMs, index }: DecodedEvent, id: string) => {
+  const addEvent = (
+    decoded: DecodedEntry,
+    { event, timeMs, index }: DecodedEvent,
+    id: string,
+  ): { reason: DeadLetterReason; detail: string } | undefined => {
     if (config.partitions > 1) {
       const home = partitionOf(event.subject, config.partitions);
       if (home !== partition) {
@@ -280,7 +291,7 @@ export function prepareBatch(entries: readonly StreamEntry[], ctx: BatchContext)
     for (const r of decoded.rejected) deadLetter(r.index, r.reason, r.detail, r.payload, r.field);
     for (const d of decoded.events) {
       n.events++;
-      let rejection: { reason: string; detail: string } | undefined;
+      let rejection: { reason: DeadLetterReason; detail: string } | undefined;
       try {
         rejection = addEvent(decoded, d, id);
       } catch (err) {

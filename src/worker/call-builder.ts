@@ -1,3 +1,4 @@
+import type { DeadLetterReason } from '../events/index.js';
 import type { Meter, MeterUpdate } from '../meters/index.js';
 
 /**
@@ -122,7 +123,7 @@ export class CallBuilder {
   /** An event rejected whole; `meter`: the meter the dead letter is for ('' for the event). */
   deadLetter(
     index: number,
-    reason: string,
+    reason: DeadLetterReason,
     detail: string,
     payload: string,
     field: string,
@@ -139,7 +140,7 @@ export class CallBuilder {
     from: number,
     to: number,
     updates: MeterUpdate[],
-    rejections: readonly { meter: string; reason: string; detail: string }[] = [],
+    rejections: readonly { meter: string; reason: DeadLetterReason; detail: string }[] = [],
   ): void {
     this.fingerprints.push(fp);
     this.entries.push(timeMs, index, from, to, updates.length, rejections.length);
